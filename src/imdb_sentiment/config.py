@@ -1,0 +1,240 @@
+"""Typed, validated experiment configuration.
+
+Every experiment is one YAML file (see ``configs/``) that parses into :class:`ExperimentConfig`.
+Validation happens before any data is read or any model is built, and every problem is reported on
+one line that names the offending field (``training.learning_rate: ...``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from imdb_sentiment.errors import UserError
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown fields are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class CleaningConfig(StrictModel):
+    """Text cleaning applied when a dataset is loaded (IMDB reviews contain raw HTML)."""
+
+    html_breaks: bool = Field(True, description="Replace <br /> tags with a space.")
+    html_tags: bool = Field(True, description="Remove any other HTML tags.")
+    html_entities: bool = Field(True, description="Decode entities such as &amp; and &#39;.")
+    whitespace: bool = Field(True, description="Collapse runs of whitespace and strip the ends.")
+    lowercase: bool = Field(False, description="Lower-case everything (word models lower-case anyway).")
+
+
+class DataConfig(StrictModel):
+    path: str | None = Field(
+        None, description="Dataset location. Default: $IMDB_SENTIMENT_DATA, else the download cache."
+    )
+    format: Literal["auto", "imdb-parquet", "aclimdb", "aclimdb-archive", "kaggle", "mr", "table"] = "auto"
+    test_path: str | None = Field(None, description="Separate test file for a user table.")
+    text_column: str = "text"
+    label_column: str = "label"
+    id_column: str | None = None
+    encoding: str | None = Field(None, description="Text encoding; default utf-8 (latin-1 for MR).")
+    clean: CleaningConfig = Field(default_factory=CleaningConfig)
+    valid_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Validation split carved from train.")
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=0.9, description="Test split carved from a user table that has no test file."
+    )
+    limit: int | None = Field(None, ge=4, description="Stratified, seeded subsample of the training data.")
+    test_limit: int | None = Field(None, ge=2, description="Evaluate on a stratified test subsample.")
+    use_unsup: bool = Field(True, description="Let models use unlabeled reviews (word2vec, MLM).")
+
+
+class ObjectiveConfig(StrictModel):
+    name: Literal["cross-entropy", "r-drop", "supcon"] = "cross-entropy"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    rdrop_alpha: float = Field(1.0, ge=0.0, le=100.0, description="Weight of the symmetric KL term.")
+    supcon_temperature: float = Field(0.1, gt=0.0, le=10.0)
+    supcon_weight: float = Field(0.5, ge=0.0, le=10.0, description="Weight of the contrastive term.")
+
+
+# Learning rates outside these bounds are almost surely mistakes (the write-up used 0.8).
+SANE_LEARNING_RATES = {"adamw": (1e-7, 0.05), "sgd": (1e-5, 0.5)}
+
+
+class TrainingConfig(StrictModel):
+    backend: Literal["native", "trainer"] = Field(
+        "native", description="The project's own loop, or Hugging Face Trainer (hf models only)."
+    )
+    epochs: int = Field(3, ge=1, le=1000)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(32, ge=1, le=65536)
+    eval_batch_size: int = Field(128, ge=1, le=65536)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    grad_accum_steps: int = Field(1, ge=1, le=1024)
+    early_stopping_patience: int | None = Field(2, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    length_bucketing: bool = Field(True, description="Group batches by length to cut padding.")
+    layerwise_lr_decay: float | None = Field(None, gt=0.0, le=1.0)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    log_every_steps: int = Field(50, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _check_learning_rate(cls, value: float, info: ValidationInfo) -> float:
+        optimizer = info.data.get("optimizer", "adamw")
+        low, high = SANE_LEARNING_RATES[optimizer]
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is outside the sane range [{low:g}, {high:g}] for {optimizer}")
+        return value
+
+
+class ModelConfig(StrictModel):
+    name: str = Field("nbsvm", description="A registered model (imdb-sentiment models).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Model-specific settings.")
+
+
+class ExperimentConfig(StrictModel):
+    name: str | None = Field(None, description="Run name; default: the model name.")
+    seed: int = Field(42, ge=0)
+    output_dir: str = "runs"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _validate_model(self) -> ExperimentConfig:
+        from imdb_sentiment.models.registry import get_model_class
+
+        model_class = get_model_class(self.model.name)
+        try:
+            params = model_class.Params.model_validate(self.model.params)
+        except ValidationError as exc:
+            raise ValueError(format_validation_error(exc, prefix="model.params")) from None
+        # Store the fully-defaulted parameters so the saved config is complete.
+        object.__setattr__(self.model, "params", params.model_dump(mode="json"))
+        model_class.check_config(self, params)
+        return self
+
+    @property
+    def run_name(self) -> str:
+        return self.name or self.model.name
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into one line per problem, each naming the field."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(item) for item in (prefix, *error["loc"]) if item != "")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; see the documented fields)"
+        elif (
+            "input" in error
+            and error["type"] != "missing"
+            and not isinstance(error["input"], dict)
+            and str(error["input"]) not in message
+        ):
+            message += f" (got {error['input']!r})"
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``training.learning_rate=3e-4`` into (["training", "learning_rate"], 0.0003)."""
+    if "=" not in text:
+        raise UserError(f"Override {text!r} must look like section.field=value, e.g. training.epochs=2.")
+    key, raw_value = text.split("=", 1)
+    keys = [part for part in key.strip().split(".") if part]
+    if not keys:
+        raise UserError(f"Override {text!r} has no field name before '='.")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+    except yaml.YAMLError:
+        value = raw_value
+    return keys, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for override in overrides:
+        keys, value = parse_override(override)
+        node = raw
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"Override {override!r}: {key} is a value, not a section.")
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    raw = apply_overrides(dict(raw), overrides or [])
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"Invalid config: {format_validation_error(exc)}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Config file {path} does not exist. Pass a YAML file or a model name.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"Config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"Config file {path} must hold a mapping of sections (model, data, training).")
+    return raw
+
+
+def load_config(config_or_model: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Resolve a YAML path, a name under ``configs/``, or a registered model name into a config."""
+    from imdb_sentiment.models.registry import available_models
+
+    candidate = Path(config_or_model)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        return build_config(read_yaml(candidate), overrides)
+    for folder in config_search_paths():
+        path = folder / f"{config_or_model}.yaml"
+        if path.is_file():
+            return build_config(read_yaml(path), overrides)
+    if config_or_model in available_models():
+        return build_config({"model": {"name": config_or_model}}, overrides)
+    raise UserError(
+        f"{config_or_model!r} is neither a config file nor a registered model. "
+        f"Models: {', '.join(available_models())}."
+    )
+
+
+def config_search_paths() -> list[Path]:
+    """``./configs`` and the repository's ``configs/`` (for editable installs)."""
+    repo_configs = Path(__file__).resolve().parents[2] / "configs"
+    return [Path.cwd() / "configs", repo_configs]
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

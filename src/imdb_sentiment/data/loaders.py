@@ -1,0 +1,380 @@
+"""Readers for every supported dataset layout.
+
+Supported: the Parquet layout of ``../shared/data/imdb``; the official ``aclImdb/`` folder; the
+``aclImdb_v1.tar.gz`` archive itself (read in place, no extraction); the Kaggle word2vec-nlp-tutorial
+TSV files; the MR ``rt-polarity.pos/.neg`` files; and any CSV / TSV / JSONL / Parquet table with
+configurable columns. Every failure a user can cause becomes a one-line :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imdb_sentiment.config import DataConfig
+from imdb_sentiment.data.cleaning import clean_texts
+from imdb_sentiment.data.dataset import UNLABELED, DatasetSplits, TextDataset
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import sha256_file
+
+LABEL_ALIASES = {
+    "1": 1, "pos": 1, "positive": 1, "true": 1,
+    "0": 0, "neg": 0, "negative": 0, "false": 0,
+}  # fmt: skip
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+ACLIMDB_NAME = re.compile(r"(?:^|/)(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+KAGGLE_FILES = ("labeledTrainData.tsv", "testData.tsv", "unlabeledTrainData.tsv")
+
+
+def map_labels(values: Iterable[object], where: str, column: str) -> np.ndarray:
+    """Map pos/neg/positive/negative/1/0 (any case) to 1/0; reject anything else clearly."""
+    mapped, bad, first_bad_row = [], {}, None
+    for row, value in enumerate(values):
+        key = str(value).strip().lower()
+        if key.endswith(".0"):  # integers read back as floats from CSV
+            key = key[:-2]
+        label = LABEL_ALIASES.get(key)
+        if label is None:
+            bad[str(value)] = bad.get(str(value), 0) + 1
+            first_bad_row = row if first_bad_row is None else first_bad_row
+            label = UNLABELED
+        mapped.append(label)
+    if bad:
+        shown = ", ".join(f"{value!r} ({count}x)" for value, count in list(bad.items())[:5])
+        raise UserError(
+            f"{where}: column {column!r} has labels outside pos/neg/positive/negative/1/0: {shown}, "
+            f"first at row {first_bad_row + 1}. Fix or drop those rows, or choose another --label-column."
+        )
+    return np.asarray(mapped, dtype=np.int64)
+
+
+def check_texts(texts: list[str], where: str) -> None:
+    empty = [index for index, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise UserError(
+            f"{where}: {len(empty)} empty or whitespace-only text(s), first at row {empty[0] + 1}. "
+            "Remove those rows and try again."
+        )
+
+
+def decode(raw: bytes, encoding: str, where: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        suggestion = "latin-1" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else "utf-8"
+        raise UserError(
+            f"{where}: cannot decode byte 0x{raw[exc.start]:02x} at offset {exc.start} as {encoding}. "
+            f"Pass the file's encoding, e.g. --encoding {suggestion}."
+        ) from None
+    except LookupError:
+        raise UserError(f"Unknown encoding {encoding!r}. Use a Python codec name such as utf-8.") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout detection
+
+
+def detect_format(path: Path) -> str:
+    if not path.exists():
+        raise UserError(
+            f"Data path {path} does not exist. Point --data at an aclImdb folder, aclImdb_v1.tar.gz, "
+            "a Parquet folder, the Kaggle TSV folder or a CSV/TSV/JSONL/Parquet file, or run "
+            "'imdb-sentiment data download'."
+        )
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith((".tar.gz", ".tgz", ".tar")):
+            return "aclimdb-archive"
+        if name in (n.lower() for n in KAGGLE_FILES):
+            return "kaggle"
+        if path.suffix.lower() in TABLE_SUFFIXES:
+            return "table"
+        if name.startswith("rt-polarity"):
+            return "mr"
+        raise UserError(
+            f"Cannot tell the format of {path}: use a .csv, .tsv, .jsonl or .parquet file, or pass --format."
+        )
+    if (path / "train.parquet").exists() or (path / "test.parquet").exists():
+        return "imdb-parquet"
+    if (path / "aclImdb").is_dir() or (path / "train" / "pos").is_dir() or (path / "test" / "pos").is_dir():
+        return "aclimdb"
+    if any((path / name).exists() for name in KAGGLE_FILES):
+        return "kaggle"
+    if (path / "rt-polarity.pos").exists():
+        return "mr"
+    if (path / "aclImdb_v1.tar.gz").exists():
+        return "aclimdb-archive"
+    found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
+    raise UserError(
+        f"No known dataset layout in {path} (found: {found}). Expected train.parquet/test.parquet, "
+        "aclImdb/, aclImdb_v1.tar.gz, the Kaggle TSV files or rt-polarity.pos/.neg."
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Readers. Each returns raw (uncleaned) splits.
+
+
+def read_imdb_parquet(path: Path, spec: DataConfig) -> DatasetSplits:
+    splits: dict[str, TextDataset] = {}
+    files = {}
+    for split in ("train", "test", "unsup"):
+        file = path / f"{split}.parquet"
+        if not file.exists():
+            continue
+        frame = read_parquet(file)
+        require_columns(frame, ["text", "label"], file)
+        texts = frame["text"].astype(str).tolist()
+        labels = frame["label"].to_numpy(dtype=np.int64)
+        if split != "unsup":
+            unknown = sorted(set(np.unique(labels).tolist()) - {0, 1})
+            if unknown:
+                raise UserError(f"{file}: column 'label' holds {unknown}; a labelled split needs 0/1 only.")
+        ids = frame["id"].astype(str).tolist() if "id" in frame else []
+        splits[split] = TextDataset(texts, labels, ids)
+        files[str(file)] = sha256_file(file)
+    if "train" not in splits and "test" not in splits:
+        raise UserError(f"{path} has neither train.parquet nor test.parquet.")
+    return DatasetSplits(splits.get("train"), splits.get("test"), splits.get("unsup"), files=files)
+
+
+def read_aclimdb_folder(path: Path, spec: DataConfig) -> DatasetSplits:
+    root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
+    encoding = spec.encoding or "utf-8"
+
+    def members() -> Iterable[tuple[str, Callable[[], bytes]]]:
+        for file in sorted(root.glob("*/*/*.txt")):
+            yield file.relative_to(root).as_posix(), file.read_bytes
+
+    return _collect_aclimdb(members(), encoding, str(root))
+
+
+def read_aclimdb_archive(path: Path, spec: DataConfig) -> DatasetSplits:
+    if path.is_dir():
+        path = path / "aclImdb_v1.tar.gz"
+    encoding = spec.encoding or "utf-8"
+    try:
+        with tarfile.open(path, "r:*") as archive:
+
+            def members() -> Iterable[tuple[str, Callable[[], bytes]]]:
+                for member in archive:
+                    if member.isfile() and member.name.endswith(".txt"):
+                        handle = archive.extractfile(member)
+                        if handle is not None:
+                            yield member.name, handle.read
+
+            splits = _collect_aclimdb(members(), encoding, str(path))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise UserError(
+            f"{path} is corrupt or truncated ({type(exc).__name__}). Delete it and run "
+            "'imdb-sentiment data download' again, or point --data at a good copy."
+        ) from None
+    splits.files = {str(path): sha256_file(path)}
+    return splits
+
+
+def _collect_aclimdb(
+    members: Iterable[tuple[str, Callable[[], bytes]]], encoding: str, where: str
+) -> DatasetSplits:
+    parts: dict[str, tuple[list[str], list[int], list[str]]] = {
+        split: ([], [], []) for split in ("train", "test", "unsup")
+    }
+    for name, read in members:
+        match = ACLIMDB_NAME.search(name)
+        if not match:
+            continue
+        split, polarity, item_id, _rating = match.groups()
+        if polarity == "unsup":
+            split = "unsup"
+        texts, labels, ids = parts[split]
+        texts.append(decode(read(), encoding, f"{where}/{name}"))
+        labels.append({"pos": 1, "neg": 0, "unsup": UNLABELED}[polarity])
+        ids.append(item_id)
+    if not parts["train"][0] and not parts["test"][0]:
+        raise UserError(f"{where} holds no train/pos, train/neg, test/pos or test/neg review files.")
+    datasets = {split: TextDataset(*part) if part[0] else None for split, part in parts.items()}
+    return DatasetSplits(datasets["train"], datasets["test"], datasets["unsup"])
+
+
+def read_kaggle(path: Path, spec: DataConfig) -> DatasetSplits:
+    folder = path.parent if path.is_file() else path
+    encoding = spec.encoding or "utf-8"
+    result: dict[str, TextDataset] = {}
+    files = {}
+    for split, name in (
+        ("train", "labeledTrainData.tsv"),
+        ("test", "testData.tsv"),
+        ("unsup", "unlabeledTrainData.tsv"),
+    ):
+        file = folder / name
+        if not file.exists():
+            continue
+        frame = read_table_file(file, "tsv", encoding)
+        require_columns(frame, ["id", "review"] + (["sentiment"] if split == "train" else []), file)
+        ids = frame["id"].astype(str).str.strip('"').tolist()
+        if split == "train":
+            labels = map_labels(frame["sentiment"], str(file), "sentiment")
+        elif split == "test":
+            labels = np.asarray([_label_from_rating(item_id, file) for item_id in ids], dtype=np.int64)
+        else:
+            labels = np.full(len(ids), UNLABELED, dtype=np.int64)
+        result[split] = TextDataset(frame["review"].astype(str).tolist(), labels, ids)
+        files[str(file)] = sha256_file(file)
+    if "train" not in result and "test" not in result:
+        raise UserError(f"{folder} has neither labeledTrainData.tsv nor testData.tsv.")
+    return DatasetSplits(result.get("train"), result.get("test"), result.get("unsup"), files=files)
+
+
+def _label_from_rating(item_id: str, file: Path) -> int:
+    """Kaggle test ids are ``{id}_{rating}``; IMDB labels rating >= 7 positive, <= 4 negative."""
+    try:
+        rating = int(item_id.rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        raise UserError(f"{file}: id {item_id!r} does not end in _RATING, so no label follows.") from None
+    if 5 <= rating <= 6:
+        raise UserError(f"{file}: id {item_id!r} has a neutral rating; IMDB test ids never do.")
+    return 1 if rating >= 7 else 0
+
+
+def read_mr(path: Path, spec: DataConfig) -> DatasetSplits:
+    folder = path.parent if path.is_file() else path
+    encoding = spec.encoding or "latin-1"
+    texts, labels, ids, files = [], [], [], {}
+    for polarity, label in (("pos", 1), ("neg", 0)):
+        file = folder / f"rt-polarity.{polarity}"
+        if not file.exists():
+            raise UserError(f"{folder} lacks rt-polarity.{polarity}; MR needs both .pos and .neg files.")
+        lines = decode(file.read_bytes(), encoding, str(file)).splitlines()
+        for number, line in enumerate(lines):
+            if line.strip():
+                texts.append(line)
+                labels.append(label)
+                ids.append(f"{polarity}-{number}")
+        files[str(file)] = sha256_file(file)
+    return DatasetSplits(None, TextDataset(texts, labels, ids), files=files)
+
+
+def read_table(path: Path, spec: DataConfig) -> DatasetSplits:
+    """A user's table. Without ``test_path`` the whole table is returned as 'test' and 'train';
+    :func:`imdb_sentiment.data.prepare_splits` carves the held-out part."""
+    labeled = _read_labeled_table(path, spec)
+    files = {str(path): sha256_file(path)}
+    test = None
+    if spec.test_path:
+        test_file = Path(spec.test_path)
+        test = _read_labeled_table(test_file, spec)
+        files[str(test_file)] = sha256_file(test_file)
+    return DatasetSplits(labeled, test, files=files)
+
+
+def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
+    if not path.is_file():
+        raise UserError(f"Data file {path} does not exist.")
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"{path}: unsupported file type; use .csv, .tsv, .jsonl or .parquet.")
+    frame = read_table_file(path, kind, spec.encoding or "utf-8")
+    require_columns(frame, [spec.text_column, spec.label_column], path)
+    frame = frame.dropna(subset=[spec.label_column]) if frame[spec.label_column].isna().all() else frame
+    if frame[spec.label_column].isna().any():
+        row = int(np.flatnonzero(frame[spec.label_column].isna().to_numpy())[0]) + 1
+        raise UserError(f"{path}: column {spec.label_column!r} is empty at row {row}. Fill or drop it.")
+    texts = frame[spec.text_column].fillna("").astype(str).tolist()
+    labels = map_labels(frame[spec.label_column].tolist(), str(path), spec.label_column)
+    ids = frame[spec.id_column].astype(str).tolist() if spec.id_column else []
+    if spec.id_column and spec.id_column not in frame:
+        require_columns(frame, [spec.id_column], path)
+    return TextDataset(texts, labels, ids)
+
+
+def read_texts_table(
+    path: Path, text_column: str, encoding: str, id_column: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Unlabelled texts (for ``predict --file``): returns (texts, ids)."""
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:  # plain text: one review per line
+        raw = decode(read_bytes(path), encoding, str(path))
+        texts = [line for line in raw.splitlines() if line.strip()]
+        return texts, [str(i) for i in range(len(texts))]
+    frame = read_table_file(path, kind, encoding)
+    require_columns(frame, [text_column] + ([id_column] if id_column else []), path)
+    texts = frame[text_column].fillna("").astype(str).tolist()
+    ids = (
+        frame[id_column].astype(str).str.strip('"').tolist() if id_column else [str(i) for i in range(len(texts))]
+    )
+    return texts, ids
+
+
+def read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise UserError(f"File {path} does not exist.")
+    return path.read_bytes()
+
+
+def read_table_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
+    if kind == "parquet":
+        return read_parquet(path)
+    import io
+
+    text = decode(read_bytes(path), encoding, str(path))
+    try:
+        if kind == "jsonl":
+            return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+        separator = "\t" if kind == "tsv" else ","
+        # Kaggle's TSVs quote fields with '"' and escape inner quotes with a backslash.
+        return pd.read_csv(io.StringIO(text), sep=separator, escapechar="\\", dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise UserError(f"{path} is not a valid {kind.upper()} file: {str(exc).splitlines()[0]}") from None
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(
+            f"{path} is not a readable Parquet file (corrupt or truncated: {str(exc).splitlines()[0][:120]}). "
+            "Replace it with a good copy."
+        ) from None
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], where: Path | str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns)) or "none"
+        raise UserError(
+            f"{where}: missing column(s) {', '.join(missing)}; found: {found}. "
+            "Name the right ones with --text-column / --label-column."
+        )
+
+
+READERS: dict[str, Callable[[Path, DataConfig], DatasetSplits]] = {
+    "imdb-parquet": read_imdb_parquet,
+    "aclimdb": read_aclimdb_folder,
+    "aclimdb-archive": read_aclimdb_archive,
+    "kaggle": read_kaggle,
+    "mr": read_mr,
+    "table": read_table,
+}
+
+
+def read_dataset(path: Path, spec: DataConfig) -> DatasetSplits:
+    """Read and clean a dataset in any supported layout."""
+    fmt = spec.format if spec.format != "auto" else detect_format(path)
+    if not path.exists():
+        detect_format(path)  # raises the helpful message
+    splits = READERS[fmt](path, spec)
+    splits.source, splits.format = str(path), fmt
+    for name, part in splits.parts().items():
+        part.texts = clean_texts(part.texts, spec.clean)
+        if name != "unsup":
+            check_texts(part.texts, f"{path} ({name})")
+    return splits

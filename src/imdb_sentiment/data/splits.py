@@ -1,0 +1,100 @@
+"""Seeded, stratified splits. The test split is only ever used for the final evaluation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from imdb_sentiment.config import DataConfig
+from imdb_sentiment.data.dataset import DatasetSplits, TextDataset
+from imdb_sentiment.errors import UserError
+
+DATA_ENV = "IMDB_SENTIMENT_DATA"
+
+
+@dataclass
+class PreparedData:
+    train: TextDataset
+    valid: TextDataset
+    test: TextDataset
+    unsup: TextDataset | None
+    raw: DatasetSplits
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "source": self.raw.source,
+            "format": self.raw.format,
+            "sizes": {"train": len(self.train), "valid": len(self.valid), "test": len(self.test),
+                      "unsup": len(self.unsup) if self.unsup else 0},
+            "checksums": self.raw.checksums(),
+        }  # fmt: skip
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imdb-sentiment"
+
+
+def resolve_data_path(path: str | Path | None) -> Path:
+    """--data, else $IMDB_SENTIMENT_DATA, else the download cache."""
+    if path:
+        return Path(path).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    cached = cache_dir() / "aclImdb_v1.tar.gz"
+    if cached.exists():
+        return cached
+    raise UserError(
+        "No dataset given and none cached. Run 'imdb-sentiment data download' (needs internet), "
+        f"or point --data (or ${DATA_ENV}) at a copy: an aclImdb folder, aclImdb_v1.tar.gz, "
+        "a Parquet folder or the Kaggle TSV files."
+    )
+
+
+def stratified_sample(dataset: TextDataset, size: int, seed: int) -> TextDataset:
+    if size >= len(dataset):
+        return dataset
+    indices = np.arange(len(dataset))
+    _, chosen = train_test_split(indices, test_size=size, stratify=_stratify(dataset), random_state=seed)
+    return dataset.subset(np.sort(chosen))
+
+
+def stratified_split(dataset: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
+    indices = np.arange(len(dataset))
+    if len(dataset) < 4:
+        raise UserError(f"Only {len(dataset)} labelled examples: too few to split. Add more data.")
+    kept, held = train_test_split(indices, test_size=fraction, stratify=_stratify(dataset), random_state=seed)
+    return dataset.subset(np.sort(kept)), dataset.subset(np.sort(held))
+
+
+def _stratify(dataset: TextDataset) -> np.ndarray | None:
+    counts = np.bincount(dataset.labels[dataset.labels >= 0], minlength=2)
+    return dataset.labels if counts.min() >= 2 else None
+
+
+def prepare_splits(raw: DatasetSplits, spec: DataConfig, seed: int) -> PreparedData:
+    """Carve validation (and, for a single table, test) splits; apply limits."""
+    if raw.train is None:
+        raise UserError(f"{raw.source} has no training split; use it with 'evaluate' instead.")
+    train, test = raw.train, raw.test
+    if test is None or test is train:
+        train, test = stratified_split(train, spec.test_fraction, seed)
+    if len(np.unique(train.labels)) < 2:
+        raise UserError(f"{raw.source}: the training data holds one class only; both are needed.")
+    if spec.limit:
+        train = stratified_sample(train, spec.limit, seed)
+    if spec.test_limit:
+        test = stratified_sample(test, spec.test_limit, seed)
+    train, valid = stratified_split(train, spec.valid_fraction, seed)
+    unsup = raw.unsup if spec.use_unsup else None
+    return PreparedData(train=train, valid=valid, test=test, unsup=unsup, raw=raw)
+
+
+def load_data(spec: DataConfig, seed: int) -> PreparedData:
+    from imdb_sentiment.data.loaders import read_dataset
+
+    return prepare_splits(read_dataset(resolve_data_path(spec.path), spec), spec, seed)

@@ -1,0 +1,96 @@
+"""The contract every model follows (scikit-learn style: fit / predict_proba / save / load)."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from imdb_sentiment.data.dataset import TextDataset
+
+if TYPE_CHECKING:
+    from imdb_sentiment.config import ExperimentConfig, TrainingConfig
+
+
+class ModelParams(BaseModel):
+    """Base of every model's ``Params``: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass
+class FitContext:
+    """Everything a model may use while fitting, besides its own params."""
+
+    training: TrainingConfig
+    seed: int = 42
+    run_dir: Path | None = None
+    unsup: TextDataset | None = None
+    resume: bool = False
+    show_progress: bool = True
+    # Filled by the model: per-epoch history, best epoch etc. for metrics.json and plots.
+    history: list[dict[str, float]] = field(default_factory=list)
+    extra_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class SentimentModel(ABC):
+    """A binary sentiment classifier. Subclasses register with ``@register_model(name)``."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[ModelParams]] = ModelParams
+    uses_training_loop: ClassVar[bool] = False  # True for models trained by imdb_sentiment.training
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: ModelParams | dict[str, Any] | None = None) -> None:
+        if params is None or isinstance(params, dict):
+            params = self.Params.model_validate(params or {})
+        self.params = params
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig, params: ModelParams) -> None:
+        """Cross-field checks against the whole experiment; raise ValueError naming the field."""
+
+    @abstractmethod
+    def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> SentimentModel: ...
+
+    @abstractmethod
+    def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Return an (n, 2) array: column 1 is P(positive)."""
+
+    def predict(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        return self.predict_proba(texts, batch_size).argmax(axis=1)
+
+    @abstractmethod
+    def num_parameters(self) -> int: ...
+
+    @abstractmethod
+    def save_weights(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def load_weights(self, directory: Path) -> None: ...
+
+    def save(self, directory: Path) -> None:
+        """Write the model to ``directory`` (which the caller renames into place atomically)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "model.json").write_text(
+            json.dumps({"name": self.name, "params": self.params.model_dump(mode="json")}, indent=2)
+        )
+        self.save_weights(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> SentimentModel:
+        from imdb_sentiment.errors import UserError
+        from imdb_sentiment.models.registry import get_model_class
+
+        meta_file = Path(directory) / "model.json"
+        if not meta_file.is_file():
+            raise UserError(f"{directory} holds no saved model (model.json missing).")
+        meta = json.loads(meta_file.read_text())
+        model = get_model_class(meta["name"])(meta["params"])
+        model.load_weights(Path(directory))
+        return model

@@ -1,0 +1,194 @@
+"""Linear baselines on n-gram features (scikit-learn).
+
+- ``tfidf-lr``: word uni+bigram TF-IDF with logistic regression.
+- ``nbsvm``: NBSVM (Wang & Manning, 2012): binarized uni/bi/tri-gram counts scaled by the naive-Bayes
+  log-count ratio, then a linear classifier. scikit-learn has no NB-ratio transformer, so that one
+  scaling step is written here; everything else is scikit-learn.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import numpy as np
+from pydantic import Field
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
+from imdb_sentiment.models.registry import register_model
+
+# Keeps punctuation such as "!" and ":)" as tokens: they carry sentiment (Wang & Manning do the same).
+TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?|[!?]+|:\)|:\("
+
+
+class NBRatioScaler(TransformerMixin, BaseEstimator):
+    """Scale features by the naive-Bayes log-count ratio r = log((p/|p|) / (q/|q|))."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = alpha
+
+    def fit(self, features: sparse.csr_matrix, labels: np.ndarray) -> NBRatioScaler:
+        labels = np.asarray(labels)
+        positive = np.asarray(features[labels == 1].sum(axis=0)).ravel() + self.alpha
+        negative = np.asarray(features[labels == 0].sum(axis=0)).ravel() + self.alpha
+        self.ratio_ = np.log((positive / positive.sum()) / (negative / negative.sum())).astype(np.float32)
+        return self
+
+    def transform(self, features: sparse.csr_matrix) -> sparse.csr_matrix:
+        return sparse.csr_matrix(features.multiply(self.ratio_))
+
+
+class LinearParams(ModelParams):
+    ngram_max: int = Field(2, ge=1, le=5, description="Longest word n-gram.")
+    token_pattern: str = Field(TOKEN_PATTERN, description="Regex for one token (lower-cased text).")
+    min_df: int = Field(2, ge=1, description="Drop n-grams seen in fewer documents.")
+    max_features: int | None = Field(None, ge=1000, description="Keep the most frequent n-grams only.")
+    sublinear_tf: bool = True
+    binary: bool = False
+    norm: Literal["l1", "l2"] | None = "l2"
+    C: float = Field(8.0, gt=0.0, description="Inverse regularisation strength.")
+    C_grid: list[float] = Field(
+        default_factory=list, description="If set, pick C on the validation split from these values."
+    )
+    refit_on_train_and_valid: bool = Field(
+        True, description="After choosing C on validation, refit on train+valid (test stays unseen)."
+    )
+    dual: bool = Field(False, description="liblinear's dual form: faster when features >> examples.")
+    max_iter: int = Field(1000, ge=10)
+
+
+class NBSVMParams(LinearParams):
+    ngram_max: int = Field(3, ge=1, le=5)
+    # Word characters plus ! and ?: keeps "don't" as "don", "t" like Wang & Manning's tokens.
+    token_pattern: str = r"(?u)\b\w+\b|[!?]"
+    min_df: int = 1
+    max_features: int | None = Field(800_000, ge=1000)
+    binary: bool = True
+    sublinear_tf: bool = False
+    norm: Literal["l1", "l2"] | None = None
+    use_idf: bool = False
+    nb_alpha: float = Field(1.0, gt=0.0, description="Laplace smoothing of the NB count ratio.")
+    C: float = 0.1
+    dual: bool = True
+
+
+class LinearModel(SentimentModel):
+    """Shared fit/predict/save for the n-gram linear models."""
+
+    params: LinearParams
+
+    def feature_steps(self) -> list[tuple[str, Any]]:
+        """The vectorizer first, then any supervised feature scaling."""
+        raise NotImplementedError
+
+    def _vectorizer(self, use_idf: bool) -> TfidfVectorizer:
+        p = self.params
+        return TfidfVectorizer(
+            lowercase=True,
+            token_pattern=p.token_pattern,
+            ngram_range=(1, p.ngram_max),
+            min_df=p.min_df,
+            max_features=p.max_features,
+            sublinear_tf=p.sublinear_tf,
+            binary=p.binary,
+            norm=p.norm,
+            use_idf=use_idf,
+            dtype=np.float32,
+        )
+
+    def _classifier(self, C: float) -> LogisticRegression:
+        return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="liblinear", dual=self.params.dual)
+
+    def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LinearModel:
+        started = time.perf_counter()
+        steps = self.feature_steps()
+        vectorizer, scalers = steps[0][1], steps[1:]
+        # Vectorise once. With refitting, the (unsupervised) vocabulary is built from train+valid
+        # texts; labels of the validation split are used only for choosing C, as intended.
+        refit = self.params.refit_on_train_and_valid
+        all_texts = train.texts + valid.texts
+        all_labels = np.concatenate([train.labels, valid.labels])
+        if refit:
+            all_x = vectorizer.fit_transform(all_texts)
+            train_x, valid_x = all_x[: len(train)], all_x[len(train) :]
+        else:
+            train_x = vectorizer.fit_transform(train.texts)
+            valid_x = vectorizer.transform(valid.texts)
+        vectorize_seconds = time.perf_counter() - started
+
+        def fit_on(features: sparse.csr_matrix, labels: np.ndarray, C: float) -> tuple[list, LogisticRegression]:
+            fitted = [(name, clone(step).fit(features, labels)) for name, step in scalers]
+            for _, step in fitted:
+                features = step.transform(features)
+            return fitted, self._classifier(C).fit(features, labels)
+
+        def score(fitted: list, classifier: LogisticRegression) -> float:
+            features = valid_x
+            for _, step in fitted:
+                features = step.transform(features)
+            return float((classifier.predict(features) == valid.labels).mean())
+
+        history, best = [], (-1.0, self.params.C, None)
+        for C in self.params.C_grid or [self.params.C]:
+            fitted, classifier = fit_on(train_x, train.labels, C)
+            accuracy = score(fitted, classifier)
+            history.append({"C": C, "valid_accuracy": accuracy})
+            if accuracy > best[0]:
+                best = (accuracy, C, (fitted, classifier))
+        valid_accuracy, best_C, (fitted, classifier) = best
+        if refit:
+            fitted, classifier = fit_on(all_x, all_labels, best_C)
+        self.pipeline_ = Pipeline([("vectorizer", vectorizer), *fitted, ("classifier", classifier)])
+        context.history.extend(history)
+        context.extra_metrics.update(
+            {"chosen_C": best_C, "valid_accuracy": valid_accuracy, "num_features": len(vectorizer.vocabulary_),
+             "vectorize_seconds": vectorize_seconds, "refit_on_train_and_valid": refit}
+        )  # fmt: skip
+        return self
+
+    def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        return self.pipeline_.predict_proba(texts).astype(np.float64)
+
+    def num_parameters(self) -> int:
+        classifier = self.pipeline_.steps[-1][1]
+        return int(classifier.coef_.size + classifier.intercept_.size)
+
+    def save_weights(self, directory: Path) -> None:
+        joblib.dump(self.pipeline_, directory / "pipeline.joblib", compress=3)
+
+    def load_weights(self, directory: Path) -> None:
+        self.pipeline_ = joblib.load(directory / "pipeline.joblib")
+
+
+@register_model("tfidf-lr")
+class TfidfLogisticRegression(LinearModel):
+    """Word uni+bigram TF-IDF (sublinear tf) and logistic regression."""
+
+    Params = LinearParams
+    description = "Word 1-2 gram TF-IDF + logistic regression (scikit-learn)."
+
+    def feature_steps(self) -> list[tuple[str, Any]]:
+        return [("tfidf", self._vectorizer(use_idf=True))]
+
+
+@register_model("nbsvm")
+class NBSVM(LinearModel):
+    """Binarized 1-3 grams scaled by NB log-count ratios + logistic regression (Wang & Manning 2012)."""
+
+    Params = NBSVMParams
+    params: NBSVMParams
+    description = "NB-weighted binary 1-3 grams + linear classifier (Wang & Manning 2012)."
+
+    def feature_steps(self) -> list[tuple[str, Any]]:
+        return [
+            ("ngrams", self._vectorizer(self.params.use_idf)),
+            ("nb_ratio", NBRatioScaler(self.params.nb_alpha)),
+        ]

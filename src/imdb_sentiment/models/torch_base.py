@@ -1,0 +1,122 @@
+"""Glue between the registry contract and the shared training loop for every PyTorch model.
+
+A PyTorch model subclasses :class:`TorchTextClassifier` and supplies two things: how texts become
+token ids (:meth:`build_encoder`, :meth:`load_encoder`) and the network (:meth:`build_network`).
+Fitting, prediction, saving and loading are shared.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from imdb_sentiment.config import TrainingConfig
+from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
+from imdb_sentiment.text.encoder import TextEncoder
+from imdb_sentiment.text.truncation import Truncation
+from imdb_sentiment.training.batching import EncodedDataset, make_loader
+from imdb_sentiment.training.device import resolve_device, seed_everything, set_threads, use_bf16
+from imdb_sentiment.training.loop import FitResult, Trainer, predict_logits
+
+
+class TorchParams(ModelParams):
+    max_length: int = Field(400, ge=8, le=8192, description="Tokens kept per review.")
+    truncation: Truncation = "head+tail"
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class TorchTextClassifier(SentimentModel):
+    uses_training_loop = True
+    params: TorchParams
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self.encoder: TextEncoder | None = None
+        self.network: nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.bf16 = False
+        self.fit_result: FitResult | None = None
+
+    # ----------------------------------------------------------------------- what subclasses supply
+    @abstractmethod
+    def build_encoder(self, train: TextDataset, context: FitContext) -> TextEncoder: ...
+
+    @abstractmethod
+    def load_encoder(self, directory: Path) -> TextEncoder: ...
+
+    @abstractmethod
+    def build_network(self) -> nn.Module:
+        """A module whose ``forward(batch)`` returns ``NetworkOutput(logits, features)``."""
+
+    # ---------------------------------------------------------------------------------- shared parts
+    def encode(self, texts: list[str], labels: np.ndarray | None = None) -> EncodedDataset:
+        assert self.encoder is not None
+        return EncodedDataset(self.encoder.encode(texts), labels)
+
+    def configure_runtime(self, training: TrainingConfig) -> None:
+        set_threads(training.threads)
+        self.device = resolve_device(training.device)
+        self.bf16 = use_bf16(training.precision, self.device)
+
+    def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> TorchTextClassifier:
+        training = context.training
+        seed_everything(context.seed)
+        self.configure_runtime(training)
+        self.encoder = self.build_encoder(train, context)
+        seed_everything(context.seed)  # network init does not depend on how the encoder was built
+        self.network = self.build_network()
+        train_data = self.encode(train.texts, train.labels)
+        valid_data = self.encode(valid.texts, valid.labels)
+        train_loader = make_loader(
+            train_data, self.encoder, training.batch_size, True, context.seed, training.length_bucketing
+        )
+        valid_loader = make_loader(valid_data, self.encoder, training.eval_batch_size, False)
+        trainer = Trainer(
+            self.network,
+            training,
+            seed=context.seed,
+            run_dir=context.run_dir,
+            show_progress=context.show_progress,
+        )
+        self.fit_result = trainer.fit(train_loader, valid_loader, resume=context.resume)
+        context.history.extend(self.fit_result.history)
+        context.extra_metrics.update(
+            {
+                "best_epoch": self.fit_result.best_epoch,
+                "valid_accuracy": self.fit_result.best_valid_accuracy,
+                "optimizer_steps": self.fit_result.steps,
+                "stopped_early": self.fit_result.stopped_early,
+                "loop_train_seconds": self.fit_result.train_seconds,
+                "mean_train_tokens": float(train_data.lengths.mean()),
+            }
+        )
+        return self
+
+    def predict_proba(self, texts: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
+        assert self.encoder is not None and self.network is not None, "fit or load the model first"
+        dataset = self.encode(texts)
+        loader = make_loader(dataset, self.encoder, batch_size, shuffle=False)
+        logits = predict_logits(self.network.to(self.device), loader, self.device, self.bf16, show_progress)
+        return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+
+    def num_parameters(self) -> int:
+        assert self.network is not None
+        return sum(parameter.numel() for parameter in self.network.parameters())
+
+    def save_weights(self, directory: Path) -> None:
+        assert self.encoder is not None and self.network is not None
+        self.encoder.save(directory)
+        torch.save({k: v.cpu() for k, v in self.network.state_dict().items()}, directory / "network.pt")
+
+    def load_weights(self, directory: Path) -> None:
+        self.encoder = self.load_encoder(directory)
+        self.network = self.build_network()
+        state = torch.load(directory / "network.pt", map_location="cpu", weights_only=True)
+        self.network.load_state_dict(state)
+        self.network.eval()

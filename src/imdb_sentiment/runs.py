@@ -1,0 +1,150 @@
+"""Run folders: one folder per experiment with everything needed to trust and reuse the result.
+
+Layout::
+
+    runs/<name>-<YYYYmmdd-HHMMSS>/
+      run.json            status (running | completed | failed), times, command
+      config.yaml         the resolved, validated config
+      environment.json    versions, machine, seed
+      data.json           dataset source, split sizes, content checksums
+      metrics.json        test metrics, times, parameter count, peak memory, validation metrics
+      history.csv         per-epoch (or per-C) training history
+      predictions.csv     id, label, prob_positive, prediction for every test review
+      model/              the saved model (renamed into place only once complete)
+      plots/              confusion_matrix.png, roc_curve.png, training_curves.png
+      train.log           the log; tensorboard/ and checkpoints/ for PyTorch models
+
+Every file is written atomically (temp file, then rename), so an interrupted run never leaves a
+half-written file; ``run.json`` says whether the run completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import ensure_writable_dir, write_json_atomic
+
+TRACKED_PACKAGES = (
+    "imdb-sentiment", "torch", "transformers", "tokenizers", "accelerate", "peft", "scikit-learn",
+    "gensim", "numpy", "pandas", "pyarrow", "pydantic",
+)  # fmt: skip
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def create_run_dir(output_dir: str | Path, name: str) -> Path:
+    root = ensure_writable_dir(Path(output_dir))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = root / f"{name}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{name}-{stamp}-{suffix}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def write_status(run_dir: Path, status: str, **extra: Any) -> None:
+    path = run_dir / "run.json"
+    current = read_json(path) if path.exists() else {}
+    current.update({"status": status, "updated": now_utc(), **extra})
+    write_json_atomic(path, current)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"Cannot read {path}: {exc}. Is this a run folder?") from None
+
+
+def check_run_dir(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml). Pass a folder under runs/.")
+    if not (run_dir / "model" / "model.json").is_file():
+        raise UserError(f"{run_dir} has no saved model; the run did not complete. Train it again or --resume.")
+    return run_dir
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in TRACKED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def environment_record(seed: int) -> dict[str, Any]:
+    return {"seed": seed, "machine": machine_info(), "packages": package_versions(), "git_commit": git_commit()}
+
+
+def save_model_atomically(model: Any, run_dir: Path) -> Path:
+    """Save into model.tmp/, then rename to model/: a crash never leaves a half-saved model."""
+    target, staging = run_dir / "model", run_dir / "model.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save(staging)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def list_runs(output_dir: Path) -> list[Path]:
+    if not output_dir.is_dir():
+        return []
+    return sorted(p for p in output_dir.iterdir() if (p / "run.json").is_file())

@@ -1,0 +1,137 @@
+"""Load a finished run and classify texts with exactly the preprocessing it was trained with.
+
+Used by ``predict`` and ``evaluate`` now, and by the REST API later.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imdb_sentiment.config import ExperimentConfig, build_config, read_yaml
+from imdb_sentiment.data.cleaning import clean_texts
+from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
+from imdb_sentiment.data.splits import resolve_data_path, stratified_sample
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.evaluation.metrics import classification_metrics
+from imdb_sentiment.io_utils import write_json_atomic
+from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.runs import check_run_dir
+
+
+class Predictor:
+    def __init__(self, model: SentimentModel, config: ExperimentConfig, run_dir: Path) -> None:
+        self.model, self.config, self.run_dir = model, config, run_dir
+
+    @classmethod
+    def from_run(cls, run_dir: Path) -> Predictor:
+        run_dir = check_run_dir(Path(run_dir))
+        config = build_config(read_yaml(run_dir / "config.yaml"))
+        model = SentimentModel.load(run_dir / "model")
+        return cls(model, config, run_dir)
+
+    def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        cleaned = clean_texts(texts, self.config.data.clean)
+        check_texts(cleaned, "input")
+        return self.model.predict_proba(cleaned, batch_size=batch_size)
+
+
+def read_prediction_inputs(
+    texts: list[str] | None, file: Path | None, text_column: str | None, id_column: str | None, encoding: str
+) -> tuple[list[str], list[str]]:
+    """Texts from arguments, a file, or stdin, with their ids."""
+    if texts:
+        return [str(i) for i in range(len(texts))], list(texts)
+    if file is not None:
+        if not file.is_file():
+            raise UserError(f"--file {file} does not exist.")
+        inferred_text, inferred_id = _infer_columns(file, encoding, text_column, id_column)
+        found, ids = read_texts_table(file, inferred_text, encoding, inferred_id)
+        return ids, found
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UserError("No texts given: pass them as arguments, with --file, or on stdin.")
+    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not lines:
+        raise UserError("stdin held no texts (one text per line expected).")
+    return [str(i) for i in range(len(lines))], lines
+
+
+def _infer_columns(
+    file: Path, encoding: str, text_column: str | None, id_column: str | None
+) -> tuple[str, str | None]:
+    """Default text column: 'text', else 'review' (Kaggle); default id column: 'id' if present."""
+    from imdb_sentiment.data.loaders import TABLE_SUFFIXES, read_table_file
+
+    kind = TABLE_SUFFIXES.get(file.suffix.lower())
+    if kind is None:
+        return text_column or "text", None
+    columns = list(read_table_file(file, kind, encoding).columns)
+    if text_column is None:
+        text_column = next((c for c in ("text", "review") if c in columns), "text")
+    if id_column is None and "id" in columns:
+        id_column = "id"
+    return text_column, id_column
+
+
+def write_prediction_outputs(
+    ids: list[str], probabilities: np.ndarray, output: Path | None, kaggle_submission: Path | None
+) -> None:
+    import pandas as pd
+
+    from imdb_sentiment.io_utils import atomic_path
+
+    predictions = probabilities.argmax(axis=1)
+    if output:
+        frame = pd.DataFrame({"id": ids, "prob_positive": probabilities[:, 1], "prediction": predictions})
+        with atomic_path(output) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6f")
+    if kaggle_submission:
+        # Kaggle's format: id (with quotes, as in testData.tsv) and a 0/1 sentiment.
+        frame = pd.DataFrame({"id": [f'"{i}"' for i in ids], "sentiment": predictions})
+        with atomic_path(kaggle_submission) as tmp:
+            frame.to_csv(tmp, index=False, quoting=3)
+
+
+def evaluate_run(
+    run_dir: Path,
+    data: str | None = None,
+    format: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    encoding: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 128,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate a run on a dataset's test split (or, for a plain labelled table, all of it)."""
+    predictor = Predictor.from_run(run_dir)
+    if data is None:
+        # The run's own test split, rebuilt exactly as in training (same seed, same carving).
+        from imdb_sentiment.data.splits import load_data
+
+        prepared = load_data(predictor.config.data, predictor.config.seed)
+        source, fmt, dataset, split = Path(prepared.raw.source), prepared.raw.format, prepared.test, "test"
+    else:
+        updates = {"path": data, "format": format or "auto", "text_column": text_column,
+                   "label_column": label_column, "encoding": encoding, "test_path": None}  # fmt: skip
+        spec = predictor.config.data.model_copy(
+            update={k: v for k, v in updates.items() if v is not None or k in ("encoding", "test_path")}
+        )
+        source = resolve_data_path(spec.path)
+        splits = read_dataset(source, spec)
+        dataset = splits.test if splits.test is not None else splits.train
+        fmt, split = splits.format, "test" if splits.test is not None else "all"
+    assert dataset is not None
+    if limit:
+        dataset = stratified_sample(dataset, limit, predictor.config.seed)
+    probabilities = predictor.model.predict_proba(dataset.texts, batch_size=batch_size)
+    metrics = classification_metrics(dataset.labels, probabilities)
+    metrics.update({"dataset": str(source), "format": fmt, "split": split,
+                    "content_sha256": dataset.content_digest()})  # fmt: skip
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    output = run_dir / "evaluations" / f"{Path(str(source)).name}-{stamp}.json"
+    write_json_atomic(output, metrics)
+    return metrics, output

@@ -1,0 +1,1 @@
+"""Text side of the pipeline: truncation, tokenizers/encoders, vocabularies, embeddings."""

@@ -1,0 +1,171 @@
+"""One experiment end to end: data -> model (from the registry) -> fit -> test evaluation -> run folder.
+
+This is the single pipeline behind ``train``, ``benchmark`` and (later) sweeps and learning curves.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imdb_sentiment.config import ExperimentConfig, dump_config
+from imdb_sentiment.data.splits import PreparedData, load_data
+from imdb_sentiment.evaluation.metrics import classification_metrics
+from imdb_sentiment.evaluation.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
+from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.registry import get_model_class
+from imdb_sentiment.runs import (
+    create_run_dir,
+    environment_record,
+    now_utc,
+    save_model_atomically,
+    write_status,
+)
+
+logger = logging.getLogger("imdb_sentiment")
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: SentimentModel
+
+
+def peak_memory_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux: the process's peak resident memory so far.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("imdb_sentiment")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+def write_predictions(path: Path, ids: list[str], labels: np.ndarray, probabilities: np.ndarray) -> None:
+    frame = pd.DataFrame(
+        {"id": ids, "label": labels, "prob_positive": probabilities[:, 1], "prediction": probabilities.argmax(1)}
+    )
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+
+
+def evaluate_model(
+    model: SentimentModel, texts: list[str], labels: np.ndarray, batch_size: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    started = time.perf_counter()
+    probabilities = model.predict_proba(texts, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    metrics = classification_metrics(labels, probabilities)
+    metrics.update({"inference_seconds": seconds, "inference_reviews_per_second": len(texts) / max(seconds, 1e-9)})
+    return metrics, probabilities
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    data: PreparedData | None = None,
+    resume_dir: Path | None = None,
+    show_progress: bool = True,
+    command: str = "",
+) -> ExperimentResult:
+    # Load and validate the data before anything is written: bad input never leaves a run folder.
+    data = data or load_data(config.data, config.seed)
+    model_class = get_model_class(config.model.name)
+    model = model_class(config.model.params)
+
+    run_dir = resume_dir or create_run_dir(config.output_dir, config.run_name)
+    handler = attach_log_file(run_dir)
+    try:
+        write_text_atomic(run_dir / "config.yaml", dump_config(config))
+        write_json_atomic(run_dir / "environment.json", environment_record(config.seed))
+        write_json_atomic(run_dir / "data.json", data.summary())
+        write_status(run_dir, "running", started=now_utc(), command=command, model=config.model.name)
+        logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
+                    len(data.train), len(data.valid), len(data.test))  # fmt: skip
+        context = FitContext(
+            training=config.training,
+            seed=config.seed,
+            run_dir=run_dir,
+            unsup=data.unsup,
+            resume=resume_dir is not None,
+            show_progress=show_progress,
+        )
+        started = time.perf_counter()
+        model.fit(data.train, data.valid, context)
+        train_seconds = time.perf_counter() - started
+        logger.info("trained in %.1f s", train_seconds)
+
+        metrics, probabilities = evaluate_model(
+            model, data.test.texts, data.test.labels, config.training.eval_batch_size
+        )
+        metrics.update(
+            {
+                "model": config.model.name,
+                "run_name": config.run_name,
+                "split": "test",
+                "train_seconds": train_seconds,
+                "train_examples": len(data.train),
+                "parameters": model.num_parameters(),
+                "peak_memory_mb": peak_memory_mb(),
+                "seed": config.seed,
+                "full_test_set": config.data.test_limit is None,
+                "validation": {k: v for k, v in context.extra_metrics.items() if k.startswith("valid")},
+                "details": {k: v for k, v in context.extra_metrics.items() if not k.startswith("valid")},
+            }
+        )
+        _add_gpu_memory(metrics)
+        write_predictions(run_dir / "predictions.csv", data.test.ids, data.test.labels, probabilities)
+        if context.history:
+            with atomic_path(run_dir / "history.csv") as tmp:
+                pd.DataFrame(context.history).to_csv(tmp, index=False)
+        save_model_atomically(model, run_dir)
+        metrics["model_size_mb"] = _folder_size_mb(run_dir / "model")
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        _write_plots(run_dir, metrics, data.test.labels, probabilities, context.history, config.run_name)
+        write_status(run_dir, "completed", finished=now_utc(), accuracy=metrics["accuracy"])
+        logger.info("test accuracy %.4f (%d reviews)", metrics["accuracy"], metrics["examples"])
+        return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model)
+    except KeyboardInterrupt:
+        write_status(run_dir, "interrupted", finished=now_utc())
+        raise
+    except BaseException as exc:
+        write_status(run_dir, "failed", finished=now_utc(), error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        logging.getLogger("imdb_sentiment").removeHandler(handler)
+        handler.close()
+
+
+def _add_gpu_memory(metrics: dict[str, Any]) -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _folder_size_mb(folder: Path) -> float:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2**20
+
+
+def _write_plots(run_dir: Path, metrics: dict[str, Any], labels: np.ndarray, probabilities: np.ndarray,
+                 history: list[dict[str, float]], title: str) -> None:  # fmt: skip
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_confusion_matrix(metrics["confusion_matrix"], plots / "confusion_matrix.png", title)
+    plot_roc_curve(labels, probabilities[:, 1], plots / "roc_curve.png", title)
+    plot_training_curves(history, plots / "training_curves.png", title)

@@ -1,0 +1,134 @@
+"""End-to-end CLI: train -> run folder -> evaluate -> predict, benchmark, and clean failures."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+from helpers import run_cli, write_tiny_parquet_imdb
+
+FAST = ["--set", "model.params.min_df=1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):  # noqa: ANN201
+    root = tmp_path_factory.mktemp("cli")
+    write_tiny_parquet_imdb(root / "imdb")
+    capsys = _NullCapture()
+    code, out, err = run_cli(["train", "tfidf-lr", "--data", str(root / "imdb"), "--output-dir", str(root / "runs"), *FAST], capsys)
+    assert code == 0, err
+    (run_dir,) = list((root / "runs").iterdir())
+    return root, run_dir
+
+
+class _NullCapture:
+    def readouterr(self):  # noqa: ANN201
+        class Captured:
+            out = err = ""
+
+        return Captured()
+
+
+def test_train_writes_a_complete_run_folder(trained_run) -> None:
+    _, run_dir = trained_run
+    for name in ("config.yaml", "metrics.json", "predictions.csv", "environment.json", "data.json", "run.json",
+                 "train.log", "model/model.json", "plots/confusion_matrix.png", "plots/roc_curve.png"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "train_seconds",
+                "inference_seconds", "parameters", "peak_memory_mb"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["examples"] == 60 and metrics["accuracy"] > 0.8
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    data = json.loads((run_dir / "data.json").read_text())
+    assert data["sizes"] == {"train": 54, "valid": 6, "test": 60, "unsup": 30}
+    assert len(data["checksums"]["test.content_sha256"]) == 64
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert list(predictions.columns) == ["id", "label", "prob_positive", "prediction"] and len(predictions) == 60
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["seed"] == 42 and "scikit-learn" in environment["packages"]
+    assert not list(run_dir.glob("**/*.tmp"))
+
+
+def test_evaluate_and_predict(trained_run, capsys, monkeypatch) -> None:
+    root, run_dir = trained_run
+    code, out, err = run_cli(["evaluate", str(run_dir)], capsys)
+    assert code == 0, err
+    assert "accuracy" in out and list((run_dir / "evaluations").glob("*.json"))
+
+    code, out, _ = run_cli(["predict", str(run_dir), "a great and wonderful film", "awful boring mess"], capsys)
+    assert code == 0 and "positive" in out and "negative" in out
+
+    kaggle = root / "testData.tsv"
+    kaggle.write_text('id\treview\n"12_8"\t"great superb film"\n"13_2"\t"awful dull film"\n')
+    submission = root / "submission.csv"
+    code, _, err = run_cli(["predict", str(run_dir), "--file", str(kaggle), "--kaggle-submission", str(submission)], capsys)
+    assert code == 0, err
+    assert submission.read_text().splitlines() == ["id,sentiment", '"12_8",1', '"13_2",0']
+
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("wonderful excellent\nterrible dull\n"))
+    code, out, _ = run_cli(["predict", str(run_dir)], capsys)
+    assert code == 0 and out.count("positive") >= 1
+
+
+def test_benchmark_writes_leaderboard(tmp_path, capsys) -> None:
+    write_tiny_parquet_imdb(tmp_path / "imdb")
+    code, out, err = run_cli(
+        ["benchmark", "--models", "tfidf-lr,nbsvm", "--data", str(tmp_path / "imdb"), "--output-dir",
+         str(tmp_path / "bench"), "--set", "model.params.min_df=1", "--quiet"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    board = pd.read_csv(tmp_path / "bench" / "leaderboard.csv")
+    assert sorted(board["model"]) == ["nbsvm", "tfidf-lr"]
+    assert "| rank |" in (tmp_path / "bench" / "leaderboard.md").read_text()
+
+
+def test_models_and_show_config(capsys) -> None:
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "nbsvm" in out and "tfidf-lr" in out
+    code, out, _ = run_cli(["show-config", "nbsvm", "--set", "seed=3"], capsys)
+    assert code == 0 and "seed: 3" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "tfidf-lr", "--data", "/no/such/place"], "does not exist"),
+        (["train", "tfidf-lr", "--set", "training.learning_rate=0.8"], "training.learning_rate"),
+        (["train", "no-such-model"], "neither a config file nor a registered model"),
+        (["evaluate", "/no/such/run"], "not a run folder"),
+        (["predict", "/no/such/run", "text"], "not a run folder"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args: list[str], expected: str, capsys) -> None:
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_data_leaves_no_run_folder(tmp_path, capsys) -> None:
+    bad = tmp_path / "reviews.csv"
+    bad.write_text("text,label\ngood film,pos\nbad film,meh\n")
+    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(bad), "--output-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "'meh'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_output_dir(tmp_path, capsys) -> None:
+    write_tiny_parquet_imdb(tmp_path / "imdb")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(blocker / "runs")], capsys)
+    assert code == 2 and "writable" in err
+    if os.geteuid() != 0:  # root can write anywhere, so only check permissions as a normal user
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        code, _, err = run_cli(["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(locked / "runs")], capsys)
+        assert code == 2 and "writable" in err

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+
+from imdb_sentiment.config import ExperimentConfig, build_config, dump_config, load_config, parse_override
+from imdb_sentiment.errors import UserError
+
+
+def test_defaults_validate_and_fill_model_params() -> None:
+    config = build_config({"model": {"name": "tfidf-lr"}})
+    assert config.model.params["C"] == 8.0  # model defaults are filled in and recorded
+    assert config.data.valid_fraction == 0.1
+
+
+def test_overrides_parse_yaml_values() -> None:
+    config = build_config({}, ["training.learning_rate=3e-4", "model.name=tfidf-lr", "data.limit=100"])
+    assert config.training.learning_rate == pytest.approx(3e-4)
+    assert config.data.limit == 100
+    assert parse_override("name=null") == (["name"], None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["training.learning_rate=0.8"], "training.learning_rate"),  # the write-up's GRU bug
+        (["training.optimizer=sgd", "training.learning_rate=0.8"], "training.learning_rate"),
+        (["training.epochs=0"], "training.epochs"),
+        (["training.epoch=3"], "training.epoch"),
+        (["data.valid_fraction=0.7"], "data.valid_fraction"),
+        (["model.name=tfidf-lr", "model.params.C=-1"], "model.params.C"),
+        (["model.name=tfidf-lr", "model.params.Cee=1"], "model.params.Cee"),
+        (["training.objective.name=dropout"], "training.objective.name"),
+    ],
+)
+def test_bad_fields_are_named_in_one_line(overrides: list[str], field: str) -> None:
+    with pytest.raises(UserError) as error:
+        build_config({}, overrides)
+    message = str(error.value)
+    assert field in message and "\n" not in message
+
+
+def test_unknown_model_lists_registered_ones() -> None:
+    with pytest.raises(UserError, match="Registered models: .*nbsvm"):
+        build_config({"model": {"name": "nope"}})
+
+
+def test_load_config_from_yaml_and_model_name(tmp_path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: mine\nmodel:\n  name: nbsvm\n  params:\n    C: 0.5\n")
+    config = load_config(str(path), ["seed=7"])
+    assert (config.run_name, config.seed, config.model.params["C"]) == ("mine", 7, 0.5)
+    assert load_config("tfidf-lr").model.name == "tfidf-lr"
+    with pytest.raises(UserError, match="neither a config file nor a registered model"):
+        load_config("not-a-thing")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(str(tmp_path / "broken.yaml"))
+
+
+def test_dump_round_trips() -> None:
+    import yaml
+
+    config = build_config({"model": {"name": "nbsvm"}})
+    assert ExperimentConfig.model_validate(yaml.safe_load(dump_config(config))) == config
+
+
+def test_every_bundled_config_validates() -> None:
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(str(path))
