@@ -239,7 +239,7 @@ def benchmark(
     _setup_logging(quiet)
     overrides = data_overrides(data, limit=limit, test_limit=test_limit) + (set_ or [])
     board, paths = run_benchmark(names, overrides, Path(output_dir), show_progress=not quiet)
-    console.print(board.to_markdown_table())
+    console.print(board.to_markdown_table(), soft_wrap=True, markup=False, highlight=False)
     console.print("Leaderboard: " + ", ".join(f"[bold]{p}[/bold]" for p in paths))
 
 
