@@ -210,7 +210,11 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
         started = time.perf_counter()
-        stop = start_epoch >= config.epochs or (config.max_steps is not None and step >= config.max_steps)
+        stop = (
+            start_epoch >= config.epochs
+            or (config.max_steps is not None and step >= config.max_steps)
+            or (patience_left is not None and patience_left <= 0)  # the resumed run had stopped early
+        )
         with _progress(self.show_progress) as progress:
             for epoch in range(start_epoch, config.epochs):
                 if stop:
