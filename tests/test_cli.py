@@ -132,3 +132,16 @@ def test_unwritable_output_dir(tmp_path, capsys) -> None:
         locked.chmod(0o500)
         code, _, err = run_cli(["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(locked / "runs")], capsys)
         assert code == 2 and "writable" in err
+
+
+def test_corrupt_saved_model_is_a_clear_error(trained_run, tmp_path, capsys) -> None:
+    import shutil
+
+    _, run_dir = trained_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "model" / "pipeline.joblib").write_bytes(b"garbage")
+    code, _, err = run_cli(["predict", str(copy), "some text"], capsys)
+    assert code == 2 and "cannot be loaded" in err
+    code, _, err = run_cli(["predict", str(run_dir), "   "], capsys)
+    assert code == 2 and "empty" in err

@@ -90,7 +90,15 @@ class SentimentModel(ABC):
         meta_file = Path(directory) / "model.json"
         if not meta_file.is_file():
             raise UserError(f"{directory} holds no saved model (model.json missing).")
-        meta = json.loads(meta_file.read_text())
-        model = get_model_class(meta["name"])(meta["params"])
-        model.load_weights(Path(directory))
+        try:
+            meta = json.loads(meta_file.read_text())
+            model = get_model_class(meta["name"])(meta["params"])
+            model.load_weights(Path(directory))
+        except UserError:
+            raise
+        except Exception as exc:  # any unreadable weight file: say so instead of a traceback
+            raise UserError(
+                f"The saved model in {directory} cannot be loaded ({type(exc).__name__}: {exc}). "
+                "It is corrupt or from an incompatible version; train it again."
+            ) from None
         return model
