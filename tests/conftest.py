@@ -26,9 +26,10 @@ import pytest
 POSITIVE_WORDS = ("great", "wonderful", "excellent", "brilliant", "superb", "loved", "masterpiece")
 NEGATIVE_WORDS = ("awful", "boring", "terrible", "dreadful", "waste", "hated", "worst")
 FILLER_WORDS = (
-    "the movie film plot actor actress scene camera story director music ending character cast "
-    "script was with and a of it this that time watch screen sequel minutes role effects"
-).split()
+    "the", "movie", "film", "plot", "actor", "actress", "scene", "camera", "story", "director",
+    "music", "ending", "character", "cast", "script", "was", "with", "and", "a", "of", "it", "this",
+    "that", "time", "watch", "screen", "sequel", "minutes", "role", "effects",
+)  # fmt: skip
 DECORATIONS = (
     "<br /><br />",  # the real files' line breaks
     " &amp; ",  # HTML entities

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import io
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -275,12 +277,6 @@ def test_limit_and_test_limit(tiny_imdb_parquet: Path) -> None:
     assert data.unsup is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="splits.py: train_test_split(stratify=...) raises ValueError when a side gets fewer rows "
-    "than classes (limit=4 is the config minimum; limit=10 leaves 1 validation row)",
-)
 @pytest.mark.parametrize("limit", [4, 10, 39])
 def test_small_limits_do_not_crash(tiny_imdb_parquet: Path, limit: int) -> None:
     data = prepared(tiny_imdb_parquet, limit=limit)
@@ -319,15 +315,23 @@ def test_truncated_archive(tiny_archive: Path) -> None:
     user_error(lambda: load(tiny_archive), str(tiny_archive), "corrupt or truncated")
 
 
-def test_truncated_tar_inside_valid_gzip(tiny_archive: Path) -> None:
+def test_truncated_plain_tar(tiny_archive: Path) -> None:
     tar = gzip.decompress(tiny_archive.read_bytes())
-    tiny_archive.write_bytes(gzip.compress(tar[: len(tar) // 2]))
-    user_error(lambda: load(tiny_archive), "corrupt or truncated")
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        middle = archive.getmembers()[len(archive.getmembers()) // 2]
+    cut = tiny_archive.with_name("aclImdb_v1.tar")
+    cut.write_bytes(tar[: middle.offset + 100])  # ends inside a member's header
+    user_error(lambda: load(cut), "corrupt or truncated")
+
+
+def test_truncated_download_at_any_point_is_caught(tiny_archive: Path) -> None:
+    data = tiny_archive.read_bytes()
+    for fraction in (0.1, 0.3, 0.5, 0.7, 0.9, 0.99):
+        tiny_archive.write_bytes(data[: int(len(data) * fraction)])
+        user_error(lambda: load(tiny_archive), "corrupt or truncated")
 
 
 def test_archive_without_reviews(tmp_path: Path) -> None:
-    import tarfile
-
     (tmp_path / "aclImdb").mkdir()
     (tmp_path / "aclImdb" / "README").write_text("empty")
     with tarfile.open(tmp_path / "aclImdb_v1.tar.gz", "w:gz") as archive:
@@ -363,12 +367,6 @@ def test_parquet_layout_labels_outside_set(tiny_imdb_parquet: Path) -> None:
     user_error(lambda: load(tiny_imdb_parquet), "test.parquet", "label", "2")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="loaders.read_imdb_parquet casts labels with to_numpy(int64): 'pos'/'neg' strings crash "
-    "instead of going through map_labels",
-)
 def test_parquet_layout_with_string_labels(tiny_imdb_parquet: Path) -> None:
     file = tiny_imdb_parquet / "train.parquet"
     frame = pd.read_parquet(file)
@@ -383,11 +381,6 @@ def test_table_missing_columns_names_those_found(tmp_path: Path) -> None:
     user_error(lambda: load(path), "missing column(s) text, label", "found: review, stars", "--text-column")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="loaders._read_labeled_table indexes frame[id_column] before checking that it exists",
-)
 def test_table_missing_id_column(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"text": ["good", "bad"], "label": [1, 0]}).to_csv(path, index=False)
@@ -423,6 +416,15 @@ def test_empty_text_in_parquet_layout(tiny_imdb_parquet: Path) -> None:
     frame.loc[5, "text"] = " \n "
     frame.to_parquet(file)
     user_error(lambda: load(tiny_imdb_parquet), "(train)", "empty or whitespace-only", "row 6")
+
+
+def test_null_text_in_parquet_layout(tiny_imdb_parquet: Path) -> None:
+    file = tiny_imdb_parquet / "train.parquet"
+    frame = pd.read_parquet(file)
+    frame["text"] = frame["text"].astype(object)
+    frame.loc[2, "text"] = None
+    frame.to_parquet(file)
+    user_error(lambda: load(tiny_imdb_parquet), "(train)", "empty or whitespace-only", "row 3")
 
 
 def test_undecodable_table_suggests_encoding(tmp_path: Path) -> None:

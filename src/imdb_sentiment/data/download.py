@@ -113,28 +113,37 @@ def _unreachable(url: str, reason: object, destination: Path) -> UserError:
 
 
 def _fetch(
-    url: str, destination: Path, part: Path, offset: int, show_progress: bool, timeout: float
+    url: str,
+    destination: Path,
+    part: Path,
+    offset: int,
+    show_progress: bool,
+    timeout: float,
 ) -> _Outcome:
     """One request. Appends to ``part`` from ``offset``; 'restart' means: delete ``part``, ask again."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
     try:
+        request = urllib.request.Request(url, headers=headers)
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        with exc:
-            if exc.code == 416 and offset:
-                # Nothing left past ``offset``: either the .part is already complete, or it is
-                # longer than the file (stale, from another file) and must be discarded.
-                match = _UNSATISFIED_RANGE.search(exc.headers.get("Content-Range") or "")
-                return "done" if match and int(match.group(1)) == offset else "restart"
-            raise _unreachable(url, f"HTTP {exc.code} {exc.reason}", destination) from None
+        content_range = exc.headers.get("Content-Range") if exc.headers else None
+        if exc.fp is not None:
+            exc.close()  # release the connection (HTTPError wraps the response)
+        if exc.code == 416 and offset:
+            # Nothing left past ``offset``: either the .part is already complete, or it is
+            # longer than the file (stale, from another file) and must be discarded.
+            match = _UNSATISFIED_RANGE.search(content_range or "")
+            return "done" if match and int(match.group(1)) == offset else "restart"
+        raise _unreachable(url, f"HTTP {exc.code} {exc.reason}", destination) from None
     except urllib.error.URLError as exc:
+        if str(exc.reason).startswith("unknown url type"):
+            raise UserError(f"Invalid download URL {url!r}: {exc.reason}.") from None
         raise _unreachable(url, exc.reason, destination) from None
     except (OSError, http.client.HTTPException) as exc:
         raise _unreachable(url, exc, destination) from None
-    except ValueError as exc:  # malformed URL ("unknown url type")
+    except ValueError as exc:  # malformed URL, e.g. no scheme
         raise UserError(f"Invalid download URL {url!r}: {exc}.") from None
 
     with response:
@@ -182,6 +191,9 @@ def _stream(
     )
 
     received = 0
+    # read1 returns whatever has arrived (up to CHUNK_SIZE) instead of blocking for a full chunk,
+    # so the progress bar moves on slow links and an interruption loses as little as possible.
+    read = getattr(response, "read1", response.read)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -201,7 +213,7 @@ def _stream(
             task = progress.add_task(f"Downloading {name}", total=total, completed=offset)
             while True:
                 try:
-                    chunk = response.read(CHUNK_SIZE)
+                    chunk = read(CHUNK_SIZE)
                 except (OSError, http.client.HTTPException) as exc:
                     raise UserError(
                         f"The download of {url} was interrupted ({exc or type(exc).__name__}); "

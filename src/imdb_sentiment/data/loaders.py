@@ -130,12 +130,12 @@ def read_imdb_parquet(path: Path, spec: DataConfig) -> DatasetSplits:
             continue
         frame = read_parquet(file)
         require_columns(frame, ["text", "label"], file)
-        texts = frame["text"].astype(str).tolist()
-        labels = frame["label"].to_numpy(dtype=np.int64)
-        if split != "unsup":
-            unknown = sorted(set(np.unique(labels).tolist()) - {0, 1})
-            if unknown:
-                raise UserError(f"{file}: column 'label' holds {unknown}; a labelled split needs 0/1 only.")
+        texts = frame["text"].fillna("").astype(str).tolist()
+        labels = (
+            np.full(len(frame), UNLABELED, dtype=np.int64)
+            if split == "unsup"
+            else map_labels(frame["label"].tolist(), str(file), "label")
+        )
         ids = frame["id"].astype(str).tolist() if "id" in frame else []
         splits[split] = TextDataset(texts, labels, ids)
         files[str(file)] = sha256_file(file)
@@ -170,6 +170,9 @@ def read_aclimdb_archive(path: Path, spec: DataConfig) -> DatasetSplits:
                             yield member.name, handle.read
 
             splits = _collect_aclimdb(members(), encoding, str(path))
+            # tarfile stops quietly at a cut-off plain .tar; a complete one ends in a zero block.
+            if archive.fileobj.tell() - archive.offset != tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("truncated: no end-of-archive marker")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise UserError(
             f"{path} is corrupt or truncated ({type(exc).__name__}). Delete it and run "
@@ -280,7 +283,8 @@ def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
     if kind is None:
         raise UserError(f"{path}: unsupported file type; use .csv, .tsv, .jsonl or .parquet.")
     frame = read_table_file(path, kind, spec.encoding or "utf-8")
-    require_columns(frame, [spec.text_column, spec.label_column], path)
+    columns = [spec.text_column, spec.label_column, *([spec.id_column] if spec.id_column else [])]
+    require_columns(frame, columns, path)
     frame = frame.dropna(subset=[spec.label_column]) if frame[spec.label_column].isna().all() else frame
     if frame[spec.label_column].isna().any():
         row = int(np.flatnonzero(frame[spec.label_column].isna().to_numpy())[0]) + 1
@@ -288,8 +292,6 @@ def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
     texts = frame[spec.text_column].fillna("").astype(str).tolist()
     labels = map_labels(frame[spec.label_column].tolist(), str(path), spec.label_column)
     ids = frame[spec.id_column].astype(str).tolist() if spec.id_column else []
-    if spec.id_column and spec.id_column not in frame:
-        require_columns(frame, [spec.id_column], path)
     return TextDataset(texts, labels, ids)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,20 +56,30 @@ def resolve_data_path(path: str | Path | None) -> Path:
     )
 
 
+def _split_indices(dataset: TextDataset, held: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    stratify = _stratify(dataset)
+    classes = len(np.unique(dataset.labels))
+    if stratify is not None and min(held, len(dataset) - held) < classes:
+        stratify = None  # sklearn refuses a stratified side smaller than the number of classes
+    kept, chosen = train_test_split(
+        np.arange(len(dataset)), test_size=held, stratify=stratify, random_state=seed
+    )
+    return np.sort(kept), np.sort(chosen)
+
+
 def stratified_sample(dataset: TextDataset, size: int, seed: int) -> TextDataset:
     if size >= len(dataset):
         return dataset
-    indices = np.arange(len(dataset))
-    _, chosen = train_test_split(indices, test_size=size, stratify=_stratify(dataset), random_state=seed)
-    return dataset.subset(np.sort(chosen))
+    return dataset.subset(_split_indices(dataset, size, seed)[1])
 
 
 def stratified_split(dataset: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
-    indices = np.arange(len(dataset))
     if len(dataset) < 4:
         raise UserError(f"Only {len(dataset)} labelled examples: too few to split. Add more data.")
-    kept, held = train_test_split(indices, test_size=fraction, stratify=_stratify(dataset), random_state=seed)
-    return dataset.subset(np.sort(kept)), dataset.subset(np.sort(held))
+    classes = len(np.unique(dataset.labels))
+    held = min(max(math.ceil(fraction * len(dataset)), classes), len(dataset) - classes)
+    kept, chosen = _split_indices(dataset, held, seed)
+    return dataset.subset(kept), dataset.subset(chosen)
 
 
 def _stratify(dataset: TextDataset) -> np.ndarray | None:
