@@ -280,14 +280,13 @@ def data_stats(
     from imdb_sentiment.config import DataConfig
     from imdb_sentiment.data.loaders import read_dataset
     from imdb_sentiment.data.splits import resolve_data_path
-    from imdb_sentiment.data.stats import dataset_stats, render_stats
+    from imdb_sentiment.data.stats import render_stats, stats_by_split
 
     values = {"path": data, "format": format, "text_column": text_column, "label_column": label_column,
               "encoding": encoding}  # fmt: skip
     spec = DataConfig(**{k: v for k, v in values.items() if v is not None})
     splits = read_dataset(resolve_data_path(spec.path), spec)
-    stats = {name: dataset_stats(part) for name, part in splits.parts().items()}
-    console.print(render_stats(stats))
+    console.print(render_stats(stats_by_split(splits.parts())))
 
 
 def _mount_optional(module: str, name: str | None = None) -> None:

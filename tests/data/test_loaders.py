@@ -448,3 +448,14 @@ def test_malformed_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     path.write_text('{"text": "good", "label": 1}\n{"text": "bad", \n', encoding="utf-8")
     user_error(lambda: load(path), "reviews.jsonl", "not a valid JSONL file")
+
+
+def test_mr_lines_split_on_newlines_only(tmp_path) -> None:
+    # Latin-1 byte 0x85 decodes to U+0085 (NEL), which str.splitlines() would treat as a line break.
+    from imdb_sentiment.config import DataConfig
+    from imdb_sentiment.data.loaders import read_dataset
+
+    (tmp_path / "rt-polarity.pos").write_bytes(b"a fine film \x85 truly\nwarm and witty\n")
+    (tmp_path / "rt-polarity.neg").write_bytes(b"dull\n")
+    splits = read_dataset(tmp_path, DataConfig())
+    assert splits.test is not None and len(splits.test) == 3

@@ -253,7 +253,8 @@ def read_mr(path: Path, spec: DataConfig) -> DatasetSplits:
         file = folder / f"rt-polarity.{polarity}"
         if not file.exists():
             raise UserError(f"{folder} lacks rt-polarity.{polarity}; MR needs both .pos and .neg files.")
-        lines = decode(file.read_bytes(), encoding, str(file)).splitlines()
+        # split("\n"), not splitlines(): Latin-1 byte 0x85 decodes to U+0085, which splitlines() breaks on.
+        lines = decode(file.read_bytes(), encoding, str(file)).split("\n")
         for number, line in enumerate(lines):
             if line.strip():
                 texts.append(line)
@@ -302,7 +303,7 @@ def read_texts_table(
     kind = TABLE_SUFFIXES.get(path.suffix.lower())
     if kind is None:  # plain text: one review per line
         raw = decode(read_bytes(path), encoding, str(path))
-        texts = [line for line in raw.splitlines() if line.strip()]
+        texts = [line.rstrip("\r") for line in raw.split("\n") if line.strip()]
         return texts, [str(i) for i in range(len(texts))]
     frame = read_table_file(path, kind, encoding)
     require_columns(frame, [text_column] + ([id_column] if id_column else []), path)
