@@ -54,7 +54,7 @@ def read_prediction_inputs(
         return ids, found
     if sys.stdin is None or sys.stdin.isatty():
         raise UserError("No texts given: pass them as arguments, with --file, or on stdin.")
-    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    lines = [line.rstrip("\r") for line in sys.stdin.read().split("\n") if line.strip()]
     if not lines:
         raise UserError("stdin held no texts (one text per line expected).")
     return [str(i) for i in range(len(lines))], lines
