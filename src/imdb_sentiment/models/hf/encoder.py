@@ -59,16 +59,18 @@ def minilm_path() -> Path:
     return path
 
 
-def load_tokenizer(source: str | Path, **kwargs: Any):  # noqa: ANN201 - transformers tokenizer
+def load_tokenizer(source: str | Path, **kwargs: Any):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
     if not tokenizer.is_fast:
-        raise UserError(f"{source}: only fast (Rust) tokenizers are supported; this one is {type(tokenizer).__name__}.")
+        raise UserError(
+            f"{source}: only fast (Rust) tokenizers are supported; this one is {type(tokenizer).__name__}."
+        )
     return tokenizer
 
 
-def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 16000, lowercase: bool = True):  # noqa: ANN201
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 16000, lowercase: bool = True):
     """A BERT-style WordPiece tokenizer trained on ``texts`` with the ``tokenizers`` library."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -82,7 +84,9 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 16000, low
     backend.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -157,7 +161,9 @@ class HFTokenizerEncoder(TextEncoder):
         if self.chunk:
             cap = self.body_length + (self.max_chunks - 1) * self.chunk_step
             return [truncate(ids.tolist(), cap, self.truncation) for ids in raw]
-        return [self.prefix + truncate(ids.tolist(), self.body_length, self.truncation) + self.suffix for ids in raw]
+        return [
+            self.prefix + truncate(ids.tolist(), self.body_length, self.truncation) + self.suffix for ids in raw
+        ]
 
     def windows(self, body: list[int]) -> list[list[int]]:
         """Overlapping windows covering ``body``, each framed with the special tokens."""

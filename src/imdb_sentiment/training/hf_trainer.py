@@ -1,0 +1,198 @@
+"""The ``trainer`` backend: fit an HF network with ``transformers.Trainer`` instead of the shared loop.
+
+Same data, encoder, objective, optimizer (incl. layer-wise LR decay) and run folder as the native loop;
+what changes is who drives the steps: ``TrainingArguments`` with evaluation and checkpointing every
+epoch on the validation split, ``load_best_model_at_end`` on validation accuracy, bf16 where
+``training.precision`` asks for it (auto: on GPUs), and ``group_by_length`` sampling. It exists so
+the write-up's "Trainer" rows can be reproduced and compared with the native loop.
+
+The network is our :class:`~imdb_sentiment.models.hf.model.HFNetwork` adapter (batch dict in,
+``NetworkOutput`` out), so ``compute_loss`` is overridden to call the project's objective; the
+Trainer's own loss handling never sees a raw transformers model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from imdb_sentiment.config import TrainingConfig
+from imdb_sentiment.text.encoder import TextEncoder
+from imdb_sentiment.training.batching import EncodedDataset
+from imdb_sentiment.training.device import resolve_device, use_bf16
+from imdb_sentiment.training.loop import FitResult, build_optimizer
+from imdb_sentiment.training.objectives import Objective, build_objective
+
+logger = logging.getLogger("imdb_sentiment.training")
+
+SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+TRAINER_DIR = "hf_trainer"
+
+
+def _accuracy(prediction: Any) -> dict[str, float]:
+    logits, labels = prediction.predictions, prediction.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
+
+
+def make_trainer_class() -> type:
+    """Defined lazily so importing this module does not import transformers.Trainer."""
+    from transformers import Trainer
+
+    class ObjectiveTrainer(Trainer):
+        """Trainer whose loss is the project's objective (cross-entropy, R-Drop or SupCon)."""
+
+        loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides for accumulation
+
+        def __init__(self, *args: Any, objective: Objective, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.objective = objective
+
+        def compute_loss(
+            self,
+            model: nn.Module,
+            inputs: dict[str, torch.Tensor],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            loss, logits = self.objective(model, inputs)
+            return (loss, {"logits": logits}) if return_outputs else loss
+
+    return ObjectiveTrainer
+
+
+def training_arguments(
+    config: TrainingConfig, output_dir: Path, seed: int, logging_enabled: bool, show_progress: bool
+) -> Any:
+    from transformers import TrainingArguments
+
+    device = resolve_device(config.device)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.grad_accum_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=SCHEDULERS[config.scheduler],
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+        max_grad_norm=config.grad_clip or 0.0,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=config.log_every_steps,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_total_limit=1,  # the best checkpoint is always kept besides the last
+        train_sampling_strategy="group_by_length" if config.length_bucketing else "random",
+        bf16=use_bf16(config.precision, device),
+        use_cpu=device.type == "cpu",
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,  # our collate output is what the network reads
+        label_names=["labels"],
+        report_to=["tensorboard"] if logging_enabled else "none",
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+    )
+
+
+def fit_with_hf_trainer(
+    network: nn.Module,
+    encoder: TextEncoder,
+    train_data: EncodedDataset,
+    valid_data: EncodedDataset,
+    config: TrainingConfig,
+    *,
+    seed: int = 42,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train ``network`` with transformers.Trainer; the best epoch's weights are loaded at the end."""
+    from transformers import EarlyStoppingCallback
+
+    temporary = None if run_dir is not None else tempfile.TemporaryDirectory(prefix="imdb-hf-trainer-")
+    output_dir = Path(run_dir) / TRAINER_DIR if run_dir is not None else Path(temporary.name)  # type: ignore[union-attr]
+    try:
+        args = training_arguments(config, output_dir, seed, run_dir is not None, show_progress)
+        network.to(args.device)  # before the optimizer is built around its parameters
+        callbacks = []
+        if config.early_stopping_patience is not None:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+        trainer = make_trainer_class()(
+            model=network,
+            args=args,
+            train_dataset=train_data,
+            eval_dataset=valid_data,
+            data_collator=encoder.collate,
+            compute_metrics=_accuracy,
+            callbacks=callbacks,
+            # Same optimizer as the native loop (weight-decay groups, layer-wise LR decay); the Trainer
+            # builds the warmup/decay schedule on it.
+            optimizers=(build_optimizer(network, config), None),
+            objective=build_objective(config.objective),
+        )
+        if not show_progress:
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+        has_checkpoint = resume and any(output_dir.glob("checkpoint-*"))
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+        elapsed = time.perf_counter() - started
+        result = _fit_result(trainer, elapsed, len(train_data), config)
+    finally:
+        # Checkpoints hold optimizer state (3x the model): the caller saves the final model itself.
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        if temporary is not None:
+            temporary.cleanup()
+    network.eval()
+    return result
+
+
+def _fit_result(trainer: Any, elapsed: float, train_size: int, config: TrainingConfig) -> FitResult:
+    """Per-epoch history in the native loop's format, from the Trainer's log history."""
+    history: list[dict[str, float]] = []
+    last_train: dict[str, float] = {}
+    for entry in trainer.state.log_history:
+        if "loss" in entry:
+            last_train = {"train_loss": float(entry["loss"])}
+        if "eval_accuracy" in entry:
+            history.append(
+                {
+                    "epoch": float(round(entry.get("epoch", len(history) + 1))),
+                    "step": float(entry.get("step", 0)),
+                    **last_train,
+                    "valid_loss": float(entry.get("eval_loss", math.nan)),
+                    "valid_accuracy": float(entry["eval_accuracy"]),
+                }
+            )
+    best_accuracy = max((h["valid_accuracy"] for h in history), default=math.nan)
+    best_epoch = next((int(h["epoch"]) for h in history if h["valid_accuracy"] == best_accuracy), 0)
+    steps_per_epoch = math.ceil(math.ceil(train_size / config.batch_size) / config.grad_accum_steps)
+    planned = steps_per_epoch * config.epochs
+    if config.max_steps:
+        planned = min(planned, config.max_steps)
+    return FitResult(
+        history=history,
+        best_epoch=best_epoch,
+        best_valid_accuracy=best_accuracy,
+        train_seconds=elapsed,
+        steps=int(trainer.state.global_step),
+        stopped_early=int(trainer.state.global_step) < planned,
+    )
