@@ -10,7 +10,7 @@ import pandas as pd
 from imdb_sentiment.cli import main
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """Run the CLI in-process exactly as the console script does; return (exit code, stdout, stderr)."""
     argv = sys.argv
     sys.argv = ["imdb-sentiment", *args]
@@ -25,7 +25,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
     return code, captured.out, captured.err
 
 
-def write_tiny_parquet_imdb(folder, size: int = 60, seed: int = 0) -> None:  # noqa: ANN001
+def write_tiny_parquet_imdb(folder, size: int = 60, seed: int = 0) -> None:
     """A tiny dataset in the real Parquet layout (train/test/unsup)."""
     rng = np.random.default_rng(seed)
     positive, negative = ["great", "wonderful", "excellent", "superb"], ["awful", "boring", "terrible", "dull"]

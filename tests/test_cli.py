@@ -13,18 +13,20 @@ FAST = ["--set", "model.params.min_df=1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):  # noqa: ANN201
+def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     write_tiny_parquet_imdb(root / "imdb")
     capsys = _NullCapture()
-    code, out, err = run_cli(["train", "tfidf-lr", "--data", str(root / "imdb"), "--output-dir", str(root / "runs"), *FAST], capsys)
+    code, _out, err = run_cli(
+        ["train", "tfidf-lr", "--data", str(root / "imdb"), "--output-dir", str(root / "runs"), *FAST], capsys
+    )
     assert code == 0, err
     (run_dir,) = list((root / "runs").iterdir())
     return root, run_dir
 
 
 class _NullCapture:
-    def readouterr(self):  # noqa: ANN201
+    def readouterr(self):
         class Captured:
             out = err = ""
 
@@ -64,7 +66,9 @@ def test_evaluate_and_predict(trained_run, capsys, monkeypatch) -> None:
     kaggle = root / "testData.tsv"
     kaggle.write_text('id\treview\n"12_8"\t"great superb film"\n"13_2"\t"awful dull film"\n')
     submission = root / "submission.csv"
-    code, _, err = run_cli(["predict", str(run_dir), "--file", str(kaggle), "--kaggle-submission", str(submission)], capsys)
+    code, _, err = run_cli(
+        ["predict", str(run_dir), "--file", str(kaggle), "--kaggle-submission", str(submission)], capsys
+    )
     assert code == 0, err
     assert submission.read_text().splitlines() == ["id,sentiment", '"12_8",1', '"13_2",0']
 
@@ -77,7 +81,7 @@ def test_evaluate_and_predict(trained_run, capsys, monkeypatch) -> None:
 
 def test_benchmark_writes_leaderboard(tmp_path, capsys) -> None:
     write_tiny_parquet_imdb(tmp_path / "imdb")
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         ["benchmark", "--models", "tfidf-lr,nbsvm", "--data", str(tmp_path / "imdb"), "--output-dir",
          str(tmp_path / "bench"), "--set", "model.params.min_df=1", "--quiet"],
         capsys,
@@ -115,7 +119,9 @@ def test_user_errors_exit_2_with_one_line(args: list[str], expected: str, capsys
 def test_bad_data_leaves_no_run_folder(tmp_path, capsys) -> None:
     bad = tmp_path / "reviews.csv"
     bad.write_text("text,label\ngood film,pos\nbad film,meh\n")
-    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(bad), "--output-dir", str(tmp_path / "runs")], capsys)
+    code, _, err = run_cli(
+        ["train", "tfidf-lr", "--data", str(bad), "--output-dir", str(tmp_path / "runs")], capsys
+    )
     assert code == 2 and "'meh'" in err
     assert not (tmp_path / "runs").exists()
 
@@ -124,13 +130,17 @@ def test_unwritable_output_dir(tmp_path, capsys) -> None:
     write_tiny_parquet_imdb(tmp_path / "imdb")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(blocker / "runs")], capsys)
+    code, _, err = run_cli(
+        ["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(blocker / "runs")], capsys
+    )
     assert code == 2 and "writable" in err
     if os.geteuid() != 0:  # root can write anywhere, so only check permissions as a normal user
         locked = tmp_path / "locked"
         locked.mkdir()
         locked.chmod(0o500)
-        code, _, err = run_cli(["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(locked / "runs")], capsys)
+        code, _, err = run_cli(
+            ["train", "tfidf-lr", "--data", str(tmp_path / "imdb"), "--output-dir", str(locked / "runs")], capsys
+        )
         assert code == 2 and "writable" in err
 
 

@@ -30,6 +30,7 @@ def test_overrides_parse_yaml_values() -> None:
         (["model.name=tfidf-lr", "model.params.C=-1"], "model.params.C"),
         (["model.name=tfidf-lr", "model.params.Cee=1"], "model.params.Cee"),
         (["training.objective.name=dropout"], "training.objective.name"),
+        (["training.backend=trainer"], "training.backend"),  # HF Trainer cannot fit NBSVM
     ],
 )
 def test_bad_fields_are_named_in_one_line(overrides: list[str], field: str) -> None:
@@ -40,7 +41,7 @@ def test_bad_fields_are_named_in_one_line(overrides: list[str], field: str) -> N
 
 
 def test_unknown_model_lists_registered_ones() -> None:
-    with pytest.raises(UserError, match="Registered models: .*nbsvm"):
+    with pytest.raises(UserError, match=r"Registered models: .*nbsvm"):
         build_config({"model": {"name": "nope"}})
 
 

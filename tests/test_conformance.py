@@ -27,9 +27,23 @@ TINY_PARAMS: dict[str, dict] = {
     "attention-lstm": {**WORD, "hidden_size": 8},
     "capsule-lstm": {**WORD, "hidden_size": 8},
     "transformer": {**WORD, "num_layers": 1, "num_heads": 2, "feedforward_dim": 32},
-    "hf": {"tiny_test_model": True, "max_length": 32},
+    # A random 1-layer BERT with MiniLM's vocabulary: the real loading paths, no download.
+    "hf": {
+        "from_scratch": True,
+        "hidden_size": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "max_length": 32,
+    },
     "minilm": {"max_length": 32},
-    "bert-scratch": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_length": 32},
+    "bert-scratch": {
+        "hidden_size": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "max_length": 32,
+    },
 }
 SLOW = {"minilm"}  # loads real weights; still only a few steps
 

@@ -44,6 +44,7 @@ class SentimentModel(ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type[ModelParams]] = ModelParams
     uses_training_loop: ClassVar[bool] = False  # True for models trained by imdb_sentiment.training
+    supports_trainer_backend: ClassVar[bool] = False  # Hugging Face Trainer ("trainer") can fit it
     description: ClassVar[str] = ""
 
     def __init__(self, params: ModelParams | dict[str, Any] | None = None) -> None:
@@ -54,6 +55,11 @@ class SentimentModel(ABC):
     @classmethod
     def check_config(cls, config: ExperimentConfig, params: ModelParams) -> None:
         """Cross-field checks against the whole experiment; raise ValueError naming the field."""
+        if config.training.backend == "trainer" and not cls.supports_trainer_backend:
+            raise ValueError(
+                f"training.backend: 'trainer' (Hugging Face Trainer) cannot train {cls.name!r}; "
+                "it works for hf, minilm and bert-scratch. Use 'native'."
+            )
 
     @abstractmethod
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> SentimentModel: ...

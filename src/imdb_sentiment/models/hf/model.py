@@ -130,9 +130,6 @@ class HFParams(TorchParams):
         "minilm", description="From scratch: reuse MiniLM's WordPiece vocab, or train one on the training texts."
     )
     vocab_size: int = Field(16000, ge=100, le=200_000, description="Size of a trained vocabulary.")
-    tiny_test_model: bool = Field(
-        False, description="For tests: a 2-layer, 32-wide random BERT with MiniLM's vocab (no download)."
-    )
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per input, special tokens included.")
     dropout: float | None = Field(
         None, ge=0.0, lt=1.0, description="Dropout before our head (pooling cls/mean); None: the checkpoint's."
@@ -398,8 +395,6 @@ class HFClassifier(TorchTextClassifier):
         return PRESETS[self.params.preset] if self.params.preset else None
 
     def from_scratch(self) -> bool:
-        if self.params.tiny_test_model:
-            return True
         if self.params.from_scratch is not None:
             return self.params.from_scratch
         preset = self._preset()
@@ -407,8 +402,6 @@ class HFClassifier(TorchTextClassifier):
 
     def checkpoint(self) -> str | None:
         """The checkpoint to load (or to copy the config from, when training from scratch)."""
-        if self.params.tiny_test_model:
-            return None
         if self.params.checkpoint:
             return self.params.checkpoint
         preset = self._preset()
@@ -426,7 +419,7 @@ class HFClassifier(TorchTextClassifier):
         checkpoint = self.checkpoint()
         if checkpoint:
             return checkpoint
-        return str(minilm_path()) if p.vocab == "minilm" or p.tiny_test_model else None
+        return str(minilm_path()) if p.vocab == "minilm" else None
 
     # ------------------------------------------------------------------------------ what we supply
     def build_encoder(self, train: TextDataset, context: FitContext) -> HFTokenizerEncoder:
@@ -516,9 +509,6 @@ class HFClassifier(TorchTextClassifier):
     def architecture(self) -> dict[str, int]:
         """BertConfig sizes of a from-scratch model without a checkpoint."""
         p = self.params
-        if p.tiny_test_model:
-            return {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-                    "max_position_embeddings": max(64, p.max_length)}  # fmt: skip
         return {"hidden_size": p.hidden_size, "num_hidden_layers": p.num_layers, "num_attention_heads": p.num_heads,
                 "intermediate_size": p.intermediate_size, "max_position_embeddings": p.max_position_embeddings}  # fmt: skip
 
