@@ -63,7 +63,13 @@ class DataConfig(StrictModel):
 class ObjectiveConfig(StrictModel):
     name: Literal["cross-entropy", "r-drop", "supcon"] = "cross-entropy"
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
-    rdrop_alpha: float = Field(1.0, ge=0.0, le=100.0, description="Weight of the symmetric KL term.")
+    rdrop_alpha: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="Weight of the symmetric KL term against the MEAN of the two cross-entropies; "
+        "Liang et al. sum them, so their alpha is twice this value.",
+    )
     supcon_temperature: float = Field(0.1, gt=0.0, le=10.0)
     supcon_weight: float = Field(0.5, ge=0.0, le=10.0, description="Weight of the contrastive term.")
 
