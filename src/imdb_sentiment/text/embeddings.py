@@ -32,6 +32,8 @@ from imdb_sentiment.text.vocabulary import PAD_ID, TOKENIZER_VERSION, Vocabulary
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
+    from imdb_sentiment.data.splits import PreparedData
+
 logger = logging.getLogger("imdb_sentiment.embeddings")
 
 VectorFormat = Literal["auto", "word2vec-binary", "word2vec-text", "glove"]
@@ -268,7 +270,9 @@ def build_embedding_matrix(
 
 def coverage_of(vocabulary: Vocabulary, covered: np.ndarray) -> Coverage:
     counts = vocabulary.counts
-    covered_tokens = sum(counts.get(token, 0) for token, hit in zip(vocabulary.tokens, covered, strict=True) if hit)
+    covered_tokens = sum(
+        counts.get(token, 0) for token, hit in zip(vocabulary.tokens, covered, strict=True) if hit
+    )
     return Coverage(
         vocabulary_words=len(vocabulary) - 2,
         covered_words=int(covered[2:].sum()),
@@ -284,7 +288,7 @@ def vectors_coverage(vocabulary: Vocabulary, vectors: KeyedVectors) -> Coverage:
 
 
 # ----------------------------------------------------------------------------------------- commands
-def _corpus_for(data: str | None, seed: int, use_unsup: bool = True):  # noqa: ANN202
+def _corpus_for(data: str | None, seed: int, use_unsup: bool = True) -> PreparedData:
     from imdb_sentiment.config import DataConfig
     from imdb_sentiment.data import load_data
 
@@ -334,4 +338,3 @@ def coverage_command(
         "dim": vectors.vector_size,
         "coverage": vectors_coverage(vocabulary, vectors).as_dict(),
     }
-

@@ -65,9 +65,7 @@ class Vocabulary:
         self.total_tokens = total_tokens
 
     @classmethod
-    def build(
-        cls, tokenized: Iterable[list[str]], min_freq: int = 2, max_size: int | None = None
-    ) -> Vocabulary:
+    def build(cls, tokenized: Iterable[list[str]], min_freq: int = 2, max_size: int | None = None) -> Vocabulary:
         """Most frequent tokens first (ties broken alphabetically, so the result is deterministic);
         ``max_size`` counts the two special tokens."""
         counts: Counter[str] = Counter()
@@ -144,7 +142,9 @@ class WordEncoder(TextEncoder):
         try:
             max_length, truncation = int(data["max_length"]), data["truncation"]
         except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path} lacks max_length/truncation; the saved model is corrupt, retrain it.") from None
+            raise UserError(
+                f"{path} lacks max_length/truncation; the saved model is corrupt, retrain it."
+            ) from None
         return cls(Vocabulary.from_dict(data, str(path)), max_length, truncation)
 
 
