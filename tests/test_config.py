@@ -72,3 +72,8 @@ def test_every_bundled_config_validates() -> None:
     assert configs
     for path in configs:
         load_config(str(path))
+
+
+def test_trainer_backend_rejected_for_word_models() -> None:
+    with pytest.raises(UserError, match=r"training\.backend"):
+        build_config({"model": {"name": "cnn", "params": {"embeddings": "random"}}}, ["training.backend=trainer"])

@@ -82,6 +82,7 @@ class WordModel(TorchTextClassifier):
     # ------------------------------------------------------------------------------- config checks
     @classmethod
     def check_config(cls, config: ExperimentConfig, params: WordParams) -> None:  # type: ignore[override]
+        super().check_config(config, params)
         if params.embeddings_file is not None:
             try:
                 dim = vectors_dim(params.embeddings_file, params.embeddings_format)
