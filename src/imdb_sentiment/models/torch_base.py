@@ -85,18 +85,23 @@ class TorchTextClassifier(SentimentModel):
             show_progress=context.show_progress,
         )
         self.fit_result = trainer.fit(train_loader, valid_loader, resume=context.resume)
-        context.history.extend(self.fit_result.history)
+        self.record_fit(context, self.fit_result, train_data)
+        return self
+
+    @staticmethod
+    def record_fit(context: FitContext, result: FitResult, train_data: EncodedDataset) -> None:
+        """Put the fit's history and summary where the run folder picks them up."""
+        context.history.extend(result.history)
         context.extra_metrics.update(
             {
-                "best_epoch": self.fit_result.best_epoch,
-                "valid_accuracy": self.fit_result.best_valid_accuracy,
-                "optimizer_steps": self.fit_result.steps,
-                "stopped_early": self.fit_result.stopped_early,
-                "loop_train_seconds": self.fit_result.train_seconds,
+                "best_epoch": result.best_epoch,
+                "valid_accuracy": result.best_valid_accuracy,
+                "optimizer_steps": result.steps,
+                "stopped_early": result.stopped_early,
+                "loop_train_seconds": result.train_seconds,
                 "mean_train_tokens": float(train_data.lengths.mean()),
             }
         )
-        return self
 
     def predict_proba(self, texts: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
         assert self.encoder is not None and self.network is not None, "fit or load the model first"

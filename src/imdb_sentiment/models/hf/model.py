@@ -552,18 +552,8 @@ class HFClassifier(TorchTextClassifier):
             resume=context.resume,
             show_progress=context.show_progress,
         )
-        context.history.extend(self.fit_result.history)
-        context.extra_metrics.update(
-            {
-                "backend": "trainer",
-                "best_epoch": self.fit_result.best_epoch,
-                "valid_accuracy": self.fit_result.best_valid_accuracy,
-                "optimizer_steps": self.fit_result.steps,
-                "stopped_early": self.fit_result.stopped_early,
-                "loop_train_seconds": self.fit_result.train_seconds,
-                "mean_train_tokens": float(train_data.lengths.mean()),
-            }
-        )
+        self.record_fit(context, self.fit_result, train_data)
+        context.extra_metrics["backend"] = "trainer"
         return self
 
     # ----------------------------------------------------------------------------------- inference
