@@ -20,6 +20,8 @@ DataOption = Annotated[
 
 def _print(rows: dict[str, object], title: str) -> None:
     table = Table(title=title, show_header=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")  # paths stay whole (wrapped), never cut with an ellipsis
     for key, value in rows.items():
         if isinstance(value, dict):
             for inner_key, inner_value in value.items():
