@@ -297,15 +297,23 @@ def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
 
 
 def read_texts_table(
-    path: Path, text_column: str, encoding: str, id_column: str | None = None
+    path: Path, text_column: str | None, encoding: str, id_column: str | None = None
 ) -> tuple[list[str], list[str]]:
-    """Unlabelled texts (for ``predict --file``): returns (texts, ids)."""
+    """Unlabelled texts (for ``predict --file``): returns (texts, ids).
+
+    Without a text column, 'text' is used, else 'review' (Kaggle's testData.tsv); without an id
+    column, 'id' is used when the table has one.
+    """
     kind = TABLE_SUFFIXES.get(path.suffix.lower())
     if kind is None:  # plain text: one review per line
         raw = decode(read_bytes(path), encoding, str(path))
         texts = [line.rstrip("\r") for line in raw.split("\n") if line.strip()]
         return texts, [str(i) for i in range(len(texts))]
     frame = read_table_file(path, kind, encoding)
+    if text_column is None:
+        text_column = next((c for c in ("text", "review") if c in frame.columns), "text")
+    if id_column is None and "id" in frame.columns:
+        id_column = "id"
     require_columns(frame, [text_column] + ([id_column] if id_column else []), path)
     texts = frame[text_column].fillna("").astype(str).tolist()
     ids = (

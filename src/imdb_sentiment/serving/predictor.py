@@ -49,8 +49,7 @@ def read_prediction_inputs(
     if file is not None:
         if not file.is_file():
             raise UserError(f"--file {file} does not exist.")
-        inferred_text, inferred_id = _infer_columns(file, encoding, text_column, id_column)
-        found, ids = read_texts_table(file, inferred_text, encoding, inferred_id)
+        found, ids = read_texts_table(file, text_column, encoding, id_column)
         return ids, found
     if sys.stdin is None or sys.stdin.isatty():
         raise UserError("No texts given: pass them as arguments, with --file, or on stdin.")
@@ -58,23 +57,6 @@ def read_prediction_inputs(
     if not lines:
         raise UserError("stdin held no texts (one text per line expected).")
     return [str(i) for i in range(len(lines))], lines
-
-
-def _infer_columns(
-    file: Path, encoding: str, text_column: str | None, id_column: str | None
-) -> tuple[str, str | None]:
-    """Default text column: 'text', else 'review' (Kaggle); default id column: 'id' if present."""
-    from imdb_sentiment.data.loaders import TABLE_SUFFIXES, read_table_file
-
-    kind = TABLE_SUFFIXES.get(file.suffix.lower())
-    if kind is None:
-        return text_column or "text", None
-    columns = list(read_table_file(file, kind, encoding).columns)
-    if text_column is None:
-        text_column = next((c for c in ("text", "review") if c in columns), "text")
-    if id_column is None and "id" in columns:
-        id_column = "id"
-    return text_column, id_column
 
 
 def write_prediction_outputs(
