@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -11,6 +12,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+
+if TYPE_CHECKING:
+    from imdb_sentiment.models.base import SentimentModel
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
@@ -34,3 +38,15 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         "roc_auc": float(roc_auc_score(labels, probabilities[:, 1])) if both_classes else None,
         "confusion_matrix": confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
     }
+
+
+def evaluate_model(
+    model: SentimentModel, texts: list[str], labels: np.ndarray, batch_size: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Predict ``texts``, score against ``labels`` and time the prediction; returns (metrics, probabilities)."""
+    started = time.perf_counter()
+    probabilities = model.predict_proba(texts, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    metrics = classification_metrics(labels, probabilities)
+    metrics.update({"inference_seconds": seconds, "inference_reviews_per_second": len(texts) / max(seconds, 1e-9)})
+    return metrics, probabilities

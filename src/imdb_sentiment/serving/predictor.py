@@ -17,7 +17,7 @@ from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import resolve_data_path, stratified_sample
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.evaluation.metrics import classification_metrics
+from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.runs import check_run_dir
@@ -109,8 +109,7 @@ def evaluate_run(
     assert dataset is not None
     if limit:
         dataset = stratified_sample(dataset, limit, predictor.config.seed)
-    probabilities = predictor.model.predict_proba(dataset.texts, batch_size=batch_size)
-    metrics = classification_metrics(dataset.labels, probabilities)
+    metrics, _ = evaluate_model(predictor.model, dataset.texts, dataset.labels, batch_size)
     metrics.update({"dataset": str(source), "format": fmt, "split": split,
                     "content_sha256": dataset.content_digest()})  # fmt: skip
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from imdb_sentiment.config import ExperimentConfig, dump_config
 from imdb_sentiment.data.splits import PreparedData, load_data
-from imdb_sentiment.evaluation.metrics import classification_metrics
+from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.evaluation.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import FitContext, SentimentModel
@@ -60,17 +60,6 @@ def write_predictions(path: Path, ids: list[str], labels: np.ndarray, probabilit
     )
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
-
-
-def evaluate_model(
-    model: SentimentModel, texts: list[str], labels: np.ndarray, batch_size: int
-) -> tuple[dict[str, Any], np.ndarray]:
-    started = time.perf_counter()
-    probabilities = model.predict_proba(texts, batch_size=batch_size)
-    seconds = time.perf_counter() - started
-    metrics = classification_metrics(labels, probabilities)
-    metrics.update({"inference_seconds": seconds, "inference_reviews_per_second": len(texts) / max(seconds, 1e-9)})
-    return metrics, probabilities
 
 
 def run_experiment(
