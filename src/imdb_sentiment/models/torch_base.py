@@ -64,15 +64,20 @@ class TorchTextClassifier(SentimentModel):
         self.device = resolve_device(training.device)
         self.bf16 = use_bf16(training.precision, self.device)
 
-    def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> TorchTextClassifier:
-        training = context.training
+    def prepare_fit(
+        self, train: TextDataset, valid: TextDataset, context: FitContext
+    ) -> tuple[EncodedDataset, EncodedDataset]:
+        """Seed, pick the device, build encoder and network, encode both splits (any training backend)."""
         seed_everything(context.seed)
-        self.configure_runtime(training)
+        self.configure_runtime(context.training)
         self.encoder = self.build_encoder(train, context)
         seed_everything(context.seed)  # network init does not depend on how the encoder was built
         self.network = self.build_network()
-        train_data = self.encode(train.texts, train.labels)
-        valid_data = self.encode(valid.texts, valid.labels)
+        return self.encode(train.texts, train.labels), self.encode(valid.texts, valid.labels)
+
+    def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> TorchTextClassifier:
+        training = context.training
+        train_data, valid_data = self.prepare_fit(train, valid, context)
         train_loader = make_loader(
             train_data, self.encoder, training.batch_size, True, context.seed, training.length_bucketing
         )

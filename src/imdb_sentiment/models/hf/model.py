@@ -69,7 +69,6 @@ from imdb_sentiment.models.hf.encoder import (
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import TorchParams, TorchTextClassifier
 from imdb_sentiment.training.batching import make_loader
-from imdb_sentiment.training.device import seed_everything
 from imdb_sentiment.training.loop import NO_DECAY_HINTS, predict_logits
 from imdb_sentiment.training.objectives import NetworkOutput
 
@@ -534,19 +533,13 @@ class HFClassifier(TorchTextClassifier):
             return self
         from imdb_sentiment.training.hf_trainer import fit_with_hf_trainer
 
-        training = context.training
-        seed_everything(context.seed)
-        self.configure_runtime(training)
-        self.encoder = self.build_encoder(train, context)
-        seed_everything(context.seed)
-        self.network = self.build_network()
-        train_data = self.encode(train.texts, train.labels)
+        train_data, valid_data = self.prepare_fit(train, valid, context)
         self.fit_result = fit_with_hf_trainer(
             self.network,
             self.encoder,
             train_data,
-            self.encode(valid.texts, valid.labels),
-            training,
+            valid_data,
+            context.training,
             seed=context.seed,
             run_dir=context.run_dir,
             resume=context.resume,
