@@ -3,6 +3,12 @@
 Every experiment is one YAML file (see ``configs/``) that parses into :class:`ExperimentConfig`.
 Validation happens before any data is read or any model is built, and every problem is reported on
 one line that names the offending field (``training.learning_rate: ...``).
+
+The validated config is complete and final: what is not written is *derived* while validating (each
+model's parameters with their defaults, a preset's training backend, the data seed), never patched
+into the object afterwards. Validating for a new run (``for_training``, the default) also checks what
+the run will need from this machine (the device, model folders, the checkpoint's position limit), so
+no problem is found after a run folder exists.
 """
 
 from __future__ import annotations
@@ -51,17 +57,28 @@ class DataConfig(StrictModel):
     id_column: str | None = None
     encoding: str | None = Field(None, description="Text encoding; default utf-8 (latin-1 for MR).")
     clean: CleaningConfig = Field(default_factory=CleaningConfig)
+    seed: int = Field(
+        42,
+        ge=0,
+        description="Seed of the validation split and of the limit / test_limit subsamples. Default: the "
+        "experiment's seed; vary it apart from seed to separate data-sample from initialisation variance.",
+    )
     valid_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Validation split carved from train.")
     test_fraction: float = Field(
         0.2, gt=0.0, lt=0.9, description="Test split carved from a user table that has no test file."
     )
-    limit: int | None = Field(None, ge=4, description="Stratified, seeded subsample of the training data.")
+    limit: int | None = Field(
+        None,
+        ge=4,
+        description="Stratified, seeded subsample of the training data; nested: for one seed the smaller "
+        "subsample lies inside the larger (learning curves).",
+    )
     test_limit: int | None = Field(None, ge=2, description="Evaluate on a stratified test subsample.")
     use_unsup: bool = Field(True, description="Let models use unlabeled reviews (word2vec, MLM).")
 
 
 class ObjectiveConfig(StrictModel):
-    name: Literal["cross-entropy", "r-drop", "supcon"] = "cross-entropy"
+    name: str = Field("cross-entropy", description="A registered objective: cross-entropy, r-drop, supcon.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     rdrop_alpha: float = Field(
         1.0,
@@ -72,6 +89,15 @@ class ObjectiveConfig(StrictModel):
     )
     supcon_temperature: float = Field(0.1, gt=0.0, le=10.0)
     supcon_weight: float = Field(0.5, ge=0.0, le=10.0, description="Weight of the contrastive term.")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from imdb_sentiment.training.objectives import OBJECTIVES
+
+        if value not in OBJECTIVES:
+            raise ValueError(f"unknown objective {value!r}; registered: {', '.join(OBJECTIVES)}")
+        return value
 
 
 # Learning rates outside these bounds are almost surely mistakes (the write-up used 0.8).
@@ -122,29 +148,70 @@ class ModelConfig(StrictModel):
 
 class ExperimentConfig(StrictModel):
     name: str | None = Field(None, description="Run name; default: the model name.")
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, description="Initialisation seed (and data.seed's default).")
     output_dir: str = "runs"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, raw: Any) -> Any:
+        """Complete the written config: the model's parameters with their defaults (validated by the
+        model's own ``Params``), defaults the model supplies for other sections (a preset's backend),
+        and ``data.seed`` from ``seed``. Only keys the config leaves out are filled."""
+        if not isinstance(raw, dict):
+            return raw
+        from imdb_sentiment.models.registry import get_model_class
+
+        raw = {key: _plain(value) for key, value in raw.items()}
+        model = dict(raw.get("model") or {})
+        model_class = get_model_class(model.get("name", ModelConfig.model_fields["name"].default))
+        try:
+            params = model_class.Params.model_validate(model.get("params") or {})
+        except ValidationError as exc:
+            raise ValueError(format_validation_error(exc, prefix="model.params")) from None
+        raw["model"] = {**model, "params": params.model_dump(mode="json")}
+        for section, defaults in model_class.config_defaults(params).items():
+            raw[section] = {**defaults, **(raw.get(section) or {})}
+        data = dict(raw.get("data") or {})
+        data.setdefault("seed", raw.get("seed", cls.model_fields["seed"].default))
+        raw["data"] = data
+        return raw
+
     @model_validator(mode="after")
-    def _validate_model(self) -> ExperimentConfig:
+    def _check(self, info: ValidationInfo) -> ExperimentConfig:
         from imdb_sentiment.models.registry import get_model_class
 
         model_class = get_model_class(self.model.name)
-        try:
-            params = model_class.Params.model_validate(self.model.params)
-        except ValidationError as exc:
-            raise ValueError(format_validation_error(exc, prefix="model.params")) from None
-        # Store the fully-defaulted parameters so the saved config is complete.
-        object.__setattr__(self.model, "params", params.model_dump(mode="json"))
+        params = model_class.Params.model_validate(self.model.params)
         model_class.check_config(self, params)
+        if (info.context or {}).get("for_training", True):
+            if model_class.uses_training_loop:
+                check_device(self.training.device)
+            model_class.check_runnable(self, params)
         return self
 
     @property
     def run_name(self) -> str:
         return self.name or self.model.name
+
+
+def _plain(value: Any) -> Any:
+    """A section given as a model object (programmatic use) becomes the dict it was written as."""
+    return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+
+
+def check_device(name: str) -> None:
+    """``training.device`` must exist on this machine (torch is imported only to look for a GPU)."""
+    if name in ("auto", "cpu"):
+        return
+    from imdb_sentiment.training.runtime import parse_device
+
+    try:
+        parse_device(name)
+    except UserError as exc:
+        raise ValueError(str(exc).removeprefix("training.device: ")) from None
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
@@ -196,10 +263,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+def build_config(
+    raw: dict[str, Any], overrides: list[str] | None = None, for_training: bool = True
+) -> ExperimentConfig:
+    """Validate a raw config; ``for_training=False`` skips the checks of this machine (device, model
+    folders) for a finished run's config, which only needs to describe the saved model."""
     raw = apply_overrides(dict(raw), overrides or [])
     try:
-        return ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(raw, context={"for_training": for_training})
     except ValidationError as exc:
         raise UserError(f"Invalid config: {format_validation_error(exc)}") from None
 

@@ -129,8 +129,17 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def environment_record(seed: int) -> dict[str, Any]:
-    return {"seed": seed, "machine": machine_info(), "packages": package_versions(), "git_commit": git_commit()}
+def environment_record(seed: int, data_seed: int) -> dict[str, Any]:
+    return {"seed": seed, "data_seed": data_seed, "machine": machine_info(), "packages": package_versions(),
+            "git_commit": git_commit(), "load_average": _load_average()}  # fmt: skip
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load: timings on a shared 2-core machine mean little without it."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux
+        return None
 
 
 def save_model_atomically(model: Any, run_dir: Path) -> Path:

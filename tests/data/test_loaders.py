@@ -232,8 +232,8 @@ def test_loaders_clean_by_default(tiny_imdb_parquet: Path) -> None:
 
 
 def prepared(path: Path, seed: int = 0, **options: object) -> PreparedData:
-    spec = DataConfig(**options)
-    return prepare_splits(read_dataset(path, spec), spec, seed)
+    spec = DataConfig(seed=seed, **options)
+    return prepare_splits(read_dataset(path, spec), spec)
 
 
 def test_official_splits_are_stratified_disjoint_and_keep_test_apart(tiny_imdb_parquet: Path) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imdb_sentiment.evaluation.benchmark import Leaderboard
 from imdb_sentiment.evaluation.metrics import classification_metrics
+from imdb_sentiment.pipelines.benchmark import Leaderboard
 
 
 def test_metrics_by_hand() -> None:

@@ -16,8 +16,10 @@ from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.hf import encoder as encoder_module
 from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder, train_wordpiece_tokenizer
-from imdb_sentiment.models.hf.model import HFClassifier, HFNetwork
+from imdb_sentiment.models.hf.model import HFClassifier
+from imdb_sentiment.models.hf.network import HFNetwork
 from imdb_sentiment.models.registry import get_model_class
+from imdb_sentiment.models.torch_base import NetworkRequest
 
 POSITIVE, NEGATIVE = ["great", "wonderful", "excellent", "loved"], ["awful", "boring", "terrible", "hated"]
 FILLER = ["the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story"]
@@ -161,7 +163,8 @@ def test_supcon_features_are_the_cls_state(checkpoints, tokenizer) -> None:
 # ------------------------------------------------------------------------------------------ encoder
 @pytest.fixture(scope="module")
 def minilm_tokenizer():
-    from imdb_sentiment.models.hf.encoder import load_tokenizer, minilm_path
+    from imdb_sentiment.models.hf.encoder import load_tokenizer
+    from imdb_sentiment.models.hf.hub import minilm_path
 
     return load_tokenizer(minilm_path())
 
@@ -233,7 +236,7 @@ def test_chunk_and_pool_shapes(tokenizer, checkpoints, tmp_path) -> None:
 def test_layerwise_lr_decay_groups(checkpoints) -> None:
     model = HFClassifier({"checkpoint": str(checkpoints["bert"]), "max_length": 32})
     model.encoder = model.build_encoder(reviews(4, 0), FitContext(training=training()))
-    network = model.build_network()
+    network = model.build_network(NetworkRequest())
     config = training(learning_rate=1e-3, layerwise_lr_decay=0.5)
     learning_rates = {}
     for group in network.parameter_groups(config):
@@ -247,11 +250,29 @@ def test_layerwise_lr_decay_groups(checkpoints) -> None:
 
 
 def test_preset_sets_backend_unless_the_config_does() -> None:
-    config = build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}})
+    # for_training=False: the derivation alone (bert-base-uncased cannot be reached from here).
+    config = build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}}, for_training=False)
     assert config.training.backend == "trainer"
     config = build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}},
-                           "training": {"backend": "native"}})  # fmt: skip
+                           "training": {"backend": "native"}}, for_training=False)  # fmt: skip
     assert config.training.backend == "native"
+
+
+def test_a_new_run_whose_checkpoint_cannot_be_reached_fails_at_validation(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"model\.params\.checkpoint: cannot load 'bert-base-uncased'"):
+        build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}})
+
+
+def test_max_length_beyond_the_position_limit_fails_at_validation(checkpoints) -> None:
+    too_long = {"model": {"name": "hf", "params": {"checkpoint": str(checkpoints["bert"]), "max_length": 4096}}}
+    with pytest.raises(UserError, match=r"model\.params\.max_length: 4096 exceeds the \d+ positions"):
+        build_config(too_long)
+    with pytest.raises(UserError, match=r"model\.params\.max_length: 1024 exceeds max_position_embeddings"):
+        build_config({"model": {"name": "bert-scratch", "params": {"max_length": 1024}}})
+    with pytest.raises(UserError, match=r"model\.params\.max_length: 1024 exceeds the 512 positions"):
+        build_config({"model": {"name": "minilm", "params": {"max_length": 1024}}})
+    assert build_config(too_long, for_training=False).model.params["max_length"] == 4096  # a finished run loads
 
 
 def test_config_errors_name_the_field(tmp_path) -> None:

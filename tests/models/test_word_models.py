@@ -11,6 +11,7 @@ from imdb_sentiment.config import ExperimentConfig, TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.models.base import FitContext
 from imdb_sentiment.models.registry import get_model_class
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import WordModel
 from imdb_sentiment.text.vocabulary import PAD_ID
 
@@ -63,7 +64,7 @@ def built_model(name: str, **changes: object) -> WordModel:
     model = get_model_class(name)({**TINY_PARAMS[name], **changes})
     assert isinstance(model, WordModel)
     model.encoder = model.build_encoder(reviews(32, 0), FitContext(training=training()))
-    model.network = model.build_network().eval()
+    model.network = model.build_network(NetworkRequest()).eval()
     return model
 
 

@@ -14,7 +14,7 @@ from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
 from imdb_sentiment.training.loop import Callback, Trainer
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 VOCAB = 30
 TIME_KEYS = {"elapsed_seconds"}
@@ -107,11 +107,11 @@ def test_resume_after_epoch_1_matches_an_uninterrupted_run(tmp_path) -> None:
     training = config(epochs=2)
     torch.manual_seed(123)
     reference_network = fresh_network()
-    reference = Trainer(reference_network, training, seed=1, run_dir=tmp_path / "ref", show_progress=False)
+    reference = Trainer(reference_network, training, run_dir=tmp_path / "ref", show_progress=False)
     expected = reference.fit(*loaders(training))
 
     torch.manual_seed(123)
-    crashing = Trainer(fresh_network(), training, seed=1, run_dir=tmp_path / "run", show_progress=False,
+    crashing = Trainer(fresh_network(), training, run_dir=tmp_path / "run", show_progress=False,
                        callbacks=[CrashInEpoch2(len(loaders(training)[0]))])  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         crashing.fit(*loaders(training))
@@ -119,7 +119,7 @@ def test_resume_after_epoch_1_matches_an_uninterrupted_run(tmp_path) -> None:
 
     torch.manual_seed(999)  # the resumed process starts from other random state and other weights
     resumed_network = fresh_network(seed=5)
-    resumed = Trainer(resumed_network, training, seed=1, run_dir=tmp_path / "run", show_progress=False)
+    resumed = Trainer(resumed_network, training, run_dir=tmp_path / "run", show_progress=False)
     result = resumed.fit(*loaders(training), resume=True)
 
     assert without_times(result.history) == without_times(expected.history)

@@ -15,11 +15,11 @@ from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
 from imdb_sentiment.training.loop import Trainer
 from imdb_sentiment.training.objectives import (
-    NetworkOutput,
     build_objective,
     supervised_contrastive_loss,
     symmetric_kl,
 )
+from imdb_sentiment.training.outputs import NetworkOutput
 
 
 def softmax(row: list[float]) -> list[float]:

@@ -1,4 +1,9 @@
-"""Seeded, stratified splits. The test split is only ever used for the final evaluation."""
+"""Seeded, stratified splits and subsamples. The test split is only ever used for the final evaluation.
+
+Subsamples (``data.limit``, ``data.test_limit``) are *nested*: for one seed, the first n reviews of a
+single stratified order, so the 256-review subset lies inside the 1,024-review one and a learning curve
+adds data instead of drawing a new sample at every size.
+"""
 
 from __future__ import annotations
 
@@ -61,16 +66,28 @@ def _split_indices(dataset: TextDataset, held: int, seed: int) -> tuple[np.ndarr
     classes = len(np.unique(dataset.labels))
     if stratify is not None and min(held, len(dataset) - held) < classes:
         stratify = None  # sklearn refuses a stratified side smaller than the number of classes
-    kept, chosen = train_test_split(
-        np.arange(len(dataset)), test_size=held, stratify=stratify, random_state=seed
-    )
+    kept, chosen = train_test_split(np.arange(len(dataset)), test_size=held, stratify=stratify, random_state=seed)
     return np.sort(kept), np.sort(chosen)
 
 
+def nested_stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded order of all indices whose every prefix is stratified (each class within one example
+    of its share). Each class is shuffled, its k-th member gets the key (k + 0.5) / class size, and all
+    are sorted by key: a class spreads evenly over the order. Ties break by a seeded random draw."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    keys = np.empty(len(labels), dtype=np.float64)
+    for value in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        keys[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.lexsort((rng.random(len(labels)), keys))
+
+
 def stratified_sample(dataset: TextDataset, size: int, seed: int) -> TextDataset:
+    """The first ``size`` reviews of :func:`nested_stratified_order`, in dataset order."""
     if size >= len(dataset):
         return dataset
-    return dataset.subset(_split_indices(dataset, size, seed)[1])
+    return dataset.subset(np.sort(nested_stratified_order(dataset.labels, seed)[:size]))
 
 
 def stratified_split(dataset: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
@@ -87,8 +104,9 @@ def _stratify(dataset: TextDataset) -> np.ndarray | None:
     return dataset.labels if counts.min() >= 2 else None
 
 
-def prepare_splits(raw: DatasetSplits, spec: DataConfig, seed: int) -> PreparedData:
-    """Carve validation (and, for a single table, test) splits; apply limits."""
+def prepare_splits(raw: DatasetSplits, spec: DataConfig) -> PreparedData:
+    """Carve validation (and, for a single table, test) splits; apply limits; all seeded by ``spec.seed``."""
+    seed = spec.seed
     if raw.train is None:
         raise UserError(f"{raw.source} has no training split; use it with 'evaluate' instead.")
     train, test = raw.train, raw.test
@@ -105,7 +123,7 @@ def prepare_splits(raw: DatasetSplits, spec: DataConfig, seed: int) -> PreparedD
     return PreparedData(train=train, valid=valid, test=test, unsup=unsup, raw=raw)
 
 
-def load_data(spec: DataConfig, seed: int) -> PreparedData:
+def load_data(spec: DataConfig) -> PreparedData:
     from imdb_sentiment.data.loaders import read_dataset
 
-    return prepare_splits(read_dataset(resolve_data_path(spec.path), spec), spec, seed)
+    return prepare_splits(read_dataset(resolve_data_path(spec.path), spec), spec)

@@ -15,6 +15,7 @@ from imdb_sentiment.data.dataset import TextDataset
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig, TrainingConfig
+    from imdb_sentiment.training.runtime import Runtime
 
 
 class ModelParams(BaseModel):
@@ -29,6 +30,9 @@ class FitContext:
 
     training: TrainingConfig
     seed: int = 42
+    # Device / precision / threads, resolved once by the pipeline; PyTorch models resolve it from
+    # ``training`` when a caller (a test, a notebook) gives none.
+    runtime: Runtime | None = None
     run_dir: Path | None = None
     unsup: TextDataset | None = None
     resume: bool = False
@@ -51,6 +55,17 @@ class SentimentModel(ABC):
         if params is None or isinstance(params, dict):
             params = self.Params.model_validate(params or {})
         self.params = params
+
+    @classmethod
+    def config_defaults(cls, params: ModelParams) -> dict[str, dict[str, Any]]:
+        """Defaults this model supplies for other config sections (e.g. a preset's
+        ``{"training": {"backend": "trainer"}}``); keys the config sets itself win."""
+        return {}
+
+    @classmethod
+    def check_runnable(cls, config: ExperimentConfig, params: ModelParams) -> None:
+        """Checks of this machine before a new run starts (files and folders exist, the checkpoint
+        fits ``max_length``...); raise ValueError naming the field. Skipped for finished runs."""
 
     @classmethod
     def check_config(cls, config: ExperimentConfig, params: ModelParams) -> None:

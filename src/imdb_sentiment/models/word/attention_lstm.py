@@ -13,6 +13,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import (
     ClassifierHead,
     MaskedRNN,
@@ -22,7 +23,7 @@ from imdb_sentiment.models.word.base import (
     masked_softmax,
     token_mask,
 )
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 
 @dataclass
@@ -72,7 +73,7 @@ class AttentionLSTMModel(WordModel):
     params: AttentionLSTMParams
     description = "BiLSTM with additive attention pooling (weights exposed for visualisation)."
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return AttentionLSTMNetwork(self.make_embedding(), self.params)
 
     def attention_weights(self, texts: list[str]) -> list[list[tuple[str, float]]]:

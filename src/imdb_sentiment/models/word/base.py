@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext
+from imdb_sentiment.models.pooling import masked_mean
 from imdb_sentiment.models.torch_base import TorchParams, TorchTextClassifier
 from imdb_sentiment.text.embeddings import (
     VectorFormat,
@@ -83,6 +84,14 @@ class WordModel(TorchTextClassifier):
     @classmethod
     def check_config(cls, config: ExperimentConfig, params: WordParams) -> None:  # type: ignore[override]
         super().check_config(config, params)
+        if params.freeze_embeddings and params.embeddings == "random":
+            raise ValueError(
+                "model.params.freeze_embeddings: frozen random embeddings learn nothing; "
+                "use embeddings 'word2vec' or a vectors file, or set freeze_embeddings to false."
+            )
+
+    @classmethod
+    def check_runnable(cls, config: ExperimentConfig, params: WordParams) -> None:  # type: ignore[override]
         if params.embeddings_file is not None:
             try:
                 dim = vectors_dim(params.embeddings_file, params.embeddings_format)
@@ -93,11 +102,6 @@ class WordModel(TorchTextClassifier):
                     f"model.params.embedding_dim: {params.embedding_dim} does not match the {dim}-dimensional "
                     f"vectors in {params.embeddings_file}; set embedding_dim to {dim}."
                 )
-        if params.freeze_embeddings and params.embeddings == "random":
-            raise ValueError(
-                "model.params.freeze_embeddings: frozen random embeddings learn nothing; "
-                "use embeddings 'word2vec' or a vectors file, or set freeze_embeddings to false."
-            )
 
     # ------------------------------------------------------------------------------------ encoder
     @property
@@ -186,11 +190,6 @@ def token_mask(batch: dict[str, Tensor]) -> Tensor:
 def masked_max(values: Tensor, mask: Tensor) -> Tensor:
     """Max over time (dim 1) of (B, T, D) values at positions where the (B, T) mask is True."""
     return values.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    weights = mask.unsqueeze(-1).to(values.dtype)
-    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:

@@ -23,8 +23,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import MaskedRNN, WordEmbedding, WordModel, WordParams, token_mask
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 
 def squash(vectors: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
@@ -100,5 +101,5 @@ class CapsuleLSTMModel(WordModel):
     params: CapsuleLSTMParams
     description = "BiLSTM states routed into class capsules by dynamic routing (Sabour et al. 2017)."
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return CapsuleLSTMNetwork(self.make_embedding(), self.params)

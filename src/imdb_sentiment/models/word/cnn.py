@@ -8,8 +8,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import ClassifierHead, WordEmbedding, WordModel, WordParams, token_mask
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 
 class CNNParams(WordParams):
@@ -49,5 +50,5 @@ class CNNModel(WordModel):
     params: CNNParams
     description = "Text CNN (widths 2/3/4, max over time) over word2vec embeddings (Kim 2014)."
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return CNNNetwork(self.make_embedding(), self.params)

@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import (
     ClassifierHead,
     MaskedRNN,
@@ -20,7 +21,7 @@ from imdb_sentiment.models.word.base import (
     pooled_size,
     token_mask,
 )
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 
 class CNNLSTMParams(WordParams):
@@ -68,5 +69,5 @@ class CNNLSTMModel(WordModel):
     params: CNNLSTMParams
     description = "Convolution + max-pool, then a BiLSTM over the shortened sequence."
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return CNNLSTMNetwork(self.make_embedding(), self.params)

@@ -16,9 +16,10 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import ClassifierHead, WordModel, WordParams, token_mask
 from imdb_sentiment.text.vocabulary import PAD_ID
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
@@ -78,5 +79,5 @@ class FastTextModel(WordModel):
                 "set freeze_embeddings to false."
             )
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return FastTextNetwork(len(self.vocabulary), self.params, self.pretrained_matrix)

@@ -8,6 +8,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import (
     ClassifierHead,
     MaskedRNN,
@@ -19,7 +20,7 @@ from imdb_sentiment.models.word.base import (
     pooled_size,
     token_mask,
 )
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.training.outputs import NetworkOutput
 
 
 class RNNParams(WordParams):
@@ -51,7 +52,7 @@ class RecurrentModel(WordModel):
     params: RNNParams
     cell: ClassVar[Literal["lstm", "gru"]] = "lstm"
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return RNNNetwork(self.make_embedding(), self.cell, self.params)
 
 

@@ -18,16 +18,11 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from imdb_sentiment.models.pooling import masked_mean
 from imdb_sentiment.models.registry import register_model
-from imdb_sentiment.models.word.base import (
-    ClassifierHead,
-    WordEmbedding,
-    WordModel,
-    WordParams,
-    masked_mean,
-    token_mask,
-)
-from imdb_sentiment.training.objectives import NetworkOutput
+from imdb_sentiment.models.torch_base import NetworkRequest
+from imdb_sentiment.models.word.base import ClassifierHead, WordEmbedding, WordModel, WordParams, token_mask
+from imdb_sentiment.training.outputs import NetworkOutput
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
@@ -127,5 +122,5 @@ class TransformerModel(WordModel):
                 f"{params.width}; choose a number of heads that divides it."
             )
 
-    def build_network(self) -> nn.Module:
+    def build_network(self, request: NetworkRequest) -> nn.Module:
         return TransformerNetwork(self.make_embedding(), self.params)

@@ -14,7 +14,8 @@ from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext
 from imdb_sentiment.models.registry import get_model_class
-from imdb_sentiment.training.mlm import MLMSettings, pretrain_mlm, pretraining_texts
+from imdb_sentiment.models.torch_base import NetworkRequest
+from imdb_sentiment.pipelines.mlm import MLMSettings, pretrain_mlm, pretraining_texts
 
 WORDS = ["the", "movie", "plot", "actor", "scene", "was", "great", "awful", "boring", "loved", "film", "a"]
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
@@ -51,7 +52,7 @@ def test_bert_scratch_starts_from_the_mlm_weights(pretrained, tmp_path) -> None:
     training = TrainingConfig(epochs=1, max_steps=2, batch_size=8, learning_rate=1e-3, threads=1)
     context = FitContext(training=training, show_progress=False)
     model.encoder = model.build_encoder(TextDataset(texts(4), np.zeros(4)), context)
-    network = model.build_network()
+    network = model.build_network(NetworkRequest())
     mlm = AutoModelForMaskedLM.from_pretrained(output)
     torch.testing.assert_close(
         network.backbone.embeddings.word_embeddings.weight, mlm.bert.embeddings.word_embeddings.weight

@@ -70,15 +70,20 @@ def run_experiment(
     command: str = "",
 ) -> ExperimentResult:
     # Load and validate the data before anything is written: bad input never leaves a run folder.
-    data = data or load_data(config.data, config.seed)
+    data = data or load_data(config.data)
     model_class = get_model_class(config.model.name)
     model = model_class(config.model.params)
+    runtime = None
+    if model_class.uses_training_loop:  # resolved once here; nothing below decides device or precision
+        from imdb_sentiment.training.runtime import Runtime
+
+        runtime = Runtime.from_training(config.training)
 
     run_dir = resume_dir or create_run_dir(config.output_dir, config.run_name)
     handler = attach_log_file(run_dir)
     try:
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
-        write_json_atomic(run_dir / "environment.json", environment_record(config.seed))
+        write_json_atomic(run_dir / "environment.json", environment_record(config.seed, config.data.seed))
         write_json_atomic(run_dir / "data.json", data.summary())
         write_status(run_dir, "running", started=now_utc(), command=command, model=config.model.name)
         logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
@@ -86,6 +91,7 @@ def run_experiment(
         context = FitContext(
             training=config.training,
             seed=config.seed,
+            runtime=runtime,
             run_dir=run_dir,
             unsup=data.unsup,
             resume=resume_dir is not None,
@@ -109,6 +115,7 @@ def run_experiment(
                 "parameters": model.num_parameters(),
                 "peak_memory_mb": peak_memory_mb(),
                 "seed": config.seed,
+                "data_seed": config.data.seed,
                 "full_test_set": config.data.test_limit is None,
                 "validation": {k: v for k, v in context.extra_metrics.items() if k.startswith("valid")},
                 "details": {k: v for k, v in context.extra_metrics.items() if not k.startswith("valid")},

@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Word vectors for the word models (word2vec on train + unlabeled reviews).",
-                  no_args_is_help=True)  # fmt: skip
-console = Console()
+from imdb_sentiment.cli.app import DataOption, app, console
 
-DataOption = Annotated[
-    str | None,
-    typer.Option("--data", help="Dataset: aclImdb folder, .tar.gz, Parquet folder, Kaggle TSVs or a table."),
-]
+embeddings_app = typer.Typer(help="Word vectors for the word models (word2vec on train + unlabeled reviews).",
+                             no_args_is_help=True)  # fmt: skip
+app.add_typer(embeddings_app, name="embeddings")
 
 
 def _print(rows: dict[str, object], title: str) -> None:
@@ -31,7 +27,7 @@ def _print(rows: dict[str, object], title: str) -> None:
     console.print(table)
 
 
-@app.command("train")
+@embeddings_app.command("train")
 def train(
     data: DataOption = None,
     dim: Annotated[int, typer.Option(min=2, max=2048, help="Vector size (the models' embedding_dim).")] = 200,
@@ -51,7 +47,7 @@ def train(
     _print(result, "word2vec (cached)" if result["from_cache"] else "word2vec (trained)")
 
 
-@app.command("coverage")
+@embeddings_app.command("coverage")
 def coverage(
     vectors: Annotated[str, typer.Argument(help="A word2vec binary / word2vec text / GloVe text file.")],
     data: DataOption = None,

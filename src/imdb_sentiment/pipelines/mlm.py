@@ -67,31 +67,40 @@ class MLMSettings:
 
 def build_mlm_model(settings: MLMSettings, texts: list[str]) -> tuple[Any, Any]:
     """(tokenizer, masked-LM model) for ``settings.model``."""
-    from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
+    from pydantic import ValidationError
+    from transformers import AutoModelForMaskedLM, BertForMaskedLM
 
-    from imdb_sentiment.models.hf.encoder import load_tokenizer, minilm_path, train_wordpiece_tokenizer
-    from imdb_sentiment.models.hf.model import _from_pretrained_errors, _quiet_transformers, resolve_pretrained
+    from imdb_sentiment.config import format_validation_error
+    from imdb_sentiment.models.hf.backbone import scratch_bert_config
+    from imdb_sentiment.models.hf.encoder import load_tokenizer, train_wordpiece_tokenizer
+    from imdb_sentiment.models.hf.hub import (
+        from_pretrained_errors,
+        minilm_path,
+        quiet_transformers,
+        resolve_pretrained,
+    )
+    from imdb_sentiment.models.hf.params import BertScratchParams
 
     if settings.model == "bert-scratch":
+        if settings.hidden_size % settings.num_heads:
+            raise UserError(f"--num-heads {settings.num_heads} must divide --hidden-size {settings.hidden_size}.")
+        try:  # the same sizes, with the same bounds, as the bert-scratch classifier it will initialise
+            architecture = BertScratchParams(
+                hidden_size=settings.hidden_size, num_layers=settings.num_layers, num_heads=settings.num_heads,
+                intermediate_size=settings.intermediate_size,
+                max_position_embeddings=max(512, settings.max_length),
+            ).scratch_architecture()  # fmt: skip
+        except ValidationError as exc:
+            raise UserError(format_validation_error(exc)) from None
         if settings.vocab == "train":
             tokenizer = train_wordpiece_tokenizer(texts, settings.vocab_size)
         else:
             tokenizer = load_tokenizer(minilm_path())
-        if settings.hidden_size % settings.num_heads:
-            raise UserError(f"--num-heads {settings.num_heads} must divide --hidden-size {settings.hidden_size}.")
-        config = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=settings.hidden_size,
-            num_hidden_layers=settings.num_layers,
-            num_attention_heads=settings.num_heads,
-            intermediate_size=settings.intermediate_size,
-            max_position_embeddings=max(512, settings.max_length),
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        config = scratch_bert_config(len(tokenizer), tokenizer.pad_token_id, architecture)
         return tokenizer, BertForMaskedLM(config)
     source = str(minilm_path()) if settings.model == "minilm" else settings.model
     name, kwargs = resolve_pretrained(source, "--model")
-    with _from_pretrained_errors(source, "--model"), _quiet_transformers():
+    with from_pretrained_errors(source, "--model"), quiet_transformers():
         tokenizer = load_tokenizer(name, **kwargs)
         model = AutoModelForMaskedLM.from_pretrained(name, **kwargs)
     return tokenizer, model
@@ -132,10 +141,12 @@ class _Blocks:
 def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
     """Pre-train and write ``settings.output``; returns the summary also written to ``mlm.json``."""
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling, Trainer
 
     from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder
-    from imdb_sentiment.training.device import resolve_device, seed_everything, set_threads, use_bf16
+    from imdb_sentiment.models.hf.hub import quiet_transformers
+    from imdb_sentiment.training.hf_trainer import base_training_arguments
+    from imdb_sentiment.training.runtime import Runtime, seed_everything
 
     if not texts:
         raise UserError("No texts to pre-train on.")
@@ -144,7 +155,7 @@ def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
     output = Path(settings.output)
     if output.exists() and any(output.iterdir()):
         raise UserError(f"--output {output} exists and is not empty; choose a new folder.")
-    set_threads(settings.threads)
+    runtime = Runtime.resolve(precision=settings.precision, threads=settings.threads).apply()
     seed_everything(settings.seed)
     tokenizer, model = build_mlm_model(settings, texts)
     encoder = HFTokenizerEncoder(tokenizer, max_length=settings.max_length)
@@ -156,13 +167,15 @@ def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
     train_set = _Blocks([blocks[i] for i in order[held:]], special)
     eval_set = _Blocks([blocks[i] for i in order[:held]], special) if held else None
 
-    device = resolve_device("auto")
     collator = DataCollatorForLanguageModeling(
         tokenizer, mlm_probability=settings.mlm_probability, pad_to_multiple_of=8, seed=settings.seed
     )
     with tempfile.TemporaryDirectory(prefix="imdb-mlm-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
+        args = base_training_arguments(
+            Path(scratch),
+            runtime,
+            settings.seed,
+            settings.show_progress,
             num_train_epochs=settings.epochs,
             max_steps=settings.max_steps or -1,
             per_device_train_batch_size=settings.batch_size,
@@ -171,17 +184,10 @@ def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
             warmup_steps=settings.warmup_ratio,
             weight_decay=settings.weight_decay,
             lr_scheduler_type="linear",
-            bf16=use_bf16(settings.precision, device),
-            use_cpu=device.type == "cpu",
             save_strategy="no",
             eval_strategy="no",
             logging_steps=50,
             report_to="none",
-            seed=settings.seed,
-            data_seed=settings.seed,
-            remove_unused_columns=False,
-            disable_tqdm=not settings.show_progress,
-            dataloader_num_workers=0,
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=collator)
         if not settings.show_progress:
@@ -194,9 +200,7 @@ def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
         eval_loss = float(trainer.evaluate(eval_set)["eval_loss"]) if eval_set is not None else math.nan
     model = trainer.model.to(torch.device("cpu"))
     output.mkdir(parents=True, exist_ok=True)
-    from imdb_sentiment.models.hf.model import _quiet_transformers
-
-    with _quiet_transformers():  # no "Writing model shards" bar
+    with quiet_transformers():  # no "Writing model shards" bar
         model.save_pretrained(str(output))
         tokenizer.save_pretrained(str(output))
     summary = {
@@ -225,7 +229,7 @@ def pretraining_texts(
     from imdb_sentiment.config import DataConfig
     from imdb_sentiment.data import read_dataset, resolve_data_path
 
-    spec = DataConfig(path=data)
+    spec = DataConfig(path=data, seed=seed)
     splits = read_dataset(resolve_data_path(spec.path), spec)
     texts: list[str] = []
     sources = []

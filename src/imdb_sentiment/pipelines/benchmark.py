@@ -19,6 +19,7 @@ from imdb_sentiment.config import ExperimentConfig, load_config
 from imdb_sentiment.data.splits import PreparedData, load_data
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import atomic_path, write_text_atomic
+from imdb_sentiment.pipelines.experiment import run_experiment
 
 logger = logging.getLogger("imdb_sentiment.benchmark")
 
@@ -89,17 +90,15 @@ def leaderboard_row(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 def run_benchmark(
     names: list[str], overrides: list[str], output_dir: Path, show_progress: bool = True
 ) -> tuple[Leaderboard, list[Path]]:
-    from imdb_sentiment.training.experiment import run_experiment
-
     configs: list[ExperimentConfig] = [
         load_config(name, [*overrides, f"output_dir={json.dumps(str(output_dir))}"]) for name in names
     ]
     board = Leaderboard()
     data_cache: dict[str, PreparedData] = {}
     for config in configs:
-        key = json.dumps([config.data.model_dump(mode="json"), config.seed], sort_keys=True)
+        key = json.dumps(config.data.model_dump(mode="json"), sort_keys=True)
         if key not in data_cache:
-            data_cache[key] = load_data(config.data, config.seed)
+            data_cache[key] = load_data(config.data)
         logger.info("benchmark: training %s", config.run_name)
         try:
             result = run_experiment(config, data=data_cache[key], show_progress=show_progress)

@@ -1,6 +1,6 @@
 """``imdb-sentiment pretrain-mlm``: masked-LM pre-training for bert-scratch / domain-adapting MiniLM.
 
-Heavy imports (torch, transformers) happen inside the command, so mounting this app costs nothing.
+Heavy imports (torch, transformers) happen inside the command, so registering it costs nothing.
 """
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Masked-language-model pre-training on the unlabeled reviews.", no_args_is_help=True)
-console = Console()
+from imdb_sentiment.cli.app import app, console
 
 
 @app.command("pretrain-mlm")
@@ -53,7 +51,7 @@ def pretrain_mlm_command(
     ``imdb-sentiment train configs/bert-scratch.yaml --set model.params.init_from=OUTPUT``.
     """
     from imdb_sentiment.errors import UserError
-    from imdb_sentiment.training.mlm import MLMSettings, pretrain_mlm, pretraining_texts
+    from imdb_sentiment.pipelines.mlm import MLMSettings, pretrain_mlm, pretraining_texts
 
     if precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"--precision {precision!r}: use auto, fp32 or bf16.")

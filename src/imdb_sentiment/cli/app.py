@@ -1,0 +1,91 @@
+"""The Typer application, the options several commands share, and error handling.
+
+Every user-caused error (bad file, bad config, bad label...) ends in one line on stderr and exit
+code 2; nothing half-written is left behind. Commands live in the sibling modules, one per group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from imdb_sentiment.errors import UserError
+
+app = typer.Typer(
+    help="Train, evaluate, compare and serve sentiment classifiers on IMDB (or any labelled text set).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataOption = Annotated[
+    str | None,
+    typer.Option("--data", help="Dataset: aclImdb folder, .tar.gz, Parquet folder, Kaggle TSVs or a table."),
+]
+FormatOption = Annotated[str | None, typer.Option("--format", help="Force the layout (default: auto).")]
+TextColumnOption = Annotated[str | None, typer.Option("--text-column", help="Text column of a table.")]
+LabelColumnOption = Annotated[str | None, typer.Option("--label-column", help="Label column of a table.")]
+EncodingOption = Annotated[str | None, typer.Option("--encoding", help="File encoding, e.g. latin-1.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override any config field: section.field=value (repeatable)."),
+]
+
+
+def data_overrides(
+    data: str | None = None,
+    format: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    encoding: str | None = None,
+    limit: int | None = None,
+    test_limit: int | None = None,
+) -> list[str]:
+    values = {"path": data, "format": format, "text_column": text_column, "label_column": label_column,
+              "encoding": encoding, "limit": limit, "test_limit": test_limit}  # fmt: skip
+    return [f"data.{key}={yaml_scalar(value)}" for key, value in values.items() if value is not None]
+
+
+def yaml_scalar(value: Any) -> str:
+    """Quote strings as YAML so paths like "1e3" or "null" stay strings in ``--set`` overrides."""
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("imdb_sentiment")
+    logger.setLevel(logging.INFO)
+    if not quiet and not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=err_console, show_path=False, markup=False))
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    table = Table(title=title, show_header=False)
+    for key in ("accuracy", "f1", "precision", "recall", "roc_auc"):
+        if metrics.get(key) is not None:
+            table.add_row(key, f"{metrics[key]:.4f}")
+    for key, unit in (("train_seconds", "s"), ("inference_seconds", "s"), ("parameters", ""),
+                      ("peak_memory_mb", "MB")):  # fmt: skip
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(key, f"{value:,.1f} {unit}" if isinstance(value, float) else f"{value:,} {unit}")
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,77 @@
+"""Commands that use a finished run: evaluate, predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imdb_sentiment.cli.app import (
+    DataOption,
+    EncodingOption,
+    FormatOption,
+    LabelColumnOption,
+    TextColumnOption,
+    app,
+    console,
+    print_metrics,
+)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder.")],
+    data: DataOption = None,
+    format: FormatOption = None,
+    text_column: TextColumnOption = None,
+    label_column: LabelColumnOption = None,
+    encoding: EncodingOption = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate on a stratified subsample.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prediction batch size.")] = 128,
+) -> None:
+    """Evaluate a saved run on its test set or on any labelled dataset (e.g. MR, a CSV)."""
+    from imdb_sentiment.serving.predictor import evaluate_run
+
+    metrics, output = evaluate_run(
+        run, data=data, format=format, text_column=text_column, label_column=label_column,
+        encoding=encoding, limit=limit, batch_size=batch_size,
+    )  # fmt: skip
+    print_metrics(metrics, f"{run.name} on {metrics['examples']:,} reviews of {metrics['dataset']}")
+    console.print(f"Saved: [bold]{output}[/bold]")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify (else --file or stdin).")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="Texts file: .txt (one per line), CSV, TSV, JSONL, Parquet.")
+    ] = None,
+    text_column: TextColumnOption = None,
+    id_column: Annotated[str | None, typer.Option(help="Id column (default: 'id' if present).")] = None,
+    encoding: Annotated[str, typer.Option(help="Encoding of --file / stdin.")] = "utf-8",
+    output: Annotated[Path | None, typer.Option(help="Write predictions as CSV here.")] = None,
+    kaggle_submission: Annotated[
+        Path | None, typer.Option(help="Write a Kaggle submission (id,sentiment) for testData.tsv.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Prediction batch size.")] = 128,
+) -> None:
+    """Classify texts given as arguments, from a file or from stdin."""
+    from imdb_sentiment.serving.predictor import Predictor, read_prediction_inputs, write_prediction_outputs
+
+    ids, inputs = read_prediction_inputs(texts, file, text_column, id_column, encoding)
+    predictor = Predictor.from_run(run)
+    probabilities = predictor.predict_proba(inputs, batch_size=batch_size)
+    if output or kaggle_submission:
+        write_prediction_outputs(ids, probabilities, output, kaggle_submission)
+        for path in (output, kaggle_submission):
+            if path:
+                console.print(f"Wrote {len(ids):,} predictions to [bold]{path}[/bold]")
+        return
+    table = Table("id", "sentiment", "P(positive)", "text")
+    for item_id, text, row in zip(ids, inputs, probabilities, strict=True):
+        label = "positive" if row[1] >= 0.5 else "negative"
+        table.add_row(item_id, label, f"{row[1]:.4f}", text[:80] + ("…" if len(text) > 80 else ""))
+    console.print(table)

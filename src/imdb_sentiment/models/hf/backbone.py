@@ -1,0 +1,93 @@
+"""Building the transformers model inside an HF classifier: pretrained, from a saved run, or from scratch
+(``BertConfig``), with the attention-dropout setting applied and the position limit checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.hf.hub import (
+    from_pretrained_errors,
+    load_pretrained_config,
+    quiet_transformers,
+    resolve_pretrained,
+)
+from imdb_sentiment.models.hf.params import HFParams
+
+SAVED_BACKBONE_DIR = "hf_model"
+
+
+def scratch_bert_config(vocab_size: int, pad_token_id: int, architecture: dict[str, int], **extra: Any) -> Any:
+    """A ``BertConfig`` of the given sizes (bert-scratch and MLM pre-training from scratch)."""
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, **architecture, **extra)
+
+
+def set_attention_dropout(config: Any, rate: float | None) -> Any:
+    """Set the attention-probability dropout (its name differs between architectures)."""
+    if rate is not None:
+        for attribute in ("attention_probs_dropout_prob", "attention_dropout"):
+            if hasattr(config, attribute):
+                setattr(config, attribute, rate)
+    return config
+
+
+def position_limit(config: Any) -> int | None:
+    """Longest input the model's position embeddings allow (None: relative positions, no limit)."""
+    if not getattr(config, "position_biased_input", True):
+        return None  # relative positions only (DeBERTa-v2/v3)
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # positions start after the padding index
+    return limit
+
+
+def check_max_length(max_length: int, config: Any) -> None:
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise UserError(f"model.params.max_length: {max_length} exceeds the {limit} positions of this model.")
+
+
+def architecture_config(params: HFParams, vocab_size: int | None = None, pad_token_id: int = 0) -> Any:
+    """The transformers config a new (not reloaded) backbone is built from, without loading weights.
+    ``vocab_size`` is needed only for a from-scratch BERT without a checkpoint."""
+    head = {"num_labels": 2} if params.pooling == "model" else {}
+    weights = params.resolved_weights()
+    checkpoint = params.resolved_checkpoint()
+    if weights is not None:
+        config = load_pretrained_config(weights[0], weights[1], **head)
+    elif checkpoint is not None:
+        config = load_pretrained_config(checkpoint, "model.params.checkpoint", **head)
+    else:
+        assert vocab_size is not None, "a from-scratch BERT needs its tokenizer's vocabulary size"
+        config = scratch_bert_config(vocab_size, pad_token_id, params.scratch_architecture(), **head)
+    return set_attention_dropout(config, params.attention_dropout)
+
+
+def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: Path | None = None) -> nn.Module:
+    """The transformers model: reloaded from a saved run folder, pretrained weights, or random weights."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    auto = AutoModelForSequenceClassification if params.pooling == "model" else AutoModel
+    if saved is not None:
+        with quiet_transformers():
+            backbone = auto.from_pretrained(str(saved / SAVED_BACKBONE_DIR))
+    else:
+        config = architecture_config(params, vocab_size, pad_token_id)
+        weights = params.resolved_weights()
+        if weights is None:
+            backbone = auto.from_config(config)
+        else:
+            name, kwargs = resolve_pretrained(*weights)
+            with from_pretrained_errors(*weights), quiet_transformers():
+                backbone = auto.from_pretrained(name, config=config, **kwargs)
+    check_max_length(params.max_length, backbone.config)
+    if params.gradient_checkpointing:
+        backbone.gradient_checkpointing_enable()
+    if params.freeze_word_embeddings:
+        backbone.get_input_embeddings().requires_grad_(False)
+    return backbone
