@@ -31,9 +31,9 @@ from imdb_sentiment.errors import UserError
 
 
 class StrictModel(BaseModel):
-    """Base for config sections: unknown fields are errors, assignments are validated."""
+    """Base for config sections: unknown fields are errors, and a validated config is never changed."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class CleaningConfig(StrictModel):
@@ -211,7 +211,7 @@ def check_device(name: str) -> None:
     try:
         parse_device(name)
     except UserError as exc:
-        raise ValueError(str(exc).removeprefix("training.device: ")) from None
+        raise ValueError(str(exc)) from None
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
