@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from imdb_sentiment.cli import main
+from imdb_sentiment.data.dataset import TextDataset
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -25,19 +26,36 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def write_tiny_parquet_imdb(folder, size: int = 60, seed: int = 0) -> None:
-    """A tiny dataset in the real Parquet layout (train/test/unsup)."""
+POSITIVE_CUES = ("great", "wonderful", "excellent", "loved")
+NEGATIVE_CUES = ("awful", "boring", "terrible", "hated")
+FILLER = ("the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story")
+
+
+def tiny_reviews(
+    size: int, seed: int, length: tuple[int, int] = (4, 20), filler: tuple[str, ...] = FILLER
+) -> TextDataset:
+    """Alternating negative / positive reviews: filler words of varied length plus two sentiment cue
+    words, so any model learns them in a few steps. The one tiny-review generator of the tests."""
     rng = np.random.default_rng(seed)
-    positive, negative = ["great", "wonderful", "excellent", "superb"], ["awful", "boring", "terrible", "dull"]
-    filler = ["the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story", "<br /><br />"]
+    texts, labels = [], []
+    for index in range(size):
+        label = index % 2
+        cues = POSITIVE_CUES if label else NEGATIVE_CUES
+        words = [*rng.choice(filler, size=int(rng.integers(*length))), *rng.choice(cues, size=2)]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return TextDataset(texts, np.asarray(labels))
+
+
+def write_tiny_parquet_imdb(folder, size: int = 60, seed: int = 0) -> None:
+    """A tiny dataset in the real Parquet layout (train/test/unsup), with IMDB's HTML line breaks."""
     folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test", "unsup"):
-        rows = []
-        for index in range(size if split != "unsup" else size // 2):
-            label = index % 2 if split != "unsup" else -1
-            cue = positive if label == 1 else negative if label == 0 else filler
-            words = list(rng.choice(filler, 8)) + list(rng.choice(cue, 2))
-            rng.shuffle(words)
-            rating = (8 if label == 1 else 2) if label >= 0 else 0
-            rows.append({"id": index, "rating": rating, "label": label, "text": " ".join(words)})
-        pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
+    filler = (*FILLER, "<br /><br />")
+    for offset, split in enumerate(("train", "test", "unsup")):
+        reviews = tiny_reviews(size if split != "unsup" else size // 2, seed + offset, (8, 9), filler)
+        labels = reviews.labels if split != "unsup" else np.full(len(reviews), -1)
+        ratings = np.where(labels == 1, 8, np.where(labels == 0, 2, 0))
+        pd.DataFrame(
+            {"id": np.arange(len(reviews)), "rating": ratings, "label": labels, "text": reviews.texts}
+        ).to_parquet(folder / f"{split}.parquet")

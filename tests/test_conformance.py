@@ -1,21 +1,25 @@
-"""One contract for every registered model (like scikit-learn's check_estimator).
+"""Every registered model against the shared contract (``imdb_sentiment.models.checks``).
 
-Each model trains briefly on a tiny in-memory dataset, predicts probabilities, saves, loads and
-predicts the same again. A newly registered model must add its tiny settings to TINY_PARAMS.
+Each model is fitted once, briefly, on tiny reviews; every check its tags select then runs on that
+fit as its own named test (``test_conformance[cnn-save_load_round_trip]``). A newly registered model
+must add its tiny settings to TINY_PARAMS.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
+from helpers import tiny_reviews
 
 from imdb_sentiment.config import TrainingConfig
-from imdb_sentiment.data.dataset import TextDataset
-from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.base import FitContext
+from imdb_sentiment.models.checks import CheckCase, model_checks
 from imdb_sentiment.models.registry import available_models, get_model_class
 
 WORD = {"embeddings": "random", "embedding_dim": 16, "max_length": 24, "min_freq": 1}
+TINY_BERT = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_length": 32}
 TINY_PARAMS: dict[str, dict] = {
     "tfidf-lr": {"min_df": 1},
     "nbsvm": {"min_df": 1, "max_features": None},
@@ -28,66 +32,43 @@ TINY_PARAMS: dict[str, dict] = {
     "capsule-lstm": {**WORD, "hidden_size": 8},
     "transformer": {**WORD, "num_layers": 1, "num_heads": 2, "feedforward_dim": 32},
     # A random 1-layer BERT with MiniLM's vocabulary: the real loading paths, no download.
-    "hf": {
-        "from_scratch": True,
-        "hidden_size": 32,
-        "num_layers": 1,
-        "num_heads": 2,
-        "intermediate_size": 64,
-        "max_length": 32,
-    },
-    "minilm": {"max_length": 32},
-    "bert-scratch": {
-        "hidden_size": 32,
-        "num_layers": 1,
-        "num_heads": 2,
-        "intermediate_size": 64,
-        "max_length": 32,
-    },
+    "hf": {"from_scratch": True, **TINY_BERT},
+    "minilm": {"max_length": 32},  # the real bundled weights; still only a few steps
+    "bert-scratch": TINY_BERT,
 }
-SLOW = {"minilm"}  # loads real weights; still only a few steps
-
-
-def tiny_dataset(size: int, seed: int) -> TextDataset:
-    rng = np.random.default_rng(seed)
-    positive, negative = ["great", "wonderful", "excellent", "loved"], ["awful", "boring", "terrible", "hated"]
-    filler = ["the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story"]
-    texts, labels = [], []
-    for index in range(size):
-        label = index % 2
-        cue = positive if label else negative
-        words = list(rng.choice(filler, size=int(rng.integers(4, 20)))) + list(rng.choice(cue, size=2))
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append(label)
-    return TextDataset(texts, np.asarray(labels))
 
 
 def test_every_registered_model_has_tiny_settings() -> None:
     assert set(available_models()) <= set(TINY_PARAMS), "add tiny settings for new models to TINY_PARAMS"
 
 
-@pytest.mark.parametrize("name", available_models())
-def test_model_contract(name: str, tmp_path) -> None:
-    torch.manual_seed(0)
-    cls = get_model_class(name)
-    params = cls.Params.model_validate(TINY_PARAMS[name])
-    with pytest.raises(ValueError):
-        cls.Params.model_validate({"no_such_setting": 1})
-    model = cls(params)
-    train, valid, test = tiny_dataset(48, 0), tiny_dataset(16, 1), tiny_dataset(12, 2)
-    training = TrainingConfig(epochs=2, batch_size=8, learning_rate=5e-3, max_steps=8, threads=2)
-    context = FitContext(training=training, run_dir=tmp_path / "run", show_progress=False)
-    assert model.fit(train, valid, context) is model
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> dict[str, CheckCase]:
+    """name -> its one tiny fit, made on first use and shared by all of its checks."""
+    cases: dict[str, CheckCase] = {}
 
-    probabilities = model.predict_proba(test.texts)
-    assert probabilities.shape == (len(test), 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert ((probabilities >= 0) & (probabilities <= 1)).all()
-    assert model.predict(test.texts).tolist() == probabilities.argmax(1).tolist()
-    assert model.num_parameters() > 0
+    def fit(name: str) -> CheckCase:
+        if name not in cases:
+            torch.manual_seed(0)
+            workdir = Path(tmp_path_factory.mktemp(name))
+            model = get_model_class(name)(TINY_PARAMS[name])
+            training = TrainingConfig(epochs=2, batch_size=8, learning_rate=5e-3, max_steps=8, threads=2)
+            context = FitContext(training=training, run_dir=workdir / "run", show_progress=False)
+            train, valid, test = tiny_reviews(48, 0), tiny_reviews(16, 1), tiny_reviews(12, 2)
+            returned = model.fit(train, valid, context)
+            cases[name] = CheckCase(model, returned, context, train, valid, test, workdir)
+        return cases[name]
 
-    model.save(tmp_path / "saved")
-    loaded = SentimentModel.load(tmp_path / "saved")
-    assert type(loaded) is cls
-    np.testing.assert_allclose(loaded.predict_proba(test.texts), probabilities, rtol=1e-4, atol=1e-5)
+    return fit  # type: ignore[return-value]
+
+
+CHECK_IDS = [
+    (name, check_name, check)
+    for name in available_models()
+    for check_name, check in model_checks(get_model_class(name))
+]
+
+
+@pytest.mark.parametrize(("name", "check_name", "check"), CHECK_IDS, ids=[f"{n}-{c}" for n, c, _ in CHECK_IDS])
+def test_conformance(name: str, check_name: str, check, fitted) -> None:
+    check(fitted(name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def test_subsamples_are_nested_across_sizes_and_differ_across_seeds() -> None:
     data = imbalanced()
     sizes = [16, 64, 256, 900]
     subsets = [set(stratified_sample(data, size, seed=7).ids) for size in sizes]
-    for smaller, larger in zip(subsets, subsets[1:], strict=False):
+    for smaller, larger in itertools.pairwise(subsets):
         assert smaller < larger
     for size, subset in zip(sizes, subsets, strict=True):
         sample = stratified_sample(data, size, seed=7)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_reviews
 
 from imdb_sentiment.config import TrainingConfig, build_config
 from imdb_sentiment.data.dataset import TextDataset
@@ -21,8 +22,6 @@ from imdb_sentiment.models.hf.network import HFNetwork
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.models.torch_base import NetworkRequest
 
-POSITIVE, NEGATIVE = ["great", "wonderful", "excellent", "loved"], ["awful", "boring", "terrible", "hated"]
-FILLER = ["the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story"]
 ARCHITECTURES = ["bert", "distilbert", "roberta", "deberta-v2"]
 
 
@@ -33,17 +32,7 @@ def _few_threads() -> None:
 
 
 def reviews(size: int, seed: int, length: tuple[int, int] = (4, 20)) -> TextDataset:
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for index in range(size):
-        label = index % 2
-        words = list(rng.choice(FILLER, size=int(rng.integers(*length)))) + list(
-            rng.choice(POSITIVE if label else NEGATIVE, size=2)
-        )
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append(label)
-    return TextDataset(texts, np.asarray(labels))
+    return tiny_reviews(size, seed, length)
 
 
 @pytest.fixture(scope="module")

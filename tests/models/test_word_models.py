@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import FILLER, tiny_reviews
 from pydantic import ValidationError
 
 from imdb_sentiment.config import ExperimentConfig, TrainingConfig
@@ -27,8 +28,6 @@ TINY_PARAMS: dict[str, dict] = {
     "capsule-lstm": {**TINY, "hidden_size": 8, "primary_capsules": 2, "primary_dim": 4, "class_dim": 4},
     "transformer": {**TINY, "d_model": 24, "num_heads": 2, "num_layers": 1, "feedforward_dim": 32},
 }
-POSITIVE, NEGATIVE = ["great", "wonderful", "excellent", "loved"], ["awful", "boring", "terrible", "hated"]
-FILLER = ["the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story", "!"]
 
 
 @pytest.fixture(autouse=True)
@@ -38,19 +37,8 @@ def _few_threads() -> None:
 
 
 def reviews(size: int, seed: int) -> TextDataset:
-    """Filler words of varied length with two sentiment cue words: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for index in range(size):
-        label = index % 2
-        words = [
-            *rng.choice(FILLER, size=int(rng.integers(1, 25))),
-            *rng.choice(POSITIVE if label else NEGATIVE, 2),
-        ]
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append(label)
-    return TextDataset(texts, np.asarray(labels))
+    """Filler words of varied length (and "!") with two sentiment cue words: learnable in a few steps."""
+    return tiny_reviews(size, seed, length=(1, 25), filler=(*FILLER, "!"))
 
 
 def training(**changes: object) -> TrainingConfig:

@@ -42,6 +42,16 @@ class FitContext:
     extra_metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelTags:
+    """What a model can do; the conformance checks (:mod:`imdb_sentiment.models.checks`) pick by these."""
+
+    trains_with_loop: bool = False  # fitted by the shared loop (training/loop.py): history, checkpoints
+    weights_on_disk: bool = True  # save() writes what load() needs to predict the same again
+    supports_resume: bool = False  # fit(..., context.resume) continues from the run folder's checkpoint
+    remote: bool = False  # predictions come from a server (an LLM endpoint): nothing local to count
+
+
 class SentimentModel(ABC):
     """A binary sentiment classifier. Subclasses register with ``@register_model(name)``."""
 
@@ -50,6 +60,10 @@ class SentimentModel(ABC):
     uses_training_loop: ClassVar[bool] = False  # True for models trained by imdb_sentiment.training
     supports_trainer_backend: ClassVar[bool] = False  # Hugging Face Trainer ("trainer") can fit it
     description: ClassVar[str] = ""
+
+    @classmethod
+    def tags(cls) -> ModelTags:
+        return ModelTags(trains_with_loop=cls.uses_training_loop, supports_resume=cls.uses_training_loop)
 
     def __init__(self, params: ModelParams | dict[str, Any] | None = None) -> None:
         if params is None or isinstance(params, dict):
