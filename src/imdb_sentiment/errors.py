@@ -18,3 +18,15 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, after its run folder was marked "interrupted": says how to continue."""
+
+    def __init__(self, run_dir: object) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+    @property
+    def message(self) -> str:
+        return f"interrupted; resume with: imdb-sentiment train --resume {self.run_dir}"

@@ -20,6 +20,7 @@ half-written file; ``run.json`` says whether the run completed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -57,9 +58,14 @@ def create_run_dir(output_dir: str | Path, name: str) -> Path:
     return run_dir
 
 
+def read_status(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    return read_json(path) if path.exists() else {}
+
+
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
     path = run_dir / "run.json"
-    current = read_json(path) if path.exists() else {}
+    current = read_status(run_dir)
     current.update({"status": status, "updated": now_utc(), **extra})
     write_json_atomic(path, current)
 
@@ -143,10 +149,19 @@ def _load_average() -> list[float] | None:
 
 
 def save_model_atomically(model: Any, run_dir: Path) -> Path:
-    """Save into model.tmp/, then rename to model/: a crash never leaves a half-saved model."""
+    """Save into model.tmp/, then rename to model/: a crash never leaves a half-saved model, and a
+    failed save leaves no model.tmp/ behind."""
     target, staging = run_dir / "model", run_dir / "model.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save(staging)
+    try:
+        model.save(staging)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(
+                f"Disk full while saving the model into {run_dir}: free some space and train again."
+            ) from None
+        raise
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from imdb_sentiment.errors import UserError
+from imdb_sentiment.errors import RunInterrupted, UserError
 
 app = typer.Typer(
     help="Train, evaluate, compare and serve sentiment classifiers on IMDB (or any labelled text set).",
@@ -86,6 +86,14 @@ def main() -> None:
     except UserError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except SystemExit as exc:
+        # Typer turns Ctrl-C into exit code 130 silently; the KeyboardInterrupt is the cause of the
+        # Exit that became this SystemExit. A run's RunInterrupted says how to resume it.
+        if exc.code == 130:
+            cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+            message = cause.message if isinstance(cause, RunInterrupted) else "interrupted"
+            err_console.print(message, highlight=False, soft_wrap=True)
+        raise
+    except KeyboardInterrupt:  # outside Typer's own handling (e.g. while importing)
         err_console.print("interrupted")
         sys.exit(130)

@@ -119,6 +119,7 @@ class TorchTextClassifier(SentimentModel):
                 "optimizer_steps": result.steps,
                 "stopped_early": result.stopped_early,
                 "loop_train_seconds": result.train_seconds,
+                "earlier_train_seconds": result.earlier_seconds,
                 "mean_train_tokens": float(train_data.lengths.mean()),
             }
         )

@@ -17,6 +17,7 @@ import pandas as pd
 
 from imdb_sentiment.config import ExperimentConfig, dump_config
 from imdb_sentiment.data.splits import PreparedData, load_data
+from imdb_sentiment.errors import RunInterrupted, UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.evaluation.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
@@ -26,6 +27,7 @@ from imdb_sentiment.runs import (
     create_run_dir,
     environment_record,
     now_utc,
+    read_status,
     save_model_atomically,
     write_status,
 )
@@ -85,7 +87,11 @@ def run_experiment(
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
         write_json_atomic(run_dir / "environment.json", environment_record(config.seed, config.data.seed))
         write_json_atomic(run_dir / "data.json", data.summary())
-        write_status(run_dir, "running", started=now_utc(), command=command, model=config.model.name)
+        if resume_dir is None:
+            write_status(run_dir, "running", started=now_utc(), command=command, model=config.model.name)
+        else:  # the first start time stays; each resume is added to the record
+            resumes = read_status(run_dir).get("resumed", [])
+            write_status(run_dir, "running", resumed=[*resumes, now_utc()], resume_command=command)
         logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
                     len(data.train), len(data.valid), len(data.test))  # fmt: skip
         context = FitContext(
@@ -99,7 +105,8 @@ def run_experiment(
         )
         started = time.perf_counter()
         model.fit(data.train, data.valid, context)
-        train_seconds = time.perf_counter() - started
+        # A resumed fit adds the training time its checkpoint recorded before the interruption.
+        train_seconds = time.perf_counter() - started + context.extra_metrics.get("earlier_train_seconds", 0.0)
         logger.info("trained in %.1f s", train_seconds)
 
         metrics, probabilities = evaluate_model(
@@ -134,14 +141,22 @@ def run_experiment(
         logger.info("test accuracy %.4f (%d reviews)", metrics["accuracy"], metrics["examples"])
         return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model)
     except KeyboardInterrupt:
-        write_status(run_dir, "interrupted", finished=now_utc())
-        raise
+        _record_end(run_dir, "interrupted")
+        raise RunInterrupted(run_dir) from None
     except BaseException as exc:
-        write_status(run_dir, "failed", finished=now_utc(), error=f"{type(exc).__name__}: {exc}")
+        _record_end(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         logging.getLogger("imdb_sentiment").removeHandler(handler)
         handler.close()
+
+
+def _record_end(run_dir: Path, status: str, **extra: Any) -> None:
+    """Best effort: with the disk full, say so in the log rather than chain a second traceback."""
+    try:
+        write_status(run_dir, status, finished=now_utc(), **extra)
+    except (OSError, UserError) as exc:
+        logger.error("could not record status %r in %s: %s", status, run_dir / "run.json", exc)
 
 
 def _add_gpu_memory(metrics: dict[str, Any]) -> None:

@@ -1,8 +1,18 @@
-"""Training checkpoints in the run folder: written atomically, with the RNG state that makes a
-resumed run repeat an uninterrupted one exactly."""
+"""Training checkpoints in the run folder, safe to resume from.
+
+- Loaded with ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain Python values
+  only (the RNG states are stored as tensors and tuples), so a crafted file in a folder someone hands
+  us cannot run code.
+- Written atomically (temporary file, fsync, rename) with a sha256 beside it (``last.pt.sha256``).
+- The newest two resume points are kept (``last.pt`` and ``previous.pt``): a damaged newest one
+  (truncated by a full disk, a killed job) is detected by its checksum and the previous one is used,
+  with a warning.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -10,31 +20,93 @@ from typing import Any
 import numpy as np
 import torch
 
-from imdb_sentiment.io_utils import atomic_path
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import atomic_path, sha256_file, write_text_atomic
+
+logger = logging.getLogger("imdb_sentiment.training")
+
+LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
 
 class CheckpointStore:
-    """``checkpoints/<name>.pt`` files of one run; without a folder, saving is a no-op."""
+    """``checkpoints/*.pt`` of one run; without a folder, saving is a no-op and loading finds nothing."""
 
     def __init__(self, folder: Path | None, device: torch.device) -> None:
         self.folder = folder
         self.device = device
 
+    # --------------------------------------------------------------------------------------- saving
     def save(self, state: dict[str, Any], name: str) -> None:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / name) as tmp:
             torch.save(state, tmp)
+            with open(tmp, "rb") as handle:  # on disk before the rename makes it the checkpoint
+                os.fsync(handle.fileno())
+            digest = sha256_file(tmp)
+        write_text_atomic(self._checksum_file(name), digest + "\n")
 
+    def save_resume_point(self, state: dict[str, Any]) -> None:
+        """Write ``last.pt``, keeping the one it replaces as ``previous.pt``."""
+        if self.folder is None:
+            return
+        if (self.folder / LAST).exists():
+            for source, target in ((LAST, PREVIOUS), (LAST + ".sha256", PREVIOUS + ".sha256")):
+                if (self.folder / source).exists():
+                    os.replace(self.folder / source, self.folder / target)
+        self.save(state, LAST)
+
+    # -------------------------------------------------------------------------------------- loading
     def load(self, name: str) -> dict[str, Any] | None:
+        """The checkpoint, None if there is none; UserError if it is there but damaged."""
         if self.folder is None or not (self.folder / name).exists():
             return None
-        return torch.load(self.folder / name, map_location=self.device, weights_only=False)
+        path = self.folder / name
+        checksum_file = self._checksum_file(name)
+        expected = checksum_file.read_text().strip() if checksum_file.is_file() else None
+        if expected is None or sha256_file(path) != expected:
+            raise UserError(f"checkpoint {path} is damaged (its sha256 does not match {checksum_file.name}).")
+        try:
+            return torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # pickle.UnpicklingError for disallowed types, RuntimeError for bad data
+            raise UserError(
+                f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}); it is damaged or was "
+                "written by an older version: train the run again."
+            ) from None
+
+    def load_resume_point(self) -> dict[str, Any] | None:
+        """``last.pt``, else (with a warning) ``previous.pt``; None when the run has no checkpoint."""
+        problems = []
+        for name in (LAST, PREVIOUS):
+            try:
+                state = self.load(name)
+            except UserError as exc:
+                problems.append(str(exc))
+                logger.warning("%s", exc)
+                continue
+            if state is not None:
+                if problems:
+                    logger.warning("resuming from the previous checkpoint (%s) instead", name)
+                return state
+        if problems:
+            raise UserError(f"cannot resume: {problems[0]} No earlier good checkpoint; train the run again.")
+        return None
+
+    def _checksum_file(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{name}.sha256"
 
 
 def get_rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG the loop draws from, as tensors and plain values (loadable with weights_only)."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": random.getstate(),
+    }  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -42,7 +114,11 @@ def get_rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+         numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    )  # fmt: skip
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -26,7 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from imdb_sentiment.config import TrainingConfig
-from imdb_sentiment.training.checkpoint import CheckpointStore, get_rng_state, set_rng_state
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.training.checkpoint import BEST, CheckpointStore, get_rng_state, set_rng_state
 from imdb_sentiment.training.objectives import Objective, build_objective
 from imdb_sentiment.training.runtime import Runtime, autocast
 
@@ -50,7 +51,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_valid_accuracy: float = float("nan")
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # all attempts: a resumed fit adds the time its checkpoint recorded
+    earlier_seconds: float = 0.0  # of which spent before the last resume
     steps: int = 0
     stopped_early: bool = False
 
@@ -180,7 +182,7 @@ class Trainer:
         best_state: dict[str, torch.Tensor] | None = None
         elapsed_before = 0.0
 
-        checkpoint = self.checkpoints.load("last.pt") if resume else None
+        checkpoint = self.checkpoints.load_resume_point() if resume else None
         if checkpoint is not None:
             self.network.load_state_dict(checkpoint["network"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -191,8 +193,7 @@ class Trainer:
             result.best_epoch = checkpoint["best_epoch"]
             result.best_valid_accuracy = checkpoint["best_valid_accuracy"]
             elapsed_before = checkpoint["train_seconds"]
-            best = self.checkpoints.load("best.pt")
-            best_state = best["network"] if best else None
+            best_state = self._load_best_state()
             set_rng_state(checkpoint["rng"])
             logger.info("resumed from epoch %d (step %d)", start_epoch, step)
         if self.run_dir is not None:
@@ -226,7 +227,7 @@ class Trainer:
                     result.best_epoch = epoch + 1
                     result.best_valid_accuracy = logs.get("valid_accuracy", float("nan"))
                     best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
-                    self.checkpoints.save({"network": best_state, "epoch": epoch + 1}, "best.pt")
+                    self.checkpoints.save({"network": best_state, "epoch": epoch + 1}, BEST)
                     patience_left = config.early_stopping_patience
                 elif patience_left is not None:
                     patience_left -= 1
@@ -236,7 +237,7 @@ class Trainer:
                     config.max_steps is not None and step >= config.max_steps
                 )
                 result.stopped_early = patience_left is not None and patience_left <= 0
-                self.checkpoints.save(
+                self.checkpoints.save_resume_point(
                     {
                         "network": self.network.state_dict(),
                         "optimizer": optimizer.state_dict(),
@@ -249,16 +250,25 @@ class Trainer:
                         "best_valid_accuracy": result.best_valid_accuracy,
                         "train_seconds": logs["elapsed_seconds"],
                         "rng": get_rng_state(),
-                    },
-                    "last.pt",
+                    }
                 )
         result.train_seconds = elapsed_before + time.perf_counter() - started
+        result.earlier_seconds = elapsed_before
         result.steps = step
         if best_state is not None:
             self.network.load_state_dict(best_state)
         if self.writer is not None:
             self.writer.close()
         return result
+
+    def _load_best_state(self) -> dict[str, torch.Tensor] | None:
+        """The best epoch's weights; a damaged best.pt costs only the choice of epoch, not the run."""
+        try:
+            best = self.checkpoints.load(BEST)
+        except UserError as exc:
+            logger.warning("%s; the best epoch's weights are lost, the final weights will be kept", exc)
+            return None
+        return best["network"] if best else None
 
     def _train_epoch(self, loader, optimizer, scheduler, progress, task, step: int) -> dict[str, float]:
         config = self.config
