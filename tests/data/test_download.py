@@ -272,11 +272,12 @@ def test_unwritable_destination(server: FakeServer, dl: Path) -> None:
     assert server.log == []
 
 
-def test_unwritable_folder_by_permissions(server: FakeServer, dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # os.access is what ensure_writable_dir consults; faking it also works when tests run as root.
-    monkeypatch.setattr("os.access", lambda path, mode: False)
-    with pytest.raises(UserError, match="not writable"):
-        download_file(server.url, dl / "aclImdb_v1.tar.gz", show_progress=False)
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a Linux /proc")
+def test_unwritable_folder_is_refused_before_any_request(server: FakeServer) -> None:
+    # /proc: no file can be created there, even by root (for whom os.access says "writable").
+    with pytest.raises(UserError, match=r"/proc is not writable.*Choose a writable folder"):
+        download_file(server.url, Path("/proc/aclImdb_v1.tar.gz"), show_progress=False)
+    assert server.log == []
 
 
 def test_download_imdb_defaults_to_the_cache(
