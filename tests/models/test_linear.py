@@ -38,15 +38,43 @@ def _fit(model: LinearModel, train: TextDataset, valid: TextDataset) -> FitConte
     return context
 
 
-def test_c_grid_chooses_on_validation_and_records_history() -> None:
-    train = _dataset(["good fun", "great fun", "bad dull", "awful dull"] * 5, [1, 1, 0, 0] * 5)
-    valid = _dataset(["good great", "bad awful"], [1, 0])
-    model = NBSVM({"min_df": 1, "max_features": None, "C_grid": [0.01, 1.0]})
-    context = FitContext(training=TrainingConfig())
-    model.fit(train, valid, context)
-    assert [row["C"] for row in context.history] == [0.01, 1.0]
-    assert context.extra_metrics["chosen_C"] in (0.01, 1.0)
-    assert model.predict(["good fun", "awful dull"]).tolist() == [1, 0]
+# --------------------------------------------------------------------------------------------------
+# Choosing C on the validation split: data where the right choice is known
+
+
+@pytest.mark.parametrize("model_class", [NBSVM, TfidfLogisticRegression], ids=["nbsvm", "tfidf-lr"])
+@pytest.mark.parametrize("grid", [[1e-6, 1.0], [1.0, 1e-6]], ids=["absurd-first", "absurd-last"])
+def test_c_grid_rejects_a_c_too_small_to_fit_the_data(model_class: type[LinearModel], grid: list[float]) -> None:
+    # "movie" is in every negative review but also in the five "superb movie" positives. A model
+    # shrunk to almost nothing (C=1e-6) keeps only frequency differences, where the common negative
+    # "movie" outweighs the rare "superb", so it calls "superb movie" negative; C=1 fits the
+    # training reviews and gets it right. Ties go to the first C of the grid, so with the absurd C
+    # first only a real accuracy difference makes C=1 win.
+    train = _dataset(["superb movie"] * 5 + ["great"] * 35 + ["boring movie"] * 40, [1] * 40 + [0] * 40)
+    valid = _dataset(["superb movie", "boring movie", "great", "boring"], [1, 0, 1, 0])
+    model = model_class({"min_df": 1, "max_features": None, "ngram_max": 1, "C_grid": grid})
+    context = _fit(model, train, valid)
+    accuracy = {row["C"]: row["valid_accuracy"] for row in context.history}
+    assert [row["C"] for row in context.history] == grid
+    assert accuracy == {1e-6: 0.75, 1.0: 1.0}
+    assert context.extra_metrics["chosen_C"] == 1.0
+    assert context.extra_metrics["valid_accuracy"] == 1.0
+    assert model.predict(["superb movie", "boring movie"]).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("grid", [[0.1, 100.0], [100.0, 0.1]], ids=["strong-first", "strong-last"])
+def test_c_grid_prefers_strong_regularisation_on_noisy_labels(grid: list[float]) -> None:
+    # Three "good fine film" reviews are mislabelled negative. C=100 memorises them through "fine"
+    # and then calls the (correctly labelled) validation review "good fine film" negative; C=0.1
+    # cannot afford that and keeps trusting "good".
+    train = _dataset(
+        ["good film"] * 10 + ["bad film"] * 10 + ["good fine film"] * 3, [1] * 10 + [0] * 10 + [0] * 3
+    )
+    valid = _dataset(["good fine film", "good film", "bad film", "bad fine film"], [1, 1, 0, 0])
+    model = NBSVM({"min_df": 1, "max_features": None, "ngram_max": 1, "C_grid": grid})
+    context = _fit(model, train, valid)
+    assert {row["C"]: row["valid_accuracy"] for row in context.history} == {0.1: 1.0, 100.0: 0.75}
+    assert context.extra_metrics["chosen_C"] == 0.1
 
 
 # --------------------------------------------------------------------------------------------------
