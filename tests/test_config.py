@@ -89,3 +89,34 @@ def test_every_bundled_config_validates() -> None:
 def test_trainer_backend_rejected_for_word_models() -> None:
     with pytest.raises(UserError, match=r"training\.backend"):
         build_config({"model": {"name": "cnn", "params": {"embeddings": "random"}}}, ["training.backend=trainer"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a tab before a key: yaml's own message is only "while scanning for the next token"
+        (
+            "model:\n  name: nbsvm\n\tparams: {}\n",
+            "line 3, column 1: found character '\\t' that cannot start any token; YAML indents with spaces",
+        ),
+        ("model:\n  name: nbsvm\ndata: {limit: 10\ntraining: {}\n", "line 4, column 9: expected ',' or '}'"),
+        ("model:\n  name: nbsvm\n  params: {C: @1}\n", "line 3, column 15: found character '@'"),
+    ],
+    ids=["tab", "unclosed-flow-mapping", "reserved-character"],
+)
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path, text: str, expected: str) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        load_config(str(path))
+    message = str(info.value)
+    assert message.startswith(f"Config file {path} is not valid YAML: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_yaml_flow_error_points_back_to_where_the_bracket_opened(tmp_path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  name: nbsvm\n  params: [1, 2\ndata: {}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"line 4, column 5: .*flow sequence started at line 3, column 11"):
+        load_config(str(path))

@@ -281,8 +281,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"Config file {path} does not exist. Pass a YAML file or a model name.")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"Config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"Config file {path} is not valid YAML: {exc}. Save it as UTF-8.") from None
+    except yaml.YAMLError as exc:
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+        if mark is None or not problem:
+            raise UserError(f"Config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        where = f"line {mark.line + 1}, column {mark.column + 1}"  # yaml counts from 0
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and context_mark.line != mark.line:
+            problem += f" ({context} started at line {context_mark.line + 1}, column {context_mark.column + 1})"
+        if "'\\t'" in problem:
+            problem += "; YAML indents with spaces, not tabs"
+        raise UserError(f"Config file {path} is not valid YAML: {where}: {problem}.") from None
     if not isinstance(raw, dict):
         raise UserError(f"Config file {path} must hold a mapping of sections (model, data, training).")
     return raw

@@ -272,11 +272,12 @@ def test_unwritable_destination(server: FakeServer, dl: Path) -> None:
     assert server.log == []
 
 
-def test_unwritable_folder_by_permissions(server: FakeServer, dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # os.access is what ensure_writable_dir consults; faking it also works when tests run as root.
-    monkeypatch.setattr("os.access", lambda path, mode: False)
-    with pytest.raises(UserError, match="not writable"):
-        download_file(server.url, dl / "aclImdb_v1.tar.gz", show_progress=False)
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a Linux /proc")
+def test_unwritable_folder_is_refused_before_any_request(server: FakeServer) -> None:
+    # /proc: no file can be created there, even by root (for whom os.access says "writable").
+    with pytest.raises(UserError, match=r"/proc is not writable.*Choose a writable folder"):
+        download_file(server.url, Path("/proc/aclImdb_v1.tar.gz"), show_progress=False)
+    assert server.log == []
 
 
 def test_download_imdb_defaults_to_the_cache(
@@ -298,7 +299,27 @@ def test_download_imdb_into_a_given_folder(server: FakeServer, dl: Path) -> None
     assert path == dl / "data" / "aclImdb_v1.tar.gz" and path.read_bytes() == server.payload
 
 
-def test_official_constants() -> None:
-    assert download.IMDB_URL == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-    assert re.fullmatch(r"[0-9a-f]{64}", download.IMDB_SHA256)
-    assert download.IMDB_SHA256 == "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+@pytest.mark.parametrize("position", [0, "middle", -1], ids=["first-byte", "middle-byte", "last-byte"])
+def test_checksum_is_over_the_real_bytes(server: FakeServer, dl: Path, position: int | str) -> None:
+    """The digest the test computes from the archive it built passes; one changed byte anywhere fails."""
+    good = server.payload
+    assert download_file(server.url, dl / "good.tar.gz", sha256=f" {sha(good).upper()}\n", show_progress=False)
+    assert (dl / "good.tar.gz").read_bytes() == good
+
+    index = len(good) // 2 if position == "middle" else int(position)
+    tampered = bytearray(good)
+    tampered[index] ^= 0x01
+    server.payload = bytes(tampered)
+    target = dl / "aclImdb_v1.tar.gz"
+    with pytest.raises(UserError, match="is corrupt") as info:
+        download_file(server.url, target, sha256=sha(good), show_progress=False)
+    message = str(info.value)
+    assert f"sha256 {sha(bytes(tampered))[:16]}..., expected {sha(good)[:16]}..." in message
+    assert leftovers(dl) == ["good.tar.gz"]  # no destination and no .part to resume from
+
+
+def test_download_imdb_checks_the_pinned_digest_by_default(server: FakeServer, dl: Path) -> None:
+    # The tiny test archive is not the official one, so the default (pinned) digest must reject it.
+    with pytest.raises(UserError, match=f"expected {download.IMDB_SHA256[:16]}"):
+        download_imdb(dl, url=server.url, show_progress=False)
+    assert leftovers(dl) == []

@@ -459,3 +459,89 @@ def test_mr_lines_split_on_newlines_only(tmp_path) -> None:
     (tmp_path / "rt-polarity.neg").write_bytes(b"dull\n")
     splits = read_dataset(tmp_path, DataConfig())
     assert splits.test is not None and len(splits.test) == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# UTF-16 / UTF-32 files: never suggest Latin-1 for them
+
+
+def reencode(source: Path, target: Path, encoding: str) -> Path:
+    target.write_bytes(source.read_text(encoding="utf-8").encode(encoding))
+    return target
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_table_with_utf16_or_utf32_byte_order_mark_is_decoded(tiny_table: Path, encoding: str) -> None:
+    wide = reencode(tiny_table, tiny_table.with_name("wide.csv"), encoding)
+    assert wide.read_bytes()[:2] == b"\xff\xfe"  # the byte-order mark Excel's "Unicode text" writes
+    assert load(wide).train.content_digest() == load(tiny_table).train.content_digest()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_table_in_utf16_without_mark_suggests_its_encoding(tiny_table: Path, encoding: str) -> None:
+    wide = reencode(tiny_table, tiny_table.with_name("wide.csv"), encoding)
+    message = user_error(lambda: load(wide), "wide.csv", f"--encoding {encoding}.", "NUL bytes")
+    assert "latin-1" not in message
+    assert load(wide, encoding=encoding).train.content_digest() == load(tiny_table).train.content_digest()
+
+
+def test_utf16_file_read_as_latin1_is_refused_not_garbled(tiny_table: Path) -> None:
+    # Latin-1 decodes any bytes, so without the check this would "work" and return NUL-riddled text.
+    wide = reencode(tiny_table, tiny_table.with_name("wide.csv"), "utf-16")
+    message = user_error(
+        lambda: load(wide, encoding="latin-1"), "wide.csv", "--encoding utf-16.", "byte-order mark"
+    )
+    assert "--encoding latin-1" not in message
+
+
+def test_mr_files_in_utf16_suggest_utf16(tmp_path: Path) -> None:
+    (tmp_path / "rt-polarity.pos").write_bytes("a fine film\nwarm and witty\n".encode("utf-16-le"))
+    (tmp_path / "rt-polarity.neg").write_bytes("dull\n".encode("utf-16-le"))
+    message = user_error(lambda: load(tmp_path), "rt-polarity.pos", "--encoding utf-16-le", "not latin-1")
+    assert "--encoding latin-1" not in message
+    assert load(tmp_path, encoding="utf-16-le").test.texts == ["a fine film", "warm and witty", "dull"]
+
+
+def test_corrupt_utf16_after_its_mark_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_bytes("text,label\ngreat,1\n".encode("utf-16") + b"\x00\xd8")  # a lone surrogate half
+    message = user_error(lambda: load(path), "reviews.csv", "UTF-16 byte-order mark", "damaged")
+    assert "latin-1" not in message
+
+
+def test_utf8_byte_order_mark_does_not_rename_the_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_bytes("text,label\ngreat,1\nawful,0\n".encode("utf-8-sig"))
+    assert load(path).train.texts == ["great", "awful"]
+
+
+def test_prediction_text_file_in_utf16(tmp_path: Path) -> None:
+    from imdb_sentiment.data.loaders import read_texts_table
+
+    path = tmp_path / "reviews.txt"
+    path.write_bytes("A wonderful film.\r\nTwo hours I will never get back.\r\n".encode("utf-16"))
+    texts, ids = read_texts_table(path, None, "utf-8")
+    assert texts == ["A wonderful film.", "Two hours I will never get back."] and ids == ["0", "1"]
+    path.write_bytes("A wonderful film.\n".encode("utf-16-le"))
+    message = user_error(lambda: read_texts_table(path, None, "utf-8"), "reviews.txt", "--encoding utf-16-le")
+    assert "latin-1" not in message
+
+
+def test_cli_reports_utf16_table_in_one_line(tiny_table: Path) -> None:
+    """The real console script: exit code 2, one line naming the encoding, no traceback."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "imdb-sentiment"
+    wide = reencode(tiny_table, tiny_table.with_name("wide.csv"), "utf-16-le")
+    result = subprocess.run(
+        [str(script), "data", "stats", "--data", str(wide)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "--encoding utf-16-le" in result.stderr and "latin-1" not in result.stderr
+    reencode(tiny_table, wide, "utf-16")  # with a byte-order mark it simply works
+    result = subprocess.run(
+        [str(script), "data", "stats", "--data", str(wide)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

@@ -4,15 +4,22 @@
 - ``nbsvm``: NBSVM (Wang & Manning, 2012): binarized uni/bi/tri-gram counts scaled by the naive-Bayes
   log-count ratio, then a linear classifier. scikit-learn has no NB-ratio transformer, so that one
   scaling step is written here; everything else is scikit-learn.
+
+Saved without pickle: ``linear.json`` (format, vectorizer settings, classifier settings),
+``vocabulary.json`` (n-gram -> column) and plain NumPy arrays (``idf.npy`` when TF-IDF weighting is
+used, ``nb_ratio.npy`` for NBSVM, ``coef.npy``, ``intercept.npy``, ``classes.npy``) read with
+``allow_pickle=False``. Loading rebuilds the scikit-learn pipeline from the model's own settings, so
+nothing in a model folder can run code. Folders from older versions (``pipeline.joblib``, a pickle)
+are refused, never unpickled.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-import joblib
 import numpy as np
 from pydantic import Field
 from scipy import sparse
@@ -22,8 +29,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.registry import register_model
+
+FORMAT = "imdb-sentiment-linear-npy-1"
+LEGACY_PICKLE = "pipeline.joblib"
+# Vectorizer settings recorded in linear.json; on load they must equal those rebuilt from model.json.
+VECTORIZER_SETTINGS = (
+    "lowercase", "token_pattern", "ngram_range", "min_df", "max_df", "max_features", "sublinear_tf",
+    "binary", "norm", "use_idf", "smooth_idf", "analyzer", "strip_accents", "stop_words",
+)  # fmt: skip
 
 # Keeps punctuation such as "!" and ":)" as tokens: they carry sentiment (Wang & Manning do the same).
 TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?|[!?]+|:\)|:\("
@@ -162,10 +179,99 @@ class LinearModel(SentimentModel):
         return int(classifier.coef_.size + classifier.intercept_.size)
 
     def save_weights(self, directory: Path) -> None:
-        joblib.dump(self.pipeline_, directory / "pipeline.joblib", compress=3)
+        vectorizer, *scalers, classifier = (step for _, step in self.pipeline_.steps)
+        arrays: dict[str, np.ndarray] = {}
+        if vectorizer.use_idf:
+            arrays["idf"] = vectorizer.idf_
+        for scaler in scalers:
+            if not isinstance(scaler, NBRatioScaler):
+                raise NotImplementedError(f"cannot save pipeline step {type(scaler).__name__}")
+            arrays["nb_ratio"] = scaler.ratio_
+        arrays.update(coef=classifier.coef_, intercept=classifier.intercept_, classes=classifier.classes_)
+        for name, array in arrays.items():
+            with atomic_path(directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, np.asarray(array), allow_pickle=False)
+        # int(): after max_features pruning scikit-learn's columns are NumPy integers.
+        vocabulary = {term: int(column) for term, column in vectorizer.vocabulary_.items()}
+        write_text_atomic(directory / "vocabulary.json", json.dumps(vocabulary, separators=(",", ":")))
+        write_json_atomic(
+            directory / "linear.json",
+            {
+                "format": FORMAT,
+                "vectorizer": _vectorizer_settings(vectorizer),
+                "classifier": {"C": float(classifier.C)},
+                "arrays": sorted(arrays),
+            },
+        )
 
     def load_weights(self, directory: Path) -> None:
-        self.pipeline_ = joblib.load(directory / "pipeline.joblib")
+        meta_file = directory / "linear.json"
+        if not meta_file.is_file():
+            if (directory / LEGACY_PICKLE).exists():
+                raise UserError(
+                    f"The saved model in {directory} cannot be loaded: it was saved in an old unsafe format "
+                    f"({LEGACY_PICKLE}, a pickle that could run code when loaded), which is no longer read. "
+                    "Retrain it with this version."
+                )
+            raise _corrupt(directory, "linear.json is missing")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise _corrupt(directory, f"linear.json is not in this version's format ({FORMAT})")
+        steps = self.feature_steps()
+        vectorizer, scalers = steps[0][1], steps[1:]
+        if meta.get("vectorizer") != _vectorizer_settings(vectorizer):
+            raise _corrupt(directory, "the vectorizer settings in linear.json do not match model.json")
+        vocabulary = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
+        if not isinstance(vocabulary, dict) or not all(type(v) is int for v in vocabulary.values()):
+            raise _corrupt(directory, "vocabulary.json is not a mapping of terms to column numbers")
+        width = len(vocabulary)
+        # A fixed vocabulary: fitting then only validates it (columns 0..n-1, no repeats) and sets up
+        # the TF-IDF step; the idf weights fitted on this empty document are replaced just below.
+        vectorizer.set_params(vocabulary=vocabulary).fit([""])
+        if vectorizer.use_idf:
+            vectorizer.idf_ = _load_array(directory, "idf", (width,))
+        fitted = []
+        for name, scaler in scalers:
+            scaler.ratio_ = _load_array(directory, "nb_ratio", (width,))
+            fitted.append((name, scaler))
+        classifier = self._classifier(float(meta["classifier"]["C"]))
+        classifier.classes_ = _load_array(directory, "classes", (2,))
+        classifier.coef_ = _load_array(directory, "coef", (1, width))
+        classifier.intercept_ = _load_array(directory, "intercept", (1,))
+        classifier.n_features_in_ = width
+        self.pipeline_ = Pipeline([steps[0], *fitted, ("classifier", classifier)])
+
+
+def _corrupt(directory: Path, detail: str) -> UserError:
+    return UserError(
+        f"The saved model in {directory} cannot be loaded: {detail}. It is corrupt, tampered with or from "
+        "an incompatible version; train it again."
+    )
+
+
+def _vectorizer_settings(vectorizer: TfidfVectorizer) -> dict[str, Any]:
+    params = vectorizer.get_params()
+    settings = {name: params[name] for name in VECTORIZER_SETTINGS}
+    settings["ngram_range"] = list(settings["ngram_range"])
+    settings["dtype"] = np.dtype(params["dtype"]).name
+    return settings
+
+
+def _load_array(directory: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A plain numeric array; pickled (object) arrays are refused, never unpickled."""
+    path = directory / f"{name}.npy"
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError:  # what a pickled object array or a pickle file gives (numpy's text suggests unpickling)
+        raise _corrupt(directory, f"{path.name} is not a plain numeric array (pickled or damaged data)") from None
+    if isinstance(array, np.lib.npyio.NpzFile):  # an .npz archive under the .npy name
+        array.close()
+        raise _corrupt(directory, f"{path.name} is an .npz archive, not one array")
+    if array.dtype.kind not in "iuf" or array.shape != shape:
+        raise _corrupt(
+            directory, f"{path.name} holds {array.dtype} {array.shape}, expected numbers of shape {shape}"
+        )
+    return array
 
 
 @register_model("tfidf-lr")
