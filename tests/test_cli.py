@@ -150,7 +150,7 @@ def test_corrupt_saved_model_is_a_clear_error(trained_run, tmp_path, capsys) -> 
     _, run_dir = trained_run
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    (copy / "model" / "pipeline.joblib").write_bytes(b"garbage")
+    (copy / "model" / "coef.npy").write_bytes(b"garbage")
     code, _, err = run_cli(["predict", str(copy), "some text"], capsys)
     assert code == 2 and "cannot be loaded" in err
     code, _, err = run_cli(["predict", str(run_dir), "   "], capsys)
