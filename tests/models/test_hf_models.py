@@ -281,3 +281,36 @@ def test_unreachable_hub_id_is_a_user_error(monkeypatch) -> None:
         HFClassifier({"checkpoint": "./no/such/folder"}).fit(
             reviews(8, 0), reviews(4, 1), FitContext(training=training(), show_progress=False)
         )
+
+
+def test_trainer_backend_keeps_checkpoints_after_an_interruption_and_resumes(checkpoints, tmp_path, monkeypatch):
+    from imdb_sentiment.training import hf_trainer, objectives
+
+    calls = {"n": 0}
+
+    def interrupting(config):
+        plain = objectives.build_objective(config)
+
+        def objective(network, batch):
+            calls["n"] += 1
+            if calls["n"] == 6:  # 4 training steps + 1 evaluation batch = epoch 1 saved; then Ctrl-C
+                raise KeyboardInterrupt
+            return plain(network, batch)
+
+        return objective
+
+    params = {"checkpoint": str(checkpoints["bert"]), "max_length": 32}
+    context = FitContext(training=training(epochs=2, max_steps=None, backend="trainer"), run_dir=tmp_path / "run",
+                         show_progress=False)  # fmt: skip
+    monkeypatch.setattr(hf_trainer, "build_objective", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        HFClassifier(params).fit(reviews(32, 0), reviews(8, 1), context)
+    assert [p.name for p in (tmp_path / "run" / "hf_trainer").glob("checkpoint-*")] == ["checkpoint-4"]
+
+    monkeypatch.undo()
+    resumed_context = FitContext(training=context.training, run_dir=tmp_path / "run", resume=True,
+                                 show_progress=False)  # fmt: skip
+    model = HFClassifier(params).fit(reviews(32, 0), reviews(8, 1), resumed_context)
+    assert model.fit_result is not None and model.fit_result.steps == 8
+    assert [row["epoch"] for row in resumed_context.history] == [1.0, 2.0]
+    assert not list((tmp_path / "run" / "hf_trainer").glob("checkpoint-*")), "cleaned up once finished"

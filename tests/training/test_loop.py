@@ -128,6 +128,30 @@ def test_resume_after_epoch_1_matches_an_uninterrupted_run(tmp_path) -> None:
         torch.testing.assert_close(resumed_network.state_dict()[name], value, rtol=0, atol=0)
 
 
+def test_resume_with_a_damaged_last_checkpoint_uses_the_previous_one(tmp_path) -> None:
+    training = config(epochs=3)
+    torch.manual_seed(123)
+    reference_network = fresh_network()
+    expected = Trainer(reference_network, training, run_dir=tmp_path / "ref", show_progress=False).fit(
+        *loaders(training)
+    )
+    torch.manual_seed(123)
+    crashing = Trainer(fresh_network(), training, run_dir=tmp_path / "run", show_progress=False,
+                       callbacks=[CrashInEpoch2(2 * len(loaders(training)[0]))])  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):  # in epoch 3: last.pt is epoch 2, previous.pt epoch 1
+        crashing.fit(*loaders(training))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # the newest checkpoint was cut short
+
+    resumed_network = fresh_network(seed=5)
+    result = Trainer(resumed_network, training, run_dir=tmp_path / "run", show_progress=False).fit(
+        *loaders(training), resume=True
+    )
+    assert without_times(result.history) == without_times(expected.history)
+    for name, value in reference_network.state_dict().items():
+        torch.testing.assert_close(resumed_network.state_dict()[name], value, rtol=0, atol=0)
+
+
 def test_resume_of_a_finished_run_trains_nothing_more(tmp_path) -> None:
     training = config(epochs=1)
     Trainer(fresh_network(), training, run_dir=tmp_path, show_progress=False).fit(*loaders(training))

@@ -169,10 +169,11 @@ def fit_with_hf_trainer(
         trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
         elapsed = time.perf_counter() - started
         result = _fit_result(trainer, elapsed, len(train_data), config)
-    finally:
-        # Checkpoints hold optimizer state (3x the model): the caller saves the final model itself.
+        # Done: the checkpoints hold optimizer state (3x the model) and the caller saves the final
+        # model itself. After an error or Ctrl-C they stay, so that --resume continues from them.
         for checkpoint in output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
+    finally:
         if temporary is not None:
             temporary.cleanup()
     network.eval()

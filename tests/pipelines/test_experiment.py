@@ -1,0 +1,125 @@
+"""The run pipeline under failure: a full disk, an interruption and its resume, Ctrl-C from the CLI."""
+
+from __future__ import annotations
+
+import errno
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_tiny_parquet_imdb
+
+from imdb_sentiment.config import build_config
+from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.pipelines.experiment import run_experiment
+from imdb_sentiment.training.loop import Trainer
+
+CLI = Path(sys.executable).with_name("imdb-sentiment")
+TINY_CNN = ["model.name=cnn", "model.params.embeddings=random", "model.params.embedding_dim=16",
+            "model.params.num_filters=4", "model.params.max_length=24", "training.threads=1",
+            "training.early_stopping_patience=null"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data") / "imdb"
+    write_tiny_parquet_imdb(folder, size=80)
+    return folder
+
+
+def config(tiny_data: Path, tmp_path: Path, *overrides: str):
+    return build_config({}, [f"data.path={json.dumps(str(tiny_data))}", f"output_dir={json.dumps(str(tmp_path))}",
+                             *TINY_CNN, *overrides])  # fmt: skip
+
+
+def status(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def test_disk_full_while_saving_fails_cleanly(tiny_data, tmp_path, monkeypatch) -> None:
+    from imdb_sentiment.models.word.cnn import CNNModel
+
+    def no_space(self, directory):
+        (directory / "partial.bin").write_bytes(b"x" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(CNNModel, "save_weights", no_space)
+    with pytest.raises(UserError, match="Disk full while saving the model"):
+        run_experiment(config(tiny_data, tmp_path, "training.epochs=1"), show_progress=False)
+    (run_dir,) = tmp_path.iterdir()
+    assert status(run_dir)["status"] == "failed"
+    assert not (run_dir / "model.tmp").exists() and not (run_dir / "model").exists()
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_an_interrupted_run_resumes_and_keeps_its_totals(tiny_data, tmp_path, monkeypatch) -> None:
+    original = Trainer._train_epoch
+    epochs = {"n": 0}
+
+    def interrupted_in_epoch_3(self, *args, **kwargs):
+        epochs["n"] += 1
+        if epochs["n"] == 3:
+            raise KeyboardInterrupt
+        time.sleep(0.3)  # measurable training time before the interruption
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted_in_epoch_3)
+    with pytest.raises(RunInterrupted) as caught:
+        run_experiment(config(tiny_data, tmp_path, "training.epochs=4"), show_progress=False)
+    run_dir = Path(caught.value.run_dir)
+    assert "imdb-sentiment train --resume" in caught.value.message
+    first = status(run_dir)
+    assert first["status"] == "interrupted"
+
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    result = run_experiment(config(tiny_data, tmp_path, "training.epochs=4"), resume_dir=run_dir,
+                            show_progress=False)  # fmt: skip
+    final = status(run_dir)
+    assert final["status"] == "completed"
+    assert final["started"] == first["started"] and len(final["resumed"]) == 1
+    earlier = result.metrics["details"]["earlier_train_seconds"]
+    assert earlier >= 0.6  # the two epochs before the interruption
+    assert result.metrics["train_seconds"] >= earlier
+    assert [row["epoch"] for row in json_history(run_dir)] == [1, 2, 3, 4]
+
+
+def json_history(run_dir: Path) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(run_dir / "history.csv").to_dict("records")
+
+
+def test_ctrl_c_in_the_cli_says_how_to_resume(tiny_data, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    sets = [item for setting in (*TINY_CNN[1:], "training.epochs=500") for item in ("--set", setting)]
+    command = [str(CLI), "train", "cnn", "--data", str(tiny_data), "--output-dir", str(runs), "--quiet", *sets]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/checkpoints/last.pt.sha256")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    (run_dir,) = runs.iterdir()
+    assert err.strip().splitlines()[-1] == f"interrupted; resume with: imdb-sentiment train --resume {run_dir}"
+    assert status(run_dir)["status"] == "interrupted"
+    epochs_done = len(json_history_from_checkpoint(run_dir))
+    resumed = subprocess.run([str(CLI), "train", "--resume", str(run_dir), "--quiet", "--set",
+                              f"training.epochs={epochs_done + 1}"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert status(run_dir)["status"] == "completed"
+
+
+def json_history_from_checkpoint(run_dir: Path) -> list[dict]:
+    import torch
+
+    from imdb_sentiment.training.checkpoint import CheckpointStore
+
+    state = CheckpointStore(run_dir / "checkpoints", torch.device("cpu")).load_resume_point()
+    assert state is not None
+    return state["history"]
