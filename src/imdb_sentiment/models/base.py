@@ -103,6 +103,14 @@ class SentimentModel(ABC):
     @abstractmethod
     def num_parameters(self) -> int: ...
 
+    def num_trainable_parameters(self) -> int:
+        """Parameters the fit changed (all of them, unless a model freezes some)."""
+        return self.num_parameters()
+
+    def saved_sizes(self, directory: Path) -> dict[str, float]:
+        """Sizes (MB) of notable parts of a saved model folder, e.g. an adapter; recorded in metrics.json."""
+        return {}
+
     @abstractmethod
     def save_weights(self, directory: Path) -> None: ...
 

@@ -138,6 +138,10 @@ class TorchTextClassifier(SentimentModel):
         assert self.network is not None
         return sum(parameter.numel() for parameter in self.network.parameters())
 
+    def num_trainable_parameters(self) -> int:
+        assert self.network is not None
+        return sum(parameter.numel() for parameter in self.network.parameters() if parameter.requires_grad)
+
     def save_weights(self, directory: Path) -> None:
         assert self.encoder is not None and self.network is not None
         self.encoder.save(directory)

@@ -120,6 +120,8 @@ def run_experiment(
                 "train_seconds": train_seconds,
                 "train_examples": len(data.train),
                 "parameters": model.num_parameters(),
+                "trainable_parameters": model.num_trainable_parameters(),
+                "trainable_share": model.num_trainable_parameters() / max(model.num_parameters(), 1),
                 "peak_memory_mb": peak_memory_mb(),
                 "seed": config.seed,
                 "data_seed": config.data.seed,
@@ -135,6 +137,7 @@ def run_experiment(
                 pd.DataFrame(context.history).to_csv(tmp, index=False)
         save_model_atomically(model, run_dir)
         metrics["model_size_mb"] = _folder_size_mb(run_dir / "model")
+        metrics.update(model.saved_sizes(run_dir / "model"))
         write_json_atomic(run_dir / "metrics.json", metrics)
         _write_plots(run_dir, metrics, data.test.labels, probabilities, context.history, config.run_name)
         write_status(run_dir, "completed", finished=now_utc(), accuracy=metrics["accuracy"])

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.hf.adapters import apply_adapter
 from imdb_sentiment.models.hf.hub import (
     from_pretrained_errors,
     load_pretrained_config,
@@ -69,11 +70,12 @@ def architecture_config(params: HFParams, vocab_size: int | None = None, pad_tok
 
 
 def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: Path | None = None) -> nn.Module:
-    """The transformers model: reloaded from a saved run folder, pretrained weights, or random weights."""
+    """The transformers model: reloaded from a saved run folder, pretrained weights, or random weights;
+    with an adapter, the base model from its source plus the (new or saved) adapter."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     auto = AutoModelForSequenceClassification if params.pooling == "model" else AutoModel
-    if saved is not None:
+    if saved is not None and params.adapter is None:
         with quiet_transformers():
             backbone = auto.from_pretrained(str(saved / SAVED_BACKBONE_DIR))
     else:
@@ -90,4 +92,12 @@ def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: 
         backbone.gradient_checkpointing_enable()
     if params.freeze_word_embeddings:
         backbone.get_input_embeddings().requires_grad_(False)
+    if params.freeze_backbone:
+        backbone.requires_grad_(False)
+    if params.adapter is not None:
+        tokenizer = params.resolved_tokenizer()
+        backbone = apply_adapter(
+            backbone, params.adapter, with_head=params.pooling == "model",
+            tokenizer_source=tokenizer[0] if tokenizer else None, saved=saved,
+        )  # fmt: skip
     return backbone

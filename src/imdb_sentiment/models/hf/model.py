@@ -53,6 +53,8 @@ from torch import nn
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
+from imdb_sentiment.models.hf.adapters import PROMPT_METHODS, adapter_size_mb, merge_adapter, save_adapter
+from imdb_sentiment.models.hf.adapters.prefix import SUPPORTED_MODEL_TYPES as PREFIX_MODEL_TYPES
 from imdb_sentiment.models.hf.backbone import (
     SAVED_BACKBONE_DIR,
     architecture_config,
@@ -113,6 +115,17 @@ class HFClassifier(TorchTextClassifier):
             )
         if params.inference_precision == "int8" and config.training.device.startswith("cuda"):
             raise ValueError("model.params.inference_precision: int8 is for CPU inference; use bf16 on CUDA")
+        adapter = params.adapter
+        if adapter is not None and params.resolved_weights() is None:
+            raise ValueError(
+                f"model.params.adapter: {adapter.method} adapts pretrained weights, but this model starts from "
+                "random ones; set a checkpoint or init_from, or drop the adapter."
+            )
+        if adapter is not None and adapter.method in (*PROMPT_METHODS, "prefix") and params.pooling == "model":
+            raise ValueError(
+                f"model.params.pooling: {adapter.method} trains no classifier inside the checkpoint and would "
+                "read a virtual token as [CLS]; use pooling cls or mean (our own trainable head)."
+            )
 
     @classmethod
     def check_runnable(cls, config: ExperimentConfig, params: ModelParams) -> None:
@@ -127,6 +140,13 @@ class HFClassifier(TorchTextClassifier):
         tokenizer = params.resolved_tokenizer()
         if tokenizer is not None:
             resolve_pretrained(*tokenizer)
+        if params.adapter is not None and params.adapter.method == "prefix":
+            model_type = architecture_config(params).model_type
+            if model_type not in PREFIX_MODEL_TYPES:
+                raise ValueError(
+                    f"model.params.adapter: prefix tuning does not support {model_type!r} models (supported: "
+                    f"{', '.join(PREFIX_MODEL_TYPES)}); use lora, p-tuning or prompt for this checkpoint."
+                )
         if params.resolved_weights() is None and params.resolved_checkpoint() is None:
             limit = params.max_position_embeddings  # a from-scratch BertConfig of our own sizes
             if params.max_length > limit:
@@ -230,8 +250,13 @@ class HFClassifier(TorchTextClassifier):
     def save_weights(self, directory: Path) -> None:
         assert self.encoder is not None and self.network is not None
         self.encoder.save(directory)
-        with quiet_transformers():
-            self.network.backbone.save_pretrained(str(directory / SAVED_BACKBONE_DIR))
+        if self.params.adapter is not None:  # the adapter and a pointer to its base, not the base again
+            base = self.params.resolved_weights()
+            assert base is not None
+            save_adapter(self.network.backbone, self.params.adapter, directory, base)
+        else:
+            with quiet_transformers():
+                self.network.backbone.save_pretrained(str(directory / SAVED_BACKBONE_DIR))
         if self.network.head is not None:
             from safetensors.torch import save_file
 
@@ -243,6 +268,22 @@ class HFClassifier(TorchTextClassifier):
         self.network = self.build_network(NetworkRequest(weights=Path(directory)))
         self.network.eval()
         self._int8 = None
+
+    def saved_sizes(self, directory: Path) -> dict[str, float]:
+        return {"adapter_size_mb": adapter_size_mb(directory)} if self.params.adapter is not None else {}
+
+    def merged(self) -> HFClassifier:
+        """A copy with its LoRA adapter folded into the base weights: a plain model, the same predictions."""
+        assert self.network is not None and self.params.adapter is not None, "a fitted or loaded LoRA run"
+        backbone = merge_adapter(self.network.backbone, self.params.adapter)
+        merged = type(self)(self.params.model_copy(update={"adapter": None}))
+        merged.encoder = self.encoder
+        network = HFNetwork(backbone, self.params.pooling, self.params.dropout)
+        if self.network.head is not None:
+            assert network.head is not None
+            network.head.load_state_dict(self.network.head.state_dict())
+        merged.network = network.eval()
+        return merged
 
 
 @register_model("minilm")

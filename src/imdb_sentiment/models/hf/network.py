@@ -51,6 +51,9 @@ class HFNetwork(nn.Module):
             features = output.hidden_states[-1][:, 0] if self.return_features else logits
         else:
             hidden = self.backbone(**inputs).last_hidden_state
+            # Prompt methods (p-tuning, prompt tuning) prepend virtual tokens: pool the review's own
+            # tokens only, so [CLS] is the real one and the mean matches the attention mask.
+            hidden = hidden[:, hidden.shape[1] - batch["attention_mask"].shape[1] :]
             features = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, batch["attention_mask"])
             logits = self.head(self.dropout(features))
         if "chunk_index" in batch:

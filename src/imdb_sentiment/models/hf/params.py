@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from imdb_sentiment.models.hf.adapters.config import AdapterConfig
 from imdb_sentiment.models.hf.hub import minilm_path
 from imdb_sentiment.models.torch_base import TorchParams
 from imdb_sentiment.training.runtime import InferencePrecision
@@ -93,6 +94,14 @@ class HFParams(TorchParams):
     gradient_checkpointing: bool = False
     freeze_word_embeddings: bool = Field(
         False, description="Keep the word-embedding matrix fixed (about half of MiniLM's weights): faster steps."
+    )
+    freeze_backbone: bool = Field(
+        False, description="Train only the classifier head on the frozen encoder (the floor PEFT must beat)."
+    )
+    adapter: AdapterConfig | None = Field(
+        None,
+        description="Parameter-efficient fine-tuning: {method: lora | p-tuning | prefix | prompt, ...}; the "
+        "base model is frozen and only the adapter (and the head) train and are saved.",
     )
 
     # ------------------------------------------------------------------------ resolved sources

@@ -1,0 +1,166 @@
+"""Parameter-efficient fine-tuning: every method trains only its adapter (and the head), pools the
+review's own tokens, saves only the adapter, reloads to the same predictions; LoRA merges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_reviews
+
+from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.hf.model import HFClassifier
+
+METHODS = {
+    "lora": {"method": "lora", "rank": 4, "alpha": 8},
+    "p-tuning": {"method": "p-tuning", "virtual_tokens": 4, "encoder_hidden_size": 16},
+    "prefix": {"method": "prefix", "prefix_length": 4, "projection": 16},
+    "prompt": {"method": "prompt", "virtual_tokens": 4},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight checkpoints with MiniLM's tokenizer, saved like downloaded models."""
+    from transformers import AutoModel, BertConfig, DebertaV2Config, RobertaConfig
+
+    from imdb_sentiment.models.hf.encoder import load_tokenizer
+    from imdb_sentiment.models.hf.hub import minilm_path
+
+    tokenizer = load_tokenizer(minilm_path())
+    sizes = {"vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    folders = {}
+    for name, config in (("bert", BertConfig(**sizes)), ("roberta", RobertaConfig(**sizes)),
+                         ("deberta-v2", DebertaV2Config(**sizes))):  # fmt: skip
+        folder = tmp_path_factory.mktemp(name)
+        torch.manual_seed(0)
+        AutoModel.from_config(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[name] = folder
+    return folders
+
+
+def training(**changes) -> TrainingConfig:
+    return TrainingConfig(**{"epochs": 1, "max_steps": 4, "batch_size": 8, "learning_rate": 1e-2, "threads": 1,
+                             "early_stopping_patience": None, **changes})  # fmt: skip
+
+
+def fitted(checkpoint: Path, adapter: dict | None, pooling: str = "mean", **params) -> HFClassifier:
+    model = HFClassifier({"checkpoint": str(checkpoint), "max_length": 32, "pooling": pooling, "adapter": adapter,
+                          **params})  # fmt: skip
+    model.fit(tiny_reviews(32, 0), tiny_reviews(8, 1), FitContext(training=training(), show_progress=False))
+    return model
+
+
+def base_state(model: HFClassifier) -> dict[str, torch.Tensor]:
+    from transformers import AutoModel
+
+    return {k: v.clone() for k, v in AutoModel.from_pretrained(model.params.checkpoint).state_dict().items()}
+
+
+def plain_name(name: str) -> str:
+    """The checkpoint's own name of a parameter inside our network and peft's wrappers."""
+    for wrapper in ("backbone.", "base_model.", "model."):
+        name = name.removeprefix(wrapper)
+    return name.replace(".base_layer.", ".")
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_only_the_adapter_and_head_train_and_the_saved_adapter_reloads(
+    method: str, pooling: str, checkpoints, tmp_path
+) -> None:
+    model = fitted(checkpoints["bert"], METHODS[method], pooling)
+    trainable = {name for name, p in model.network.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("head.") or "lora_" in name or "prompt" in name or "prefix" in name
+                             for name in trainable), sorted(trainable)  # fmt: skip
+    assert 0 < model.num_trainable_parameters() < 0.2 * model.num_parameters()
+
+    # the frozen base is bit-identical to the checkpoint it came from
+    original = base_state(model)
+    current = {
+        plain_name(name): value for name, value in model.network.named_parameters() if not value.requires_grad
+    }
+    compared = 0
+    for name, value in original.items():
+        if name in current and "lora_" not in name:
+            torch.testing.assert_close(current[name], value, rtol=0, atol=0)
+            compared += 1
+    assert compared == len(original), (compared, len(original))
+
+    texts = tiny_reviews(10, 2).texts
+    probabilities = model.predict_proba(texts)
+    one_by_one = np.concatenate([model.predict_proba([text], batch_size=1) for text in texts])
+    np.testing.assert_allclose(one_by_one, probabilities, atol=1e-4)  # padding never reaches the pooling
+
+    model.save(tmp_path / "saved")
+    saved = tmp_path / "saved"
+    assert (saved / "adapter").is_dir() and not (saved / "hf_model").exists(), "only the adapter is saved"
+    assert model.saved_sizes(saved)["adapter_size_mb"] < 1.0
+    loaded = SentimentModel.load(saved)
+    np.testing.assert_allclose(loaded.predict_proba(texts), probabilities, atol=1e-5)
+
+
+def test_virtual_tokens_are_not_pooled(checkpoints) -> None:
+    """With prompt tuning the backbone returns virtual + real positions; cls reads the real [CLS]."""
+    model = fitted(checkpoints["bert"], METHODS["prompt"], "cls")
+    batch = model.encoder.collate([{"input_ids": ids} for ids in model.encoder.encode(["a great film"])])
+    with torch.no_grad():
+        hidden = model.network.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        features = model.network(batch).features
+    assert hidden.last_hidden_state.shape[1] == batch["input_ids"].shape[1] + 4
+    torch.testing.assert_close(features, hidden.last_hidden_state[:, 4])
+
+
+def test_prefix_tuning_works_on_roberta_and_refuses_deberta_before_training(checkpoints) -> None:
+    model = fitted(checkpoints["roberta"], METHODS["prefix"], "mean")
+    assert model.predict_proba(["a great film"]).shape == (1, 2)
+    config = {"model": {"name": "hf", "params": {"checkpoint": str(checkpoints["deberta-v2"]), "pooling": "mean",
+                                                 "adapter": METHODS["prefix"]}}}  # fmt: skip
+    with pytest.raises(UserError, match=r"model\.params\.adapter: prefix tuning does not support 'deberta-v2'"):
+        build_config(config)
+
+
+def test_lora_merges_into_the_base_with_the_same_predictions(checkpoints) -> None:
+    model = fitted(checkpoints["bert"], METHODS["lora"], "mean")
+    texts = tiny_reviews(10, 3).texts
+    before = model.predict_proba(texts)
+    merged = model.merged()
+    assert merged.params.adapter is None
+    assert not any("lora_" in name for name, _ in merged.network.named_parameters())
+    np.testing.assert_allclose(merged.predict_proba(texts), before, atol=1e-5)
+    with pytest.raises(UserError, match="only LoRA can be merged"):
+        fitted(checkpoints["bert"], METHODS["prompt"], "mean").merged()
+
+
+def test_lora_with_the_checkpoints_own_head(checkpoints, tmp_path) -> None:
+    model = fitted(checkpoints["bert"], METHODS["lora"], "model")
+    trainable = [name for name, p in model.network.named_parameters() if p.requires_grad]
+    assert any("classifier" in name for name in trainable) and any("lora_" in name for name in trainable)
+    model.save(tmp_path / "saved")
+    np.testing.assert_allclose(SentimentModel.load(tmp_path / "saved").predict_proba(["great"]),
+                               model.predict_proba(["great"]), atol=1e-5)  # fmt: skip
+
+
+def test_config_errors_name_the_field(checkpoints) -> None:
+    with pytest.raises(UserError, match=r"model\.params\.pooling: prompt"):
+        build_config(
+            {"model": {"name": "minilm", "params": {"pooling": "model", "adapter": {"method": "prompt"}}}}
+        )
+    with pytest.raises(UserError, match=r"model\.params\.adapter: lora adapts pretrained weights"):
+        build_config({"model": {"name": "bert-scratch", "params": {"adapter": {"method": "lora"}}}})
+    with pytest.raises(UserError, match=r"model\.params\.adapter\.lora\.rank"):
+        build_config({"model": {"name": "minilm", "params": {"adapter": {"method": "lora", "rank": 0}}}})
+    with pytest.raises(UserError, match=r"model\.params\.adapter"):
+        build_config({"model": {"name": "minilm", "params": {"adapter": {"method": "ia3"}}}})
