@@ -164,3 +164,19 @@ def test_config_errors_name_the_field(checkpoints) -> None:
         build_config({"model": {"name": "minilm", "params": {"adapter": {"method": "lora", "rank": 0}}}})
     with pytest.raises(UserError, match=r"model\.params\.adapter"):
         build_config({"model": {"name": "minilm", "params": {"adapter": {"method": "ia3"}}}})
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_an_int8_base_trains_its_adapter_on_cpu(method: str, checkpoints, tmp_path) -> None:
+    model = fitted(checkpoints["bert"], METHODS[method], "mean", quantize_base="int8")
+    query = next(m for name, m in model.network.named_modules() if name.endswith("layer.0.attention.self.query"))
+    weight = getattr(query, "base_layer", query).weight
+    assert getattr(weight, "qdata", weight).dtype == torch.int8, type(weight)  # torchao's Int8Tensor
+    texts = tiny_reviews(6, 4).texts
+    probabilities = model.predict_proba(texts)
+    model.save(tmp_path / "saved")
+    np.testing.assert_allclose(
+        SentimentModel.load(tmp_path / "saved").predict_proba(texts), probabilities, atol=1e-5
+    )
+    with pytest.raises(UserError, match=r"model\.params\.quantize_base"):
+        build_config({"model": {"name": "minilm", "params": {"quantize_base": "int8"}}})

@@ -69,6 +69,21 @@ def architecture_config(params: HFParams, vocab_size: int | None = None, pad_tok
     return set_attention_dropout(config, params.attention_dropout)
 
 
+def quantize_int8(backbone: nn.Module) -> None:
+    """Int8 weight-only quantisation of the (frozen) linear layers, leaving a classifier inside the
+    checkpoint trainable. torchao's tensors keep autograd to the inputs, so adapters below still train;
+    peft wraps such layers with its torchao LoRA layer."""
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise UserError("model.params.quantize_base: int8 needs torchao; pip install torchao") from None
+
+    def frozen_linear(module: nn.Module, name: str) -> bool:
+        return isinstance(module, nn.Linear) and "classifier" not in name
+
+    quantize_(backbone, Int8WeightOnlyConfig(), filter_fn=frozen_linear)
+
+
 def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: Path | None = None) -> nn.Module:
     """The transformers model: reloaded from a saved run folder, pretrained weights, or random weights;
     with an adapter, the base model from its source plus the (new or saved) adapter."""
@@ -94,6 +109,8 @@ def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: 
         backbone.get_input_embeddings().requires_grad_(False)
     if params.freeze_backbone:
         backbone.requires_grad_(False)
+    if params.quantize_base == "int8":
+        quantize_int8(backbone)
     if params.adapter is not None:
         tokenizer = params.resolved_tokenizer()
         backbone = apply_adapter(

@@ -116,6 +116,11 @@ class HFClassifier(TorchTextClassifier):
         if params.inference_precision == "int8" and config.training.device.startswith("cuda"):
             raise ValueError("model.params.inference_precision: int8 is for CPU inference; use bf16 on CUDA")
         adapter = params.adapter
+        if params.quantize_base and adapter is None and not params.freeze_backbone:
+            raise ValueError(
+                "model.params.quantize_base: an int8 base cannot be fine-tuned; add an adapter or set "
+                "freeze_backbone: true"
+            )
         if adapter is not None and params.resolved_weights() is None:
             raise ValueError(
                 f"model.params.adapter: {adapter.method} adapts pretrained weights, but this model starts from "

@@ -98,6 +98,11 @@ class HFParams(TorchParams):
     freeze_backbone: bool = Field(
         False, description="Train only the classifier head on the frozen encoder (the floor PEFT must beat)."
     )
+    quantize_base: Literal["int8"] | None = Field(
+        None,
+        description="Hold the frozen base in int8 (torchao weight-only quantisation; CPU and CUDA) under an "
+        "adapter or a frozen backbone: about a quarter of the base's fp32 weight memory.",
+    )
     adapter: AdapterConfig | None = Field(
         None,
         description="Parameter-efficient fine-tuning: {method: lora | p-tuning | prefix | prompt, ...}; the "
