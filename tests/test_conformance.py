@@ -38,6 +38,19 @@ TINY_PARAMS: dict[str, dict] = {
 }
 
 
+# Variants of a registered model that change what trains: each joins the contract as its own case.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    f"minilm+{method}": ("minilm", {"max_length": 32, "adapter": adapter})
+    for method, adapter in {
+        "lora": {"method": "lora", "rank": 4},
+        "p-tuning": {"method": "p-tuning", "virtual_tokens": 4, "encoder_hidden_size": 16},
+        "prefix": {"method": "prefix", "prefix_length": 4, "projection": 16},
+        "prompt": {"method": "prompt", "virtual_tokens": 4},
+    }.items()
+}
+CASES: dict[str, tuple[str, dict]] = {name: (name, TINY_PARAMS[name]) for name in available_models()} | VARIANTS
+
+
 def test_every_registered_model_has_tiny_settings() -> None:
     assert set(available_models()) <= set(TINY_PARAMS), "add tiny settings for new models to TINY_PARAMS"
 
@@ -51,7 +64,8 @@ def fitted(tmp_path_factory) -> dict[str, CheckCase]:
         if name not in cases:
             torch.manual_seed(0)
             workdir = Path(tmp_path_factory.mktemp(name))
-            model = get_model_class(name)(TINY_PARAMS[name])
+            model_name, params = CASES[name]
+            model = get_model_class(model_name)(params)
             training = TrainingConfig(epochs=2, batch_size=8, learning_rate=5e-3, max_steps=8, threads=2)
             context = FitContext(training=training, run_dir=workdir / "run", show_progress=False)
             train, valid, test = tiny_reviews(48, 0), tiny_reviews(16, 1), tiny_reviews(12, 2)
@@ -63,9 +77,9 @@ def fitted(tmp_path_factory) -> dict[str, CheckCase]:
 
 
 CHECK_IDS = [
-    (name, check_name, check)
-    for name in available_models()
-    for check_name, check in model_checks(get_model_class(name))
+    (case, check_name, check)
+    for case, (model_name, _) in CASES.items()
+    for check_name, check in model_checks(get_model_class(model_name))
 ]
 
 
