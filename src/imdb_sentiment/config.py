@@ -121,8 +121,11 @@ class TrainingConfig(StrictModel):
     grad_clip: float | None = Field(1.0, gt=0.0)
     grad_accum_steps: int = Field(1, ge=1, le=1024)
     early_stopping_patience: int | None = Field(2, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+    precision: Literal["auto", "fp32", "bf16", "native-bf16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on CUDA, fp32 on CPU. native-bf16: bf16 wherever the hardware runs it "
+        "natively (CUDA, CPUs with AMX / AVX-512-BF16), else fp32 (emulated bf16 on an AVX2 CPU is several "
+        "times slower than fp32). bf16: always.",
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     length_bucketing: bool = Field(True, description="Group batches by length to cut padding.")
