@@ -77,3 +77,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog
 def test_no_checkpoint_means_a_fresh_start(tmp_path) -> None:
     assert store(tmp_path).load_resume_point() is None
     assert CheckpointStore(None, torch.device("cpu")).load_resume_point() is None
+
+
+def test_a_checkpoint_from_an_older_version_says_so(tmp_path) -> None:
+    checkpoints = store(tmp_path)
+    checkpoints.folder.mkdir(parents=True)
+    torch.save({"epoch": 1}, checkpoints.folder / "last.pt")  # no .sha256: written before checksums
+    with pytest.raises(UserError, match=r"older version.*No earlier good checkpoint; train the run again"):
+        checkpoints.load_resume_point()

@@ -64,8 +64,12 @@ class CheckpointStore:
             return None
         path = self.folder / name
         checksum_file = self._checksum_file(name)
-        expected = checksum_file.read_text().strip() if checksum_file.is_file() else None
-        if expected is None or sha256_file(path) != expected:
+        if not checksum_file.is_file():
+            raise UserError(
+                f"checkpoint {path} has no {checksum_file.name}: it was written by an older version, or its "
+                "writing was cut short."
+            )
+        if sha256_file(path) != checksum_file.read_text().strip():
             raise UserError(f"checkpoint {path} is damaged (its sha256 does not match {checksum_file.name}).")
         try:
             return torch.load(path, map_location=self.device, weights_only=True)
