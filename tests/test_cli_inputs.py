@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
+import typer
 from helpers import run_cli, write_tiny_parquet_imdb
+from typer.models import ParameterInfo
+
+from imdb_sentiment.cli import app
 
 CLI = Path(sys.executable).with_name("imdb-sentiment")
 
@@ -44,6 +49,59 @@ def assert_user_error(result: subprocess.CompletedProcess[str], first_line: str)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[0].startswith(first_line), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["predict", "RUN", "--batch-size", "0", "text"], "--batch-size"),
+        (["evaluate", "RUN", "--batch-size", "0"], "--batch-size"),
+        (["evaluate", "RUN", "--limit", "1"], "--limit"),
+        (["train", "nbsvm", "--limit", "3"], "--limit"),
+        (["train", "nbsvm", "--epochs", "0"], "--epochs"),
+        (["train", "nbsvm", "--seed", "-1"], "--seed"),
+        (["benchmark", "--test-limit", "1"], "--test-limit"),
+        (["pretrain-mlm", "--output", "x", "--learning-rate", "0.8"], "--learning-rate"),
+        (["embeddings", "train", "--seed", "-1"], "--seed"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(tiny_run, args: list[str], option: str) -> None:
+    _, run_dir = tiny_run
+    result = cli(*[str(run_dir) if arg == "RUN" else arg for arg in args])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Usage: imdb-sentiment") and f"Invalid value for '{option}'" in result.stderr
+
+
+def _commands(typer_app: typer.Typer, prefix: str = ""):
+    for command in typer_app.registered_commands:
+        yield f"{prefix}{command.name or command.callback.__name__}".replace("_", "-"), command.callback
+    for group in typer_app.registered_groups:
+        yield from _commands(group.typer_instance, f"{prefix}{group.name} ")
+
+
+def _numeric_options(callback):
+    """(name, typer ParameterInfo) of each int / float parameter (Optional included)."""
+    for name, hint in typing.get_type_hints(callback, include_extras=True).items():
+        if typing.get_origin(hint) is not typing.Annotated:
+            continue
+        base, *extras = typing.get_args(hint)
+        kinds = set(typing.get_args(base)) - {type(None)} or {base}
+        info = next((extra for extra in extras if isinstance(extra, ParameterInfo)), None)
+        if info is not None and kinds <= {int, float}:
+            yield name, info
+
+
+def test_every_numeric_option_has_a_lower_bound() -> None:
+    found = {(command, name): info for command, callback in _commands(app)
+             for name, info in _numeric_options(callback)}  # fmt: skip
+    assert {command for command, _ in found} == {"train", "evaluate", "predict", "benchmark", "pretrain-mlm",
+                                                 "embeddings train", "embeddings coverage"}  # fmt: skip
+    assert ("predict", "batch_size") in found and ("train", "limit") in found
+    assert not [key for key, info in found.items() if info.min is None]
+    assert (
+        found[("train", "limit")].min == 4 and found[("train", "test_limit")].min == 2
+    )  # data.limit / test_limit
+    assert found[("benchmark", "limit")].min == 4 and found[("train", "epochs")].max == 1000
 
 
 @pytest.mark.parametrize("command", ["evaluate", "data stats"])

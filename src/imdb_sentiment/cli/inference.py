@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from imdb_sentiment.cli.app import (
+    BatchSizeOption,
     DataOption,
     EncodingOption,
     FormatOption,
@@ -28,8 +29,10 @@ def evaluate(
     text_column: TextColumnOption = None,
     label_column: LabelColumnOption = None,
     encoding: EncodingOption = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate on a stratified subsample.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Prediction batch size.")] = 128,
+    limit: Annotated[
+        int | None, typer.Option(min=2, help="Evaluate on a stratified subsample (>= 2, one per label).")
+    ] = None,
+    batch_size: BatchSizeOption = 128,
 ) -> None:
     """Evaluate a saved run on its test set or on any labelled dataset (e.g. MR, a CSV)."""
     from imdb_sentiment.serving.predictor import evaluate_run
@@ -56,7 +59,7 @@ def predict(
     kaggle_submission: Annotated[
         Path | None, typer.Option(help="Write a Kaggle submission (id,sentiment) for testData.tsv.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Prediction batch size.")] = 128,
+    batch_size: BatchSizeOption = 128,
 ) -> None:
     """Classify texts given as arguments, from a file or from stdin."""
     from imdb_sentiment.serving.predictor import Predictor, read_prediction_inputs, write_prediction_outputs
