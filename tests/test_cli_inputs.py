@@ -51,6 +51,28 @@ def assert_user_error(result: subprocess.CompletedProcess[str], first_line: str)
     assert result.stderr.splitlines()[0].startswith(first_line), result.stderr
 
 
+def test_predict_header_only_csv_names_the_file(tiny_run) -> None:
+    root, run_dir = tiny_run
+    header_only = root / "header-only.csv"
+    header_only.write_text("id,text\n")
+    assert_user_error(
+        cli("predict", str(run_dir), "--file", str(header_only)), f"error: {header_only} holds no texts"
+    )
+
+
+def test_predict_empty_text_column_names_the_file(tiny_run) -> None:
+    root, run_dir = tiny_run
+    table = root / "blank-reviews.csv"
+    table.write_text("id,review,text\n1,,good\n2,  ,bad\n")
+    result = cli("predict", str(run_dir), "--file", str(table), "--text-column", "review")
+    assert_user_error(result, f"error: {table} holds no texts: every value of column 'review' is empty")
+
+
+def test_predict_empty_stdin(tiny_run) -> None:
+    _, run_dir = tiny_run
+    assert_user_error(cli("predict", str(run_dir), stdin="\n  \n"), "error: stdin held no texts")
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [

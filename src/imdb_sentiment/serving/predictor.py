@@ -35,6 +35,8 @@ class Predictor:
         return cls(model, config, run_dir)
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        if not texts:
+            raise UserError("No texts to classify.")
         cleaned = clean_texts(texts, self.config.data.clean)
         check_texts(cleaned, "input")
         return self.model.predict_proba(cleaned, batch_size=batch_size)
