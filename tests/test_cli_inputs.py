@@ -11,6 +11,7 @@ import sys
 import typing
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
 from helpers import run_cli, write_tiny_parquet_imdb
@@ -133,3 +134,31 @@ def test_bogus_format_names_the_field(tiny_run, command: str) -> None:
     result = cli(*args, "--data", str(root / "imdb"), "--format", "bogus")
     assert_user_error(result, "error: data.format: Input should be 'auto'")
     assert "(got 'bogus')" in result.stderr
+
+
+def test_texts_with_no_known_word_are_flagged(tiny_run) -> None:
+    root, run_dir = tiny_run
+    texts = [
+        "great wonderful film",
+        "😀🎉🔥",
+        "Отличный фильм, всем советую",
+        "素晴らしい映画でした",
+        "awful boring",
+    ]
+    result = cli("predict", str(run_dir), *texts)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "warning: 3 text(s) contain no word the model knows; their predictions are the model's prior."
+    )
+    rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in result.stdout.splitlines()
+            if line.startswith("│")]  # fmt: skip
+    assert [row[1] for row in rows] == ["positive", "positive", "positive", "positive", "negative"]
+    assert [row[3] for row in rows] == ["100%", "0%", "0%", "0%", "100%"]
+
+    output, submission = root / "known.csv", root / "known-kaggle.csv"
+    result = cli("predict", str(run_dir), *texts, "--output", str(output), "--kaggle-submission", str(submission))
+    assert result.returncode == 0 and "warning: 3 text(s)" in result.stderr
+    frame = pd.read_csv(output)
+    assert list(frame.columns) == ["id", "prob_positive", "prediction", "known_token_share"]
+    assert frame["known_token_share"].tolist() == [1.0, 0.0, 0.0, 0.0, 1.0]
+    assert submission.read_text().splitlines()[0] == "id,sentiment"
