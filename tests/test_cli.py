@@ -74,9 +74,20 @@ def test_evaluate_and_predict(trained_run, capsys, monkeypatch) -> None:
 
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("wonderful excellent\nterrible dull\n"))
-    code, out, _ = run_cli(["predict", str(run_dir)], capsys)
-    assert code == 0 and out.count("positive") >= 1
+    # One text per stdin line, blank lines skipped; texts made of the training cue words.
+    lines = ["wonderful excellent loved", "terrible awful hated", "", "great wonderful", "boring awful"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    code, out, err = run_cli(["predict", str(run_dir)], capsys)
+    assert code == 0, err
+    rows = [
+        [cell.strip() for cell in line.strip("│").split("│")] for line in out.splitlines() if line.startswith("│")
+    ]
+    assert [(row[0], row[1], row[4]) for row in rows] == [
+        ("0", "positive", "wonderful excellent loved"),
+        ("1", "negative", "terrible awful hated"),
+        ("2", "positive", "great wonderful"),
+        ("3", "negative", "boring awful"),
+    ]
 
 
 def test_benchmark_writes_leaderboard(tmp_path, capsys) -> None:

@@ -235,7 +235,7 @@ def test_cli_writes_readable_outputs(trained_run: Path, tmp_path: Path) -> None:
     output = tmp_path / "predictions.csv"
     result = run_script("predict", str(trained_run), "A wonderful film.", "--output", str(output), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert output.read_text().startswith("id,prob_positive,prediction\n")
+    assert output.read_text().startswith("id,prob_positive,prediction,known_token_share\n")
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask

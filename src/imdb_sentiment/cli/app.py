@@ -35,6 +35,17 @@ FormatOption = Annotated[str | None, typer.Option("--format", help="Force the la
 TextColumnOption = Annotated[str | None, typer.Option("--text-column", help="Text column of a table.")]
 LabelColumnOption = Annotated[str | None, typer.Option("--label-column", help="Label column of a table.")]
 EncodingOption = Annotated[str | None, typer.Option("--encoding", help="File encoding, e.g. latin-1.")]
+# Numeric options carry the bounds of the config fields they set, so typer rejects a bad value as a
+# usage error (exit code 2) before anything is loaded.
+SEED_MAX = 2**32 - 1  # scikit-learn (the split seed) and numpy legacy seeding take 32 bits
+LimitOption = Annotated[
+    int | None, typer.Option(min=4, help="Train on a stratified subsample of this size (data.limit, >= 4).")
+]
+TestLimitOption = Annotated[
+    int | None, typer.Option(min=2, help="Evaluate on a stratified test subsample (data.test_limit, >= 2).")
+]
+SeedOption = Annotated[int | None, typer.Option(min=0, max=SEED_MAX, help="Shortcut for seed.")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, max=65536, help="Prediction batch size.")]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override any config field: section.field=value (repeatable)."),

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imdb_sentiment.cli.app import DataOption, app, console
+from imdb_sentiment.cli.app import SEED_MAX, DataOption, app, console
 
 embeddings_app = typer.Typer(help="Word vectors for the word models (word2vec on train + unlabeled reviews).",
                              no_args_is_help=True)  # fmt: skip
@@ -32,10 +32,12 @@ def train(
     data: DataOption = None,
     dim: Annotated[int, typer.Option(min=2, max=2048, help="Vector size (the models' embedding_dim).")] = 200,
     window: Annotated[int, typer.Option(min=1, max=50, help="Context words on each side.")] = 5,
-    min_count: Annotated[int, typer.Option(min=1, help="Ignore words rarer than this.")] = 3,
+    min_count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Ignore words rarer than this.")] = 3,
     epochs: Annotated[int, typer.Option(min=1, max=100, help="Passes over the corpus.")] = 5,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Training threads.")] = 2,
-    seed: Annotated[int, typer.Option(help="Experiment seed (it carves the validation split).")] = 42,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Experiment seed (it carves the validation split).")
+    ] = 42,
 ) -> None:
     """Train word2vec on the training split + unlabeled reviews (never test) and cache it.
 
@@ -54,8 +56,12 @@ def coverage(
     format: Annotated[
         str, typer.Option("--format", help="auto, word2vec-binary, word2vec-text or glove.")
     ] = "auto",
-    min_freq: Annotated[int, typer.Option(min=1, help="Vocabulary: words seen at least this often.")] = 2,
-    seed: Annotated[int, typer.Option(help="Experiment seed (it carves the validation split).")] = 42,
+    min_freq: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Vocabulary: words seen at least this often.")
+    ] = 2,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Experiment seed (it carves the validation split).")
+    ] = 42,
 ) -> None:
     """Share of the training vocabulary (and of its tokens) that a vectors file covers."""
     from imdb_sentiment.errors import UserError

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from imdb_sentiment.cli.app import (
+    BatchSizeOption,
     DataOption,
     EncodingOption,
     FormatOption,
@@ -16,6 +17,7 @@ from imdb_sentiment.cli.app import (
     TextColumnOption,
     app,
     console,
+    err_console,
     print_metrics,
 )
 
@@ -28,8 +30,10 @@ def evaluate(
     text_column: TextColumnOption = None,
     label_column: LabelColumnOption = None,
     encoding: EncodingOption = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate on a stratified subsample.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Prediction batch size.")] = 128,
+    limit: Annotated[
+        int | None, typer.Option(min=2, help="Evaluate on a stratified subsample (>= 2, one per label).")
+    ] = None,
+    batch_size: BatchSizeOption = 128,
 ) -> None:
     """Evaluate a saved run on its test set or on any labelled dataset (e.g. MR, a CSV)."""
     from imdb_sentiment.serving.predictor import evaluate_run
@@ -56,22 +60,34 @@ def predict(
     kaggle_submission: Annotated[
         Path | None, typer.Option(help="Write a Kaggle submission (id,sentiment) for testData.tsv.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Prediction batch size.")] = 128,
+    batch_size: BatchSizeOption = 128,
 ) -> None:
-    """Classify texts given as arguments, from a file or from stdin."""
-    from imdb_sentiment.serving.predictor import Predictor, read_prediction_inputs, write_prediction_outputs
+    """Classify texts given as arguments, from a file or from stdin.
+
+    "known" is the share of a text's tokens the model knows; a text at 0% gets the model's prior.
+    """
+    from imdb_sentiment.serving.predictor import (
+        Predictor,
+        read_prediction_inputs,
+        unknown_texts_warning,
+        write_prediction_outputs,
+    )
 
     ids, inputs = read_prediction_inputs(texts, file, text_column, id_column, encoding)
     predictor = Predictor.from_run(run)
-    probabilities = predictor.predict_proba(inputs, batch_size=batch_size)
+    probabilities, known = predictor.classify(inputs, batch_size=batch_size)
+    warning = unknown_texts_warning(known)
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False, soft_wrap=True)
     if output or kaggle_submission:
-        write_prediction_outputs(ids, probabilities, output, kaggle_submission)
+        write_prediction_outputs(ids, probabilities, output, kaggle_submission, known)
         for path in (output, kaggle_submission):
             if path:
                 console.print(f"Wrote {len(ids):,} predictions to [bold]{path}[/bold]")
         return
-    table = Table("id", "sentiment", "P(positive)", "text")
-    for item_id, text, row in zip(ids, inputs, probabilities, strict=True):
-        label = "positive" if row[1] >= 0.5 else "negative"
-        table.add_row(item_id, label, f"{row[1]:.4f}", text[:80] + ("…" if len(text) > 80 else ""))
+    table = Table("id", "sentiment", "P(positive)", "known", "text")
+    for row, (item_id, text, probability) in enumerate(zip(ids, inputs, probabilities, strict=True)):
+        label = "positive" if probability[1] >= 0.5 else "negative"
+        share = "n/a" if known is None else f"{100 * known[row]:.0f}%"
+        table.add_row(item_id, label, f"{probability[1]:.4f}", share, text[:80] + ("…" if len(text) > 80 else ""))
     console.print(table)

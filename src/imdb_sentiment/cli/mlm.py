@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imdb_sentiment.cli.app import app, console
+from imdb_sentiment.cli.app import SEED_MAX, app, console
 
 
 @app.command("pretrain-mlm")
@@ -28,21 +28,27 @@ def pretrain_mlm_command(
         bool, typer.Option("--include-train/--unsup-only", help="Add the training reviews' text.")
     ] = True,
     max_length: Annotated[int, typer.Option(min=8, max=8192, help="Tokens per block.")] = 128,
-    epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the blocks.")] = 1.0,
+    epochs: Annotated[float, typer.Option(min=0.01, max=1000.0, help="Passes over the blocks.")] = 1.0,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 32,
     learning_rate: Annotated[
-        float | None, typer.Option(min=0.0, help="Default: 5e-4 from scratch, 5e-5 otherwise.")
+        float | None,
+        # AdamW's sane range, as training.learning_rate checks it (config.SANE_LEARNING_RATES).
+        typer.Option(min=1e-7, max=0.05, help="Default: 5e-4 from scratch, 5e-5 otherwise."),
     ] = None,
     mlm_probability: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of tokens masked.")] = 0.15,
     precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), fp32 or bf16.")] = "auto",
     vocab: Annotated[str, typer.Option(help="bert-scratch vocabulary: minilm or train.")] = "minilm",
-    hidden_size: Annotated[int, typer.Option(min=8, help="bert-scratch width.")] = 256,
-    num_layers: Annotated[int, typer.Option(min=1, help="bert-scratch depth.")] = 4,
-    num_heads: Annotated[int, typer.Option(min=1, help="bert-scratch attention heads.")] = 4,
+    hidden_size: Annotated[int, typer.Option(min=8, max=4096, help="bert-scratch width.")] = 256,
+    num_layers: Annotated[int, typer.Option(min=1, max=48, help="bert-scratch depth.")] = 4,
+    num_heads: Annotated[int, typer.Option(min=1, max=64, help="bert-scratch attention heads.")] = 4,
     intermediate_size: Annotated[int, typer.Option(min=8, help="bert-scratch feed-forward width.")] = 1024,
-    seed: Annotated[int, typer.Option(help="Seed for sampling, masking and initialisation.")] = 42,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: all cores).")] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed for sampling, masking and initialisation.")
+    ] = 42,
+    threads: Annotated[
+        int | None, typer.Option(min=1, max=1024, help="torch CPU threads (default: all cores).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Pre-train with masked-language modelling on unlabeled (+ training) reviews, never test.

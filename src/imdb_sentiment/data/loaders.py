@@ -369,14 +369,24 @@ def read_texts_table(
     if kind is None:  # plain text: one review per line
         raw = decode(read_bytes(path), encoding, str(path))
         texts = [line.rstrip("\r") for line in raw.split("\n") if line.strip()]
+        if not texts:
+            raise UserError(
+                f"{path} holds no texts (it is empty or has only blank lines; one text per line expected)."
+            )
         return texts, [str(i) for i in range(len(texts))]
+    if kind != "parquet" and path.is_file() and path.stat().st_size < 4096 and not path.read_bytes().strip():
+        raise UserError(f"{path} holds no texts (the file is empty).")
     frame = read_table_file(path, kind, encoding)
+    if frame.empty:
+        raise UserError(f"{path} holds no texts (no rows{' below its header' if len(frame.columns) else ''}).")
     if text_column is None:
         text_column = next((c for c in ("text", "review") if c in frame.columns), "text")
     if id_column is None and "id" in frame.columns:
         id_column = "id"
     require_columns(frame, [text_column] + ([id_column] if id_column else []), path)
     texts = frame[text_column].fillna("").astype(str).tolist()
+    if not any(text.strip() for text in texts):
+        raise UserError(f"{path} holds no texts: every value of column {text_column!r} is empty.")
     ids = (
         frame[id_column].astype(str).str.strip('"').tolist() if id_column else [str(i) for i in range(len(texts))]
     )

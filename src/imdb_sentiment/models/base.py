@@ -100,6 +100,16 @@ class SentimentModel(ABC):
     def predict(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         return self.predict_proba(texts, batch_size).argmax(axis=1)
 
+    def known_token_share(self, texts: list[str]) -> np.ndarray | None:
+        """Share (0..1, one float per text) of each text's tokens that the fitted model knows, by its
+        own tokenization; a text with no tokens at all counts as 0. A text at 0 gives the model
+        nothing to go on: its prediction is the model's prior, however confident it looks.
+
+        None means this model cannot tell (the default; e.g. a byte-level tokenizer never meets an
+        unknown token).
+        """
+        return None
+
     @abstractmethod
     def num_parameters(self) -> int: ...
 

@@ -174,6 +174,21 @@ class LinearModel(SentimentModel):
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         return self.pipeline_.predict_proba(texts).astype(np.float64)
 
+    def known_token_share(self, texts: list[str]) -> np.ndarray:
+        """Share of each text's word tokens (the vectorizer's own lower-casing and token pattern) that
+        are unigrams of the fitted vocabulary. Unigrams only: a longer n-gram is known only if its
+        words are, so the words say whether the model saw anything it knows; the share of known
+        bigrams would mostly measure how unusual the phrasing is."""
+        vectorizer = self.pipeline_.steps[0][1]
+        preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
+        vocabulary = vectorizer.vocabulary_
+        shares = np.zeros(len(texts))
+        for row, text in enumerate(texts):
+            tokens = tokenize(preprocess(text))
+            if tokens:
+                shares[row] = sum(token in vocabulary for token in tokens) / len(tokens)
+        return shares
+
     def num_parameters(self) -> int:
         classifier = self.pipeline_.steps[-1][1]
         return int(classifier.coef_.size + classifier.intercept_.size)

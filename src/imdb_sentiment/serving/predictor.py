@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from imdb_sentiment.config import ExperimentConfig, build_config, read_yaml
+from imdb_sentiment.config import DataConfig, ExperimentConfig, build_config, format_validation_error, read_yaml
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import resolve_data_path, stratified_sample
@@ -34,10 +34,36 @@ class Predictor:
         model = SentimentModel.load(run_dir / "model")
         return cls(model, config, run_dir)
 
-    def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+    def clean(self, texts: list[str]) -> list[str]:
+        """The texts as the model saw its training data: cleaned, and none of them empty."""
+        if not texts:
+            raise UserError("No texts to classify.")
         cleaned = clean_texts(texts, self.config.data.clean)
         check_texts(cleaned, "input")
-        return self.model.predict_proba(cleaned, batch_size=batch_size)
+        return cleaned
+
+    def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        return self.model.predict_proba(self.clean(texts), batch_size=batch_size)
+
+    def known_token_share(self, texts: list[str]) -> np.ndarray | None:
+        """Share of each text's tokens the model knows (see ``SentimentModel.known_token_share``);
+        None when the model cannot tell. A text at 0 gets the model's prior, whatever it says."""
+        return self.model.known_token_share(self.clean(texts))
+
+    def classify(self, texts: list[str], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, known token shares) of the texts, cleaned once."""
+        cleaned = self.clean(texts)
+        return self.model.predict_proba(cleaned, batch_size=batch_size), self.model.known_token_share(cleaned)
+
+
+def unknown_texts_warning(shares: np.ndarray | None) -> str | None:
+    """The warning for texts in which the model knows no token, or None when there are none."""
+    if shares is None:
+        return None
+    blind = int((np.asarray(shares) == 0).sum())
+    if not blind:
+        return None
+    return f"{blind} text(s) contain no word the model knows; their predictions are the model's prior."
 
 
 def read_prediction_inputs(
@@ -60,15 +86,22 @@ def read_prediction_inputs(
 
 
 def write_prediction_outputs(
-    ids: list[str], probabilities: np.ndarray, output: Path | None, kaggle_submission: Path | None
+    ids: list[str],
+    probabilities: np.ndarray,
+    output: Path | None,
+    kaggle_submission: Path | None,
+    known_share: np.ndarray | None = None,
 ) -> None:
+    """``output``: id, prob_positive, prediction and, when the model can tell, known_token_share
+    (empty otherwise); ``kaggle_submission``: Kaggle's fixed id,sentiment format."""
     import pandas as pd
 
     from imdb_sentiment.io_utils import atomic_path
 
     predictions = probabilities.argmax(axis=1)
     if output:
-        frame = pd.DataFrame({"id": ids, "prob_positive": probabilities[:, 1], "prediction": predictions})
+        frame = pd.DataFrame({"id": ids, "prob_positive": probabilities[:, 1], "prediction": predictions,
+                              "known_token_share": known_share if known_share is not None else np.nan})  # fmt: skip
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
     if kaggle_submission:
@@ -99,8 +132,9 @@ def evaluate_run(
     else:
         updates = {"path": data, "format": format or "auto", "text_column": text_column,
                    "label_column": label_column, "encoding": encoding, "test_path": None}  # fmt: skip
-        spec = predictor.config.data.model_copy(
-            update={k: v for k, v in updates.items() if v is not None or k in ("encoding", "test_path")}
+        spec = data_config(
+            predictor.config.data.model_dump(),
+            {k: v for k, v in updates.items() if v is not None or k in ("encoding", "test_path")},
         )
         source = resolve_data_path(spec.path)
         splits = read_dataset(source, spec)
@@ -116,3 +150,14 @@ def evaluate_run(
     output = run_dir / "evaluations" / f"{Path(str(source)).name}-{stamp}.json"
     write_json_atomic(output, metrics)
     return metrics, output
+
+
+def data_config(base: dict[str, Any], updates: dict[str, Any]) -> DataConfig:
+    """A validated DataConfig of ``base`` with ``updates`` (e.g. command-line options); a bad value is
+    a UserError naming the field, e.g. ``data.format``."""
+    from pydantic import ValidationError
+
+    try:
+        return DataConfig.model_validate({**base, **updates})
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, "data")) from None

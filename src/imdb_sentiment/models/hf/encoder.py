@@ -140,15 +140,41 @@ class HFTokenizerEncoder(TextEncoder):
                 _TOKEN_CACHE[keys[index]] = fresh[index]
         return [fresh[i] if i in fresh else _TOKEN_CACHE[key] for i, key in enumerate(keys)]
 
+    def bodies(self, texts: list[str]) -> list[list[int]]:
+        """The token ids the network reads of each text, without special tokens: truncated to one
+        window, or in chunk mode to what ``max_chunks`` windows cover."""
+        cap = self.body_length + (self.max_chunks - 1) * self.chunk_step if self.chunk else self.body_length
+        return [truncate(ids.tolist(), cap, self.truncation) for ids in self.tokenize(texts)]
+
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Model inputs with special tokens; in chunk mode, the (capped) body tokens to be windowed."""
-        raw = self.tokenize(texts)
-        if self.chunk:
-            cap = self.body_length + (self.max_chunks - 1) * self.chunk_step
-            return [truncate(ids.tolist(), cap, self.truncation) for ids in raw]
-        return [
-            self.prefix + truncate(ids.tolist(), self.body_length, self.truncation) + self.suffix for ids in raw
-        ]
+        bodies = self.bodies(texts)
+        return bodies if self.chunk else [self.prefix + body + self.suffix for body in bodies]
+
+    def unknown_token_id(self) -> int | None:
+        """The id of the token this tokenizer emits for what it does not know ([UNK]), or None when it
+        never emits one: byte-level BPE (GPT-2, RoBERTa) and byte fallback spell anything in bytes."""
+        if self.tokenizer.unk_token_id is None:
+            return None
+        spec = json.loads(self._backend.to_str())
+        model = spec.get("model") or {}
+        if model.get("byte_fallback") or ("unk_token" in model and model["unk_token"] is None):
+            return None
+        if _has_type(spec.get("pre_tokenizer"), "ByteLevel"):
+            return None
+        return int(self.tokenizer.unk_token_id)
+
+    def known_token_share(self, texts: list[str]) -> np.ndarray | None:
+        """Share of the tokens the network reads of each text that are not the unknown token (0 for
+        a text without tokens); None for tokenizers that never emit one (see unknown_token_id)."""
+        unknown = self.unknown_token_id()
+        if unknown is None:
+            return None
+        shares = np.zeros(len(texts))
+        for row, body in enumerate(self.bodies(texts)):
+            if body:
+                shares[row] = sum(token_id != unknown for token_id in body) / len(body)
+        return shares
 
     def windows(self, body: list[int]) -> list[list[int]]:
         """Overlapping windows covering ``body``, each framed with the special tokens."""
@@ -222,3 +248,12 @@ def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
         if framed[start : start + len(bare)] == bare:
             return list(framed[:start]), list(framed[start + len(bare) :])
     raise UserError(f"Cannot locate the special tokens of tokenizer {type(tokenizer).__name__}.")
+
+
+def _has_type(node: Any, name: str) -> bool:
+    """Whether a tokenizer.json component (possibly a Sequence of them) is or contains ``name``."""
+    if isinstance(node, dict):
+        return node.get("type") == name or any(_has_type(value, name) for value in node.values())
+    if isinstance(node, list):
+        return any(_has_type(value, name) for value in node)
+    return False

@@ -251,6 +251,13 @@ class HFClassifier(TorchTextClassifier):
         logits = predict_logits(network, loader, device, bf16, show_progress)
         return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
+    def known_token_share(self, texts: list[str]) -> np.ndarray | None:
+        """Share of tokenizer tokens (as the network reads them) that are not [UNK]. WordPiece maps
+        what its vocabulary cannot spell (emoji, most CJK characters) to [UNK]; a byte-level BPE
+        tokenizer (RoBERTa) never does, so there the answer is None: it cannot tell."""
+        assert self.encoder is not None, "fit or load the model first"
+        return self.encoder.known_token_share(texts)
+
     # ------------------------------------------------------------------------------------ save/load
     def save_weights(self, directory: Path) -> None:
         assert self.encoder is not None and self.network is not None

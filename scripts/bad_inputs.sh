@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Every bad input we know of, through the real CLI: one table row per case
+#   case | exit code (expected) | first line of the message
+# The message is the first "error: ..." line of stderr; for typer usage errors (exit 2 before any of
+# our code runs) the first line inside typer's box; otherwise the first line of stderr.
+#
+# Builds its own tiny dataset, a tiny nbsvm run and a tiny cnn run in a temporary folder, then checks
+# that every case exits with its expected code, that no stderr holds a Python traceback, that no
+# temporary file (.*.tmp, model.tmp) is left in the temporary folder and that the crafted pickle
+# checkpoint never ran. Exits non-zero if any check fails.
+#
+# Usage (from the repository root): bash scripts/bad_inputs.sh
+# Environment: IMDB_SENTIMENT (the CLI; default: imdb-sentiment on PATH, else .venv/bin/imdb-sentiment),
+#              BAD_INPUTS_JOBS (cases run side by side; default 2), KEEP_TMP=1 keeps the temp folder.
+set -u
+
+if [[ -n "${IMDB_SENTIMENT:-}" ]]; then
+    CLI=$IMDB_SENTIMENT
+elif command -v imdb-sentiment >/dev/null 2>&1; then
+    CLI=$(command -v imdb-sentiment)
+elif [[ -x .venv/bin/imdb-sentiment ]]; then
+    CLI=.venv/bin/imdb-sentiment
+else
+    echo "bad_inputs.sh: no imdb-sentiment on PATH and no .venv/bin/imdb-sentiment" >&2
+    exit 2
+fi
+CLI=$(cd "$(dirname "$CLI")" && pwd)/$(basename "$CLI")
+PYTHON=$(dirname "$CLI")/python
+[[ -x "$PYTHON" ]] || PYTHON=python3
+JOBS=${BAD_INPUTS_JOBS:-2}
+REPO=$(pwd)
+[[ -f "$REPO/tests/helpers.py" ]] || { echo "bad_inputs.sh: run it from the repository root" >&2; exit 2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bad-inputs.XXXXXX")
+if [[ "${KEEP_TMP:-0}" != 1 ]]; then trap 'rm -rf "$TMP"' EXIT; fi
+cd "$TMP" || exit 2
+mkdir -p logs cases
+export NO_COLOR=1 COLUMNS=200 IMDB_SENTIMENT_DATA="$TMP/no-default-data"
+
+# --------------------------------------------------------------------------------------- fixtures
+PYTHONPATH="$REPO/tests" "$PYTHON" - <<'EOF' || { echo "bad_inputs.sh: could not write the fixtures" >&2; exit 2; }
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+from helpers import write_tiny_parquet_imdb
+
+write_tiny_parquet_imdb(Path("imdb"))
+shutil.copytree("imdb", "corrupt-parquet")
+Path("corrupt-parquet/train.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
+
+# An aclImdb archive cut in half, as an interrupted download leaves it.
+buffer = io.BytesIO()
+with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    for split in ("train", "test"):
+        for polarity, rating in (("pos", 9), ("neg", 2)):
+            for index in range(20):
+                data = f"review {index} of {split}/{polarity}: " .encode() + b"words " * 200
+                info = tarfile.TarInfo(f"aclImdb/{split}/{polarity}/{index}_{rating}.txt")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+raw = buffer.getvalue()
+Path("aclImdb_v1.tar.gz").write_bytes(raw[: len(raw) // 2])
+
+rows = [("a great and wonderful film", 1), ("an awful and boring film", 0)] * 6
+Path("missing-column.csv").write_text("review,label\n" + "".join(f"{t},{l}\n" for t, l in rows))
+Path("unknown-label.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows) + "a film,meh\n")
+Path("empty-text.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows) + '"  ",1\n')
+table = "text,label\n" + "".join(f"{t} café,{l}\n" for t, l in rows)
+Path("latin1.csv").write_bytes(table.encode("latin-1"))
+Path("utf16-bom.csv").write_bytes(table.encode("utf-16"))  # with a byte-order mark: read as UTF-16
+Path("utf16-le.csv").write_bytes(table.encode("utf-16-le"))  # no mark: refused, with a hint
+Path("syntax.yaml").write_text("model:\n  name: nbsvm\n  params: {min_df: 1\n")
+Path("misspelt.yaml").write_text("model:\n  name: nbsvm\ntrainng:\n  epochs: 2\n")
+Path("empty.txt").write_text("")
+Path("header-only.csv").write_text("id,text\n")
+Path("not-a-run").mkdir()
+Path("not-a-run/notes.txt").write_text("no run here\n")
+EOF
+
+train_tiny() {  # train_tiny NAME MODEL ARGS...: a finished run folder under runs/NAME-*
+    local name=$1 model=$2
+    shift 2
+    "$CLI" train "$model" --data imdb --output-dir runs --name "$name" --quiet "$@" \
+        >"logs/train-$name.out" 2>"logs/train-$name.err"
+}
+# Both at once: the cnn run waits mostly on imports and torch start-up.
+train_tiny nbsvm nbsvm --set model.params.min_df=1 --set model.params.max_features=null &
+NBSVM_PID=$!
+train_tiny cnn cnn --epochs 1 --set model.params.embeddings=random --set model.params.embedding_dim=16 \
+    --set model.params.num_filters=8 --set model.params.max_length=24 --set model.params.min_freq=1
+CNN_CODE=$?
+wait "$NBSVM_PID"
+NBSVM_CODE=$?
+for name in nbsvm cnn; do
+    code_var=${name^^}_CODE
+    if [[ "${!code_var}" != 0 ]]; then
+        echo "bad_inputs.sh: training the tiny $name run failed:" >&2
+        cat "logs/train-$name.err" >&2
+        exit 2
+    fi
+done
+NBSVM_RUN=$(ls -d runs/nbsvm*/ | head -n 1 | sed 's:/$::')
+CNN_RUN=$(ls -d runs/cnn*/ | head -n 1 | sed 's:/$::')
+
+# An old-format linear run: only model.json and a pipeline.joblib (never unpickled).
+cp -r "$NBSVM_RUN" old-linear-run
+rm -f old-linear-run/model/*.npy old-linear-run/model/linear.json old-linear-run/model/vocabulary.json
+"$PYTHON" -c "import pickle, sys; pickle.dump({'pipeline': 'old'}, open(sys.argv[1], 'wb'))" \
+    old-linear-run/model/pipeline.joblib
+
+# A copy of the cnn run whose resume point is a pickle that would create a marker file if unpickled
+# (with a matching sha256, so only weights_only loading stands between it and running).
+cp -r "$CNN_RUN" crafted-run
+rm -rf crafted-run/checkpoints && mkdir crafted-run/checkpoints
+MARKER="$TMP/PICKLE-RAN"
+"$PYTHON" - crafted-run/checkpoints/last.pt "$MARKER" <<'EOF'
+import hashlib
+import pickle
+import sys
+from pathlib import Path
+
+
+class Payload:
+    def __reduce__(self):
+        return (exec, (f"open({sys.argv[2]!r}, 'w').write('pickle code ran')",))
+
+
+path = Path(sys.argv[1])
+path.write_bytes(pickle.dumps({"model": Payload()}))
+Path(f"{path}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+EOF
+
+HAS_GPU=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+
+# ------------------------------------------------------------------------------------------ cases
+CASES=()
+case_() {  # case_ NAME EXPECTED_EXIT ARGS... (the CLI's arguments)
+    CASES+=("$1")
+    printf '%s\0' "$2" "${@:3}" >"cases/${#CASES[@]}.args"
+}
+FAST=(--quiet --output-dir out)
+case_ "missing data path" 2 train nbsvm --data no-such-folder "${FAST[@]}"
+case_ "corrupt parquet" 2 train nbsvm --data corrupt-parquet "${FAST[@]}"
+case_ "truncated .tar.gz" 2 train nbsvm --data aclImdb_v1.tar.gz "${FAST[@]}"
+case_ "missing column" 2 train nbsvm --data missing-column.csv "${FAST[@]}"
+case_ "unknown label value" 2 train nbsvm --data unknown-label.csv "${FAST[@]}"
+case_ "empty text" 2 train nbsvm --data empty-text.csv "${FAST[@]}"
+case_ "latin-1 file read as utf-8" 2 train nbsvm --data latin1.csv "${FAST[@]}"
+case_ "UTF-16 file without BOM" 2 data stats --data utf16-le.csv
+case_ "UTF-16 file with BOM (read)" 0 data stats --data utf16-bom.csv
+case_ "YAML syntax error" 2 train syntax.yaml --data imdb "${FAST[@]}"
+case_ "misspelt config field" 2 train misspelt.yaml --data imdb "${FAST[@]}"
+case_ "learning rate 0.8" 2 train cnn --data imdb --set training.learning_rate=0.8 "${FAST[@]}"
+case_ "unknown model" 2 train no-such-model --data imdb "${FAST[@]}"
+case_ "unwritable output dir (/proc)" 2 train nbsvm --data imdb --quiet --output-dir /proc/runs
+case_ "--kaggle-submission /proc/x.csv" 2 predict "$NBSVM_RUN" "a great film" --kaggle-submission /proc/x.csv
+case_ "predict: folder is not a run" 2 predict not-a-run "a great film"
+case_ "predict: empty --file" 2 predict "$NBSVM_RUN" --file empty.txt
+case_ "predict: header-only CSV" 2 predict "$NBSVM_RUN" --file header-only.csv
+case_ "predict --batch-size 0" 2 predict "$NBSVM_RUN" "a great film" --batch-size 0
+case_ "evaluate --format bogus" 2 evaluate "$NBSVM_RUN" --data imdb --format bogus
+case_ "data stats --format bogus" 2 data stats --data imdb --format bogus
+if [[ "$HAS_GPU" == 1 ]]; then
+    CASES+=("training.device=cuda (skipped: GPU)")
+else
+    case_ "training.device=cuda (no GPU)" 2 train cnn --data imdb --set training.device=cuda "${FAST[@]}"
+fi
+case_ "max_length beyond positions" 2 train minilm --data imdb --set model.params.max_length=4096 "${FAST[@]}"
+case_ "old-format linear run" 2 predict old-linear-run "a great film"
+case_ "crafted pickle checkpoint" 2 train --resume crafted-run --quiet
+case_ "--resume of a folder not a run" 2 train --resume not-a-run --quiet
+
+run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
+    local n=$1 args=()
+    mapfile -d '' args <"cases/$n.args"
+    "$CLI" "${args[@]:1}" >"logs/$n.out" 2>"logs/$n.err" </dev/null
+    echo $? >"cases/$n.code"
+}
+export -f run_case
+export CLI
+seq 1 "${#CASES[@]}" | while read -r n; do [[ -f "cases/$n.args" ]] && echo "$n"; done |
+    xargs -P "$JOBS" -I{} bash -c 'run_case {}'
+
+message() {  # the line that says what went wrong (see the header)
+    local err=$1 line
+    line=$(grep -m 1 '^error:' "$err")
+    [[ -z "$line" ]] && line=$(grep -m 1 '^│ ' "$err" | sed 's/^│ *//; s/ *│$//')
+    [[ -z "$line" ]] && line=$(head -n 1 "$err")
+    echo "${line:0:150}"
+}
+
+# ------------------------------------------------------------------------------------------ report
+FAILED=0
+printf '%-36s | %-9s | %s\n' "case" "exit" "first line of the message"
+printf '%s\n' "-------------------------------------+-----------+--------------------------------------------"
+for index in "${!CASES[@]}"; do
+    n=$((index + 1))
+    name=${CASES[$index]}
+    if [[ ! -f "cases/$n.args" ]]; then
+        printf '%-36s | %-9s | %s\n' "$name" "-" "skipped"
+        continue
+    fi
+    expected=$(head -z -n 1 "cases/$n.args" | tr -d '\0')
+    code=$(cat "cases/$n.code" 2>/dev/null || echo "?")
+    flag=""
+    if [[ "$code" != "$expected" ]]; then
+        flag=" !=$expected"
+        FAILED=1
+    fi
+    if grep -q "Traceback" "logs/$n.err"; then
+        flag="$flag TRACEBACK"
+        FAILED=1
+    fi
+    printf '%-36s | %-9s | %s\n' "$name" "$code$flag" "$(message "logs/$n.err")"
+done
+
+echo
+leftovers=$(find "$TMP" \( -name '.*.tmp' -o -name '*.tmp' -o -name 'model.tmp' \) -print)
+if [[ -n "$leftovers" ]]; then
+    echo "FAIL: temporary files left behind:"
+    echo "$leftovers"
+    FAILED=1
+else
+    echo "ok: no temporary files (.*.tmp, model.tmp) left in the temp folder"
+fi
+if grep -l "Traceback" logs/*.err >/dev/null 2>&1; then
+    echo "FAIL: a traceback in: $(grep -l "Traceback" logs/*.err | tr '\n' ' ')"
+    FAILED=1
+else
+    echo "ok: no stderr holds a traceback"
+fi
+if [[ -e "$MARKER" ]]; then
+    echo "FAIL: the crafted checkpoint's pickle code ran ($MARKER exists)"
+    FAILED=1
+else
+    echo "ok: the crafted pickle checkpoint never ran"
+fi
+if [[ "$FAILED" != 0 ]]; then
+    echo "bad_inputs.sh: FAILED (temp folder: $TMP)"
+    trap - EXIT
+    exit 1
+fi
+echo "bad_inputs.sh: all ${#CASES[@]} cases behave"
