@@ -51,3 +51,11 @@ def test_unavailable_device_is_refused_before_a_run_folder_exists(tmp_path: Path
     assert result.returncode == 2, result.stderr
     assert "training.device" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_seeds_stay_within_what_numpy_and_scikit_learn_take() -> None:
+    with pytest.raises(UserError, match=r"seed: Input should be less than or equal to 4294967295"):
+        build_config({"seed": 2**32})
+    with pytest.raises(UserError, match=r"data\.seed"):
+        build_config({"data": {"seed": 2**32}})
+    assert build_config({"seed": 2**32 - 1}).data.seed == 2**32 - 1

@@ -60,6 +60,7 @@ class DataConfig(StrictModel):
     seed: int = Field(
         42,
         ge=0,
+        le=2**32 - 1,
         description="Seed of the validation split and of the limit / test_limit subsamples. Default: the "
         "experiment's seed; vary it apart from seed to separate data-sample from initialisation variance.",
     )
@@ -151,7 +152,7 @@ class ModelConfig(StrictModel):
 
 class ExperimentConfig(StrictModel):
     name: str | None = Field(None, description="Run name; default: the model name.")
-    seed: int = Field(42, ge=0, description="Initialisation seed (and data.seed's default).")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Initialisation seed (and data.seed's default).")
     output_dir: str = "runs"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)

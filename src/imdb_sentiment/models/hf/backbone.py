@@ -76,7 +76,9 @@ def quantize_int8(backbone: nn.Module) -> None:
     try:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
     except ImportError:  # pragma: no cover - a declared dependency
-        raise UserError("model.params.quantize_base: int8 needs torchao; pip install torchao") from None
+        raise UserError(
+            "model.params.quantize_base: int8 needs torchao: pip install 'imdb-sentiment[int8]'"
+        ) from None
 
     def frozen_linear(module: nn.Module, name: str) -> bool:
         return isinstance(module, nn.Linear) and "classifier" not in name

@@ -42,6 +42,7 @@ shared loop, or in ``transformers.Trainer`` when ``training.backend: trainer`` (
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -145,6 +146,8 @@ class HFClassifier(TorchTextClassifier):
         tokenizer = params.resolved_tokenizer()
         if tokenizer is not None:
             resolve_pretrained(*tokenizer)
+        if params.quantize_base == "int8" and importlib.util.find_spec("torchao") is None:
+            raise ValueError("model.params.quantize_base: int8 needs torchao: pip install 'imdb-sentiment[int8]'")
         if params.adapter is not None and params.adapter.method == "prefix":
             model_type = architecture_config(params).model_type
             if model_type not in PREFIX_MODEL_TYPES:
