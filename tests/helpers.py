@@ -59,3 +59,18 @@ def write_tiny_parquet_imdb(folder, size: int = 60, seed: int = 0) -> None:
         pd.DataFrame(
             {"id": np.arange(len(reviews)), "rating": ratings, "label": labels, "text": reviews.texts}
         ).to_parquet(folder / f"{split}.parquet")
+
+
+def one_line_user_error(call, *fragments: str) -> str:
+    """Run ``call``, expect a one-line UserError containing every fragment; return the message."""
+    import pytest
+
+    from imdb_sentiment.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message

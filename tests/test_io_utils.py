@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import one_line_user_error
 
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import atomic_path, ensure_writable_dir, write_json_atomic, write_text_atomic
@@ -20,16 +21,6 @@ SCRIPT = Path(sys.executable).parent / "imdb-sentiment"
 needs_proc = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a Linux /proc")
 needs_sys_kernel = pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs a Linux /sys/kernel")
 as_root = os.geteuid() == 0
-
-
-def one_line_user_error(call, *fragments: str) -> str:
-    with pytest.raises(UserError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import one_line_user_error
 
 from imdb_sentiment.config import CleaningConfig, DataConfig
 from imdb_sentiment.data.cleaning import clean_text
 from imdb_sentiment.data.dataset import UNLABELED, DatasetSplits, TextDataset
 from imdb_sentiment.data.loaders import read_dataset
 from imdb_sentiment.data.splits import PreparedData, prepare_splits
-from imdb_sentiment.errors import UserError
 
 
 def load(path: Path, **options: object) -> DatasetSplits:
@@ -29,15 +29,7 @@ def keys(dataset: TextDataset) -> set[tuple[int, str]]:
     return set(zip(dataset.labels.tolist(), dataset.ids, strict=True))
 
 
-def user_error(call: Callable[[], object], *fragments: str) -> str:
-    """Run ``call``, expect a one-line UserError containing every fragment; return the message."""
-    with pytest.raises(UserError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
+user_error = one_line_user_error
 
 
 def expected_split(reviews: list, split: str) -> TextDataset:
