@@ -95,9 +95,12 @@ def json_history(run_dir: Path) -> list[dict]:
 
 def test_ctrl_c_in_the_cli_says_how_to_resume(tiny_data, tmp_path) -> None:
     runs = tmp_path / "runs"
-    sets = [item for setting in (*TINY_CNN[1:], "training.epochs=500") for item in ("--set", setting)]
+    sets = [item for setting in (*TINY_CNN[1:], "training.epochs=1000") for item in ("--set", setting)]
     command = [str(CLI), "train", "cnn", "--data", str(tiny_data), "--output-dir", str(runs), "--quiet", *sets]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs (CI runners often do) with SIGINT ignored, and
+    # Python keeps ignoring it; a user's terminal never does: give the child the default disposition.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(runs.glob("*/checkpoints/last.pt.sha256")) and time.monotonic() < deadline:
         time.sleep(0.1)
