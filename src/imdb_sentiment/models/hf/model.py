@@ -290,6 +290,11 @@ class HFClassifier(TorchTextClassifier):
     def merged(self) -> HFClassifier:
         """A copy with its LoRA adapter folded into the base weights: a plain model, the same predictions."""
         assert self.network is not None and self.params.adapter is not None, "a fitted or loaded LoRA run"
+        if self.params.quantize_base:
+            raise UserError(
+                "LoRA over an int8 base cannot be merged (int8 weights cannot take the update exactly); "
+                "serve the run as it is, or train it without quantize_base to merge."
+            )
         backbone = merge_adapter(self.network.backbone, self.params.adapter)
         merged = type(self)(self.params.model_copy(update={"adapter": None}))
         merged.encoder = self.encoder
