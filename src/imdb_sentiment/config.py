@@ -279,6 +279,15 @@ def build_config(
         raise UserError(f"Invalid config: {format_validation_error(exc)}") from None
 
 
+def build_data_config(raw: dict[str, Any]) -> DataConfig:
+    """A validated data section on its own (command-line options of evaluate / data stats); a bad
+    value is a UserError naming the field, e.g. ``data.format``."""
+    try:
+        return DataConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, "data")) from None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -55,18 +55,13 @@ def data_stats(
     encoding: EncodingOption = None,
 ) -> None:
     """Counts, label balance, words per review and vocabulary size of each split."""
-    from pydantic import ValidationError
-
-    from imdb_sentiment.config import DataConfig, format_validation_error
+    from imdb_sentiment.config import build_data_config
     from imdb_sentiment.data.loaders import read_dataset
     from imdb_sentiment.data.splits import resolve_data_path
     from imdb_sentiment.data.stats import render_stats, stats_by_split
 
     values = {"path": data, "format": format, "text_column": text_column, "label_column": label_column,
               "encoding": encoding}  # fmt: skip
-    try:
-        spec = DataConfig.model_validate({k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:  # e.g. --format bogus: one line naming the field
-        raise UserError(format_validation_error(exc, "data")) from None
+    spec = build_data_config({k: v for k, v in values.items() if v is not None})
     splits = read_dataset(resolve_data_path(spec.path), spec)
     console.print(render_stats(stats_by_split(splits.parts())))

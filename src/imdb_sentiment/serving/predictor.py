@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from imdb_sentiment.config import DataConfig, ExperimentConfig, build_config, format_validation_error, read_yaml
+from imdb_sentiment.config import ExperimentConfig, build_config, build_data_config, read_yaml
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import resolve_data_path, stratified_sample
@@ -45,13 +45,9 @@ class Predictor:
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         return self.model.predict_proba(self.clean(texts), batch_size=batch_size)
 
-    def known_token_share(self, texts: list[str]) -> np.ndarray | None:
-        """Share of each text's tokens the model knows (see ``SentimentModel.known_token_share``);
-        None when the model cannot tell. A text at 0 gets the model's prior, whatever it says."""
-        return self.model.known_token_share(self.clean(texts))
-
     def classify(self, texts: list[str], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities, known token shares) of the texts, cleaned once."""
+        """(probabilities, share of each text's tokens the model knows) of the texts, cleaned once; the
+        share is None when the model cannot tell (``SentimentModel.known_token_share``)."""
         cleaned = self.clean(texts)
         return self.model.predict_proba(cleaned, batch_size=batch_size), self.model.known_token_share(cleaned)
 
@@ -132,9 +128,9 @@ def evaluate_run(
     else:
         updates = {"path": data, "format": format or "auto", "text_column": text_column,
                    "label_column": label_column, "encoding": encoding, "test_path": None}  # fmt: skip
-        spec = data_config(
-            predictor.config.data.model_dump(),
-            {k: v for k, v in updates.items() if v is not None or k in ("encoding", "test_path")},
+        spec = build_data_config(
+            predictor.config.data.model_dump()
+            | {k: v for k, v in updates.items() if v is not None or k in ("encoding", "test_path")}
         )
         source = resolve_data_path(spec.path)
         splits = read_dataset(source, spec)
@@ -150,14 +146,3 @@ def evaluate_run(
     output = run_dir / "evaluations" / f"{Path(str(source)).name}-{stamp}.json"
     write_json_atomic(output, metrics)
     return metrics, output
-
-
-def data_config(base: dict[str, Any], updates: dict[str, Any]) -> DataConfig:
-    """A validated DataConfig of ``base`` with ``updates`` (e.g. command-line options); a bad value is
-    a UserError naming the field, e.g. ``data.format``."""
-    from pydantic import ValidationError
-
-    try:
-        return DataConfig.model_validate({**base, **updates})
-    except ValidationError as exc:
-        raise UserError(format_validation_error(exc, "data")) from None

@@ -19,6 +19,7 @@ from imdb_sentiment.models.hf.hub import (
 from imdb_sentiment.models.hf.params import HFParams
 
 SAVED_BACKBONE_DIR = "hf_model"
+TORCHAO_MISSING = "model.params.quantize_base: int8 needs torchao: pip install 'imdb-sentiment[int8]'"
 
 
 def scratch_bert_config(vocab_size: int, pad_token_id: int, architecture: dict[str, int], **extra: Any) -> Any:
@@ -75,10 +76,8 @@ def quantize_int8(backbone: nn.Module) -> None:
     peft wraps such layers with its torchao LoRA layer."""
     try:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise UserError(
-            "model.params.quantize_base: int8 needs torchao: pip install 'imdb-sentiment[int8]'"
-        ) from None
+    except ImportError:  # the optional int8 extra; validation checks for it before a run starts
+        raise UserError(TORCHAO_MISSING) from None
 
     def frozen_linear(module: nn.Module, name: str) -> bool:
         return isinstance(module, nn.Linear) and "classifier" not in name

@@ -55,9 +55,10 @@ from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
 from imdb_sentiment.models.hf.adapters import PROMPT_METHODS, adapter_size_mb, merge_adapter, save_adapter
-from imdb_sentiment.models.hf.adapters.prefix import SUPPORTED_MODEL_TYPES as PREFIX_MODEL_TYPES
+from imdb_sentiment.models.hf.adapters.prefix import check_prefix_support
 from imdb_sentiment.models.hf.backbone import (
     SAVED_BACKBONE_DIR,
+    TORCHAO_MISSING,
     architecture_config,
     build_backbone,
     check_max_length,
@@ -147,14 +148,7 @@ class HFClassifier(TorchTextClassifier):
         if tokenizer is not None:
             resolve_pretrained(*tokenizer)
         if params.quantize_base == "int8" and importlib.util.find_spec("torchao") is None:
-            raise ValueError("model.params.quantize_base: int8 needs torchao: pip install 'imdb-sentiment[int8]'")
-        if params.adapter is not None and params.adapter.method == "prefix":
-            model_type = architecture_config(params).model_type
-            if model_type not in PREFIX_MODEL_TYPES:
-                raise ValueError(
-                    f"model.params.adapter: prefix tuning does not support {model_type!r} models (supported: "
-                    f"{', '.join(PREFIX_MODEL_TYPES)}); use lora, p-tuning or prompt for this checkpoint."
-                )
+            raise ValueError(TORCHAO_MISSING)
         if params.resolved_weights() is None and params.resolved_checkpoint() is None:
             limit = params.max_position_embeddings  # a from-scratch BertConfig of our own sizes
             if params.max_length > limit:
@@ -162,8 +156,11 @@ class HFClassifier(TorchTextClassifier):
                     f"model.params.max_length: {params.max_length} exceeds max_position_embeddings ({limit})"
                 )
             return
+        architecture = architecture_config(params)  # config.json only, read once
         try:
-            check_max_length(params.max_length, architecture_config(params))
+            if params.adapter is not None and params.adapter.method == "prefix":
+                check_prefix_support(architecture.model_type)
+            check_max_length(params.max_length, architecture)
         except UserError as exc:
             raise ValueError(str(exc)) from None
 

@@ -8,6 +8,10 @@ in through transformers' own attention interface instead: a registered attention
 each layer's learned keys and values, then runs the stock SDPA kernel.
 """
 
-from imdb_sentiment.models.hf.adapters.prefix.model import SUPPORTED_MODEL_TYPES, add_prefix_tuning
+from imdb_sentiment.models.hf.adapters.prefix.model import (
+    SUPPORTED_MODEL_TYPES,
+    add_prefix_tuning,
+    check_prefix_support,
+)
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "add_prefix_tuning"]
+__all__ = ["SUPPORTED_MODEL_TYPES", "add_prefix_tuning", "check_prefix_support"]

@@ -26,14 +26,18 @@ def self_attention_modules(backbone: nn.Module) -> list[nn.Module]:
     ]  # fmt: skip
 
 
+def check_prefix_support(model_type: str) -> None:
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UserError(
+            f"model.params.adapter: prefix tuning does not support {model_type!r} models (supported: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}); use lora, p-tuning or prompt for this checkpoint."
+        )
+
+
 def add_prefix_tuning(backbone: nn.Module, settings: PrefixAdapter) -> PrefixEncoder:
     """Freeze ``backbone``, give it trainable prefixes, return them (already a submodule of it)."""
     config = backbone.config
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise UserError(
-            f"model.params.adapter: prefix tuning does not support {config.model_type!r} models (supported: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}); use lora, p-tuning or prompt for this checkpoint."
-        )
+    check_prefix_support(config.model_type)
     attention = self_attention_modules(backbone)
     assert len(attention) == config.num_hidden_layers, "one self-attention module per layer expected"
     head_dim = config.hidden_size // config.num_attention_heads
