@@ -49,7 +49,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            if _is_disk_full(exc):
+            if is_disk_full(exc):
                 raise _write_error(target, exc) from None
             raise
         try:
@@ -61,13 +61,14 @@ def atomic_path(target: Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def _is_disk_full(exc: OSError) -> bool:
-    return exc.errno in DISK_FULL_ERRNOS
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC / EDQUOT: the one test of a full disk (atomic writes, model saves)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 def _write_error(target: Path, exc: OSError, what: str = "") -> UserError:
     reason = exc.strerror or str(exc) or type(exc).__name__
-    if _is_disk_full(exc):
+    if is_disk_full(exc):
         return UserError(
             f"Disk full while writing {target} ({reason}): free space and try again, or choose another folder."
         )

@@ -20,7 +20,6 @@ half-written file; ``run.json`` says whether the run completed.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import platform
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import ensure_writable_dir, write_json_atomic
+from imdb_sentiment.io_utils import ensure_writable_dir, is_disk_full, write_json_atomic
 
 TRACKED_PACKAGES = (
     "imdb-sentiment", "torch", "transformers", "tokenizers", "accelerate", "peft", "scikit-learn",
@@ -157,7 +156,7 @@ def save_model_atomically(model: Any, run_dir: Path) -> Path:
         model.save(staging)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise UserError(
                 f"Disk full while saving the model into {run_dir}: free some space and train again."
             ) from None

@@ -68,10 +68,6 @@ class TorchTextClassifier(SentimentModel):
         assert self.encoder is not None
         return EncodedDataset(self.encoder.encode(texts), labels)
 
-    @property
-    def device(self) -> torch.device:
-        return self.runtime.device if self.runtime is not None else torch.device("cpu")
-
     def inference_runtime(self) -> Runtime:
         if self.runtime is None:
             self.runtime = Runtime.resolve()
