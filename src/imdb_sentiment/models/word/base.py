@@ -33,8 +33,7 @@ from imdb_sentiment.text.embeddings import (
     train_or_load_word2vec,
     vectors_dim,
 )
-from imdb_sentiment.text.truncation import truncate
-from imdb_sentiment.text.vocabulary import PAD_ID, UNK_ID, Vocabulary, WordEncoder, tokenize, tokenize_all
+from imdb_sentiment.text.vocabulary import PAD_ID, UNK_ID, Vocabulary, WordEncoder, tokenize_all
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
@@ -112,14 +111,12 @@ class WordModel(TorchTextClassifier):
 
     def known_token_share(self, texts: list[str]) -> np.ndarray:
         """Share of each text's tokens (after truncation to max_length: what the network reads) that
-        the vocabulary holds, i.e. not mapped to <unk>; a text without tokens counts as 0."""
+        the vocabulary holds, i.e. not mapped to <unk>; a text without tokens counts as 0 (the encoder
+        gives it a lone <unk>)."""
         assert isinstance(self.encoder, WordEncoder), "fit or load the model first"
-        vocabulary, shares = self.encoder.vocabulary, np.zeros(len(texts))
-        for row, text in enumerate(texts):
-            ids = truncate(vocabulary.ids(tokenize(text)), self.encoder.max_length, self.encoder.truncation)
-            if ids:
-                shares[row] = sum(token_id != UNK_ID for token_id in ids) / len(ids)
-        return shares
+        return np.array(
+            [sum(token_id != UNK_ID for token_id in ids) / len(ids) for ids in self.encoder.encode(texts)]
+        )
 
     def build_encoder(self, train: TextDataset, context: FitContext) -> WordEncoder:
         p = self.params
