@@ -99,7 +99,7 @@ def test_benchmark_writes_leaderboard(tmp_path, capsys) -> None:
     )  # fmt: skip
     assert code == 0, err
     board = pd.read_csv(tmp_path / "bench" / "leaderboard.csv")
-    assert sorted(board["model"]) == ["nbsvm", "tfidf-lr"]
+    assert sorted(board["label"]) == ["nbsvm", "tfidf-lr"]
     assert "| rank |" in (tmp_path / "bench" / "leaderboard.md").read_text()
 
 

@@ -23,10 +23,11 @@ class UserError(Exception):
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run, after its run folder was marked "interrupted": says how to continue."""
 
-    def __init__(self, run_dir: object) -> None:
+    def __init__(self, run_dir: object, how_to_resume: str | None = None) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
+        self.how_to_resume = how_to_resume or f"imdb-sentiment train --resume {run_dir}"
 
     @property
     def message(self) -> str:
-        return f"interrupted; resume with: imdb-sentiment train --resume {self.run_dir}"
+        return f"interrupted; resume with: {self.how_to_resume}"

@@ -1,4 +1,4 @@
-"""Commands that define and run experiments: train, benchmark, models, show-config."""
+"""Commands that define and run experiments: train, benchmark, analyze, models, show-config."""
 
 from __future__ import annotations
 
@@ -75,27 +75,127 @@ def train(
 
 @app.command()
 def benchmark(
+    suite: Annotated[
+        str | None,
+        typer.Argument(
+            help="A suite: seed, quick, full (configs/suites/) or a suite YAML file. Default: --models."
+        ),
+    ] = None,
     models_: Annotated[
-        str, typer.Option("--models", help="Comma-separated models or configs.")
-    ] = "tfidf-lr,nbsvm",
+        str | None, typer.Option("--models", help="Comma-separated models or configs (default tfidf-lr,nbsvm).")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(min=1, max=50, help="Repeat every row with this many seeds; mean ± std.")
+    ] = None,
+    vary: Annotated[
+        str | None,
+        typer.Option(help="What the seeds vary: both (initialisation and data sample), init, or data."),
+    ] = None,
+    train_sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Nested stratified training subsets for learning curves, e.g. 16,64,256,1024,4096,full."
+        ),
+    ] = None,
+    include_gpu_rows: Annotated[bool, typer.Option(help="Run rows marked GPU-only even without a GPU.")] = False,
+    ood_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="MR sentences (rt-polarity.pos/.neg) for the out-of-domain column; default: the mr "
+            "folder beside the IMDB data, if there."
+        ),
+    ] = None,
     data: DataOption = None,
     limit: LimitOption = None,
     test_limit: TestLimitOption = None,
-    output_dir: Annotated[str, typer.Option(help="Where run folders and the leaderboard go.")] = "runs/benchmark",
+    output_dir: Annotated[
+        str, typer.Option(help="Where run folders, leaderboard and report go.")
+    ] = "runs/benchmark",
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
 ) -> None:
-    """Train several models on the same data and write a leaderboard (Markdown + CSV)."""
-    from imdb_sentiment.pipelines.benchmark import run_benchmark
+    """Run a suite (rows x seeds x train sizes); write leaderboard.md/.csv, runs.csv and report.html.
 
-    names = [item.strip() for item in models_.split(",") if item.strip()]
-    if not names:
-        raise UserError("--models is empty; pass e.g. --models tfidf-lr,nbsvm.")
+    Re-running the same command skips the runs that completed and resumes interrupted ones.
+    """
+    from imdb_sentiment.pipelines.benchmark import run_benchmark
+    from imdb_sentiment.pipelines.suites import load_suite, parse_train_sizes, suite_from_models
+
+    if suite is not None and models_ is not None:
+        raise UserError("Give a suite or --models, not both.")
+    if suite is not None:
+        chosen = load_suite(suite)
+    else:
+        names = [item.strip() for item in (models_ or "tfidf-lr,nbsvm").split(",") if item.strip()]
+        if not names:
+            raise UserError("--models is empty; pass e.g. --models tfidf-lr,nbsvm.")
+        chosen = suite_from_models(names)
+    if vary is not None and vary not in ("both", "init", "data"):
+        raise UserError(f"--vary {vary!r}: use both, init or data.")
+    updates: dict[str, object] = {}
+    if seeds is not None:
+        updates["seeds"] = seeds
+    if vary is not None:
+        updates["vary"] = vary
+    if train_sizes is not None:
+        updates["train_sizes"] = parse_train_sizes(train_sizes)
+    chosen = chosen.model_copy(update=updates)
     setup_logging(quiet)
     overrides = data_overrides(data, limit=limit, test_limit=test_limit) + (set_ or [])
-    board, paths = run_benchmark(names, overrides, Path(output_dir), show_progress=not quiet)
-    console.print(board.to_markdown_table(), soft_wrap=True, markup=False, highlight=False)
-    console.print("Leaderboard: " + ", ".join(f"[bold]{p}[/bold]" for p in paths))
+    result, paths = run_benchmark(
+        chosen, overrides, Path(output_dir), include_gpu_rows=include_gpu_rows, ood_path=ood_data,
+        show_progress=not quiet, command=" ".join(["imdb-sentiment", *sys.argv[1:]]),
+    )  # fmt: skip
+    from imdb_sentiment.pipelines.benchmark import leaderboard_table, main_rows
+
+    board = result.leaderboard_frame()
+    if not board.empty:
+        console.print(leaderboard_table(main_rows(board)), soft_wrap=True, markup=False, highlight=False)
+    failed = sum(record.status == "failed" for record in result.records)
+    if failed:
+        console.print(f"[bold red]{failed} run(s) failed[/bold red]: see {paths[0]}")
+    console.print("Leaderboard and report: " + ", ".join(f"[bold]{p}[/bold]" for p in paths))
+
+
+@app.command()
+def analyze(
+    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    data: DataOption = None,
+    ood_data: Annotated[
+        Path | None,
+        typer.Option(help="MR sentences for out-of-domain accuracy; default: the mr folder beside the data."),
+    ] = None,
+) -> None:
+    """Error analysis of a run: confident mistakes, accuracy by length and on negation / contrast,
+    calibration, out-of-domain accuracy; written into RUN/analysis/."""
+    from imdb_sentiment.config import build_config, build_data_config, read_yaml
+    from imdb_sentiment.data.splits import load_data
+    from imdb_sentiment.pipelines.analyze import analyze_run
+    from imdb_sentiment.runs import check_run_dir
+
+    run = check_run_dir(run)
+    if ood_data is not None and not (ood_data / "rt-polarity.pos").is_file():
+        raise UserError(f"--ood-data {ood_data}: no rt-polarity.pos there; point it at the MR folder.")
+    prepared = None
+    if data is not None:  # the run's data section with another location (same layout, same seed)
+        config = build_config(read_yaml(run / "config.yaml"), for_training=False)
+        prepared = load_data(build_data_config({**config.data.model_dump(), "path": data}))
+    analysis = analyze_run(run, ood_data, data=prepared)
+    cues = analysis["accuracy_by_cues"]
+    table = Table(title=f"{run.name}: {analysis['examples']:,} test reviews", show_header=False)
+    table.add_row("accuracy", f"{100 * analysis['accuracy']:.2f}%")
+    table.add_row("calibration error (ECE)", f"{analysis['calibration']['ece']:.4f}")
+    for name, row in cues.items():
+        if row["with"]["accuracy"] is not None and row["without"]["accuracy"] is not None:
+            table.add_row(f"with {name} words", f"{100 * row['with']['accuracy']:.2f}% ({row['with']['count']:,})")
+            table.add_row(
+                f"without {name} words", f"{100 * row['without']['accuracy']:.2f}% ({row['without']['count']:,})"
+            )
+    if analysis.get("out_of_domain"):
+        ood = analysis["out_of_domain"]
+        table.add_row("MR (out of domain)", f"{100 * ood['accuracy']:.2f}% ({ood['examples']:,} sentences)")
+    console.print(table)
+    console.print(f"Analysis: [bold]{run / 'analysis' / 'analysis.md'}[/bold]")
 
 
 @app.command()

@@ -74,3 +74,125 @@ def plot_training_curves(history: list[dict[str, float]], path: Path, title: str
         axis.legend()
     figure.suptitle(title)
     _save(figure, path)
+
+
+def plot_reliability_diagram(bins: list[dict[str, float]], path: Path, title: str) -> None:
+    """Accuracy against confidence per bin (bars) next to the diagonal of perfect calibration."""
+    if not bins:
+        return
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4, 4))
+    centres = [(row["low"] + row["high"]) / 2 for row in bins]
+    width = bins[0]["high"] - bins[0]["low"]
+    axis.bar(centres, [row["accuracy"] for row in bins], width=width * 0.9, color="#4c72b0", label="accuracy")
+    axis.plot([0.5, 1], [0.5, 1], linestyle="--", color="grey", label="perfect calibration")
+    axis.plot(centres, [row["confidence"] for row in bins], marker="o", color="#dd8452", label="confidence")
+    axis.set_xlim(0.5, 1)
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("confidence of the predicted class")
+    axis.set_ylabel("accuracy")
+    axis.set_title(title)
+    axis.legend(loc="upper left", fontsize=8)
+    _save(figure, path)
+
+
+def plot_accuracy_bars(rows: list[dict], path: Path) -> None:
+    """Mean accuracy per model (error bars: std over seeds) beside the write-up's claimed accuracy
+    and its published Kaggle submission's accuracy on the official labels."""
+    if not rows:
+        return
+    plt = _pyplot()
+    rows = sorted(rows, key=lambda row: row["accuracy_mean"])
+    figure, axis = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.4))
+    positions = np.arange(len(rows))
+    axis.barh(positions, [row["accuracy_mean"] for row in rows], xerr=[row.get("accuracy_std") or 0 for row in rows],
+              color="#4c72b0", capsize=3, label="ours (mean ± std over seeds)")  # fmt: skip
+    for key, marker, colour, label in (("writeup_claimed", "D", "#dd8452", "write-up's claim"),
+                                       ("writeup_kaggle", "x", "#c44e52", "write-up's Kaggle file")):  # fmt: skip
+        points = [(row[key], index) for index, row in enumerate(rows) if row.get(key) is not None]
+        if points:
+            axis.scatter(*zip(*points, strict=True), marker=marker, color=colour, zorder=3, label=label)
+    axis.set_yticks(positions, [row["label"] for row in rows])
+    low = min(
+        [row["accuracy_mean"] for row in rows]
+        + [row[k] for row in rows for k in ("writeup_claimed", "writeup_kaggle") if row.get(k)]
+    )
+    axis.set_xlim(max(0.0, low - 0.05), 1.0)
+    axis.set_xlabel("test accuracy")
+    axis.legend(loc="lower right", fontsize=8)
+    _save(figure, path)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both cost (lower is better) and accuracy."""
+    order = sorted(range(len(points)), key=lambda index: (points[index][0], -points[index][1]))
+    front, best = [], -np.inf
+    for index in order:
+        if points[index][1] > best:
+            front.append(index)
+            best = points[index][1]
+    return front
+
+
+def plot_accuracy_against(rows: list[dict], key: str, axis_label: str, path: Path, lower_is_better: bool) -> None:
+    """Accuracy against a cost (training time) or a speed (throughput), log x axis; the Pareto front
+    joined by a line."""
+    rows = [row for row in rows if row.get(key) and row.get("accuracy_mean") is not None]
+    if not rows:
+        return
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    xs = [row[key] for row in rows]
+    ys = [row["accuracy_mean"] for row in rows]
+    axis.scatter(xs, ys, color="#4c72b0", zorder=3)
+    for x, y, row in zip(xs, ys, rows, strict=True):
+        axis.annotate(row["label"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    costs = [(x if lower_is_better else -x, y) for x, y in zip(xs, ys, strict=True)]
+    front = sorted(pareto_front(costs), key=lambda index: xs[index])
+    axis.plot(
+        [xs[i] for i in front], [ys[i] for i in front], color="#dd8452", linestyle="--", label="Pareto front"
+    )
+    axis.set_xscale("log")
+    axis.set_xlabel(axis_label)
+    axis.set_ylabel("test accuracy")
+    axis.legend(loc="lower right", fontsize=8)
+    _save(figure, path)
+
+
+def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """Accuracy against labelled training reviews (log x), one line per model, a mean ± std band."""
+    curves = {name: points for name, points in curves.items() if len(points) > 1}
+    if not curves:
+        return
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for name, points in sorted(curves.items()):
+        points = sorted(points, key=lambda point: point["train_examples"])
+        xs = np.array([point["train_examples"] for point in points], dtype=float)
+        means = np.array([point["accuracy_mean"] for point in points])
+        stds = np.array([point.get("accuracy_std") or 0.0 for point in points])
+        axis.plot(xs, means, marker="o", label=name)
+        axis.fill_between(xs, means - stds, means + stds, alpha=0.2)
+    axis.set_xscale("log")
+    axis.set_xlabel("labelled training reviews")
+    axis.set_ylabel("test accuracy")
+    axis.legend(fontsize=8)
+    _save(figure, path)
+
+
+def plot_accuracy_by_group(groups: list[dict], path: Path, title: str, axis_label: str) -> None:
+    """Bars of accuracy per group (e.g. review-length deciles), the count written on each bar."""
+    if not groups:
+        return
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 3.4))
+    positions = np.arange(len(groups))
+    axis.bar(positions, [group["accuracy"] for group in groups], color="#4c72b0")
+    for position, group in zip(positions, groups, strict=True):
+        axis.text(position, group["accuracy"] + 0.005, f"{group['count']:,}", ha="center", fontsize=7)
+    axis.set_xticks(positions, [group["group"] for group in groups], rotation=30, ha="right", fontsize=7)
+    axis.set_ylim(max(0.0, min(group["accuracy"] for group in groups) - 0.1), 1.0)
+    axis.set_xlabel(axis_label)
+    axis.set_ylabel("accuracy")
+    axis.set_title(title)
+    _save(figure, path)

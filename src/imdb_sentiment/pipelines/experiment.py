@@ -6,7 +6,6 @@ This is the single pipeline behind ``train``, ``benchmark`` and (later) sweeps a
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,14 @@ import pandas as pd
 from imdb_sentiment.config import ExperimentConfig, dump_config
 from imdb_sentiment.data.splits import PreparedData, load_data
 from imdb_sentiment.errors import RunInterrupted, UserError
-from imdb_sentiment.evaluation.metrics import evaluate_model
-from imdb_sentiment.evaluation.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
+from imdb_sentiment.evaluation.metrics import evaluate_model, reliability_bins, single_review_latency
+from imdb_sentiment.evaluation.plots import (
+    plot_confusion_matrix,
+    plot_reliability_diagram,
+    plot_roc_curve,
+    plot_training_curves,
+)
+from imdb_sentiment.evaluation.resources import PeakMemory, process_peak_mb
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.registry import get_model_class
@@ -40,11 +45,6 @@ class ExperimentResult:
     run_dir: Path
     metrics: dict[str, Any]
     model: SentimentModel
-
-
-def peak_memory_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux: the process's peak resident memory so far.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler:
@@ -70,7 +70,10 @@ def run_experiment(
     resume_dir: Path | None = None,
     show_progress: bool = True,
     command: str = "",
+    run_dir: Path | None = None,
 ) -> ExperimentResult:
+    """``run_dir``: write into this (new, empty or absent) folder instead of a time-stamped one under
+    ``config.output_dir``; the benchmark uses it so a re-run finds its rows again."""
     # Load and validate the data before anything is written: bad input never leaves a run folder.
     data = data or load_data(config.data)
     model_class = get_model_class(config.model.name)
@@ -81,7 +84,12 @@ def run_experiment(
 
         runtime = Runtime.from_training(config.training)
 
-    run_dir = resume_dir or create_run_dir(config.output_dir, config.run_name)
+    if resume_dir is not None:
+        run_dir = resume_dir
+    elif run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = create_run_dir(config.output_dir, config.run_name)
     handler = attach_log_file(run_dir)
     try:
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
@@ -103,15 +111,16 @@ def run_experiment(
             resume=resume_dir is not None,
             show_progress=show_progress,
         )
-        started = time.perf_counter()
-        model.fit(data.train, data.valid, context)
-        # A resumed fit adds the training time its checkpoint recorded before the interruption.
-        train_seconds = time.perf_counter() - started + context.extra_metrics.get("earlier_train_seconds", 0.0)
-        logger.info("trained in %.1f s", train_seconds)
-
-        metrics, probabilities = evaluate_model(
-            model, data.test.texts, data.test.labels, config.training.eval_batch_size
-        )
+        with PeakMemory() as peak:
+            started = time.perf_counter()
+            model.fit(data.train, data.valid, context)
+            # A resumed fit adds the training time its checkpoint recorded before the interruption.
+            train_seconds = time.perf_counter() - started + context.extra_metrics.get("earlier_train_seconds", 0.0)
+            logger.info("trained in %.1f s", train_seconds)
+            metrics, probabilities = evaluate_model(
+                model, data.test.texts, data.test.labels, config.training.eval_batch_size
+            )
+        metrics.update(single_review_latency(model, data.test.texts))
         metrics.update(
             {
                 "model": config.model.name,
@@ -122,7 +131,9 @@ def run_experiment(
                 "parameters": model.num_parameters(),
                 "trainable_parameters": model.num_trainable_parameters(),
                 "trainable_share": model.num_trainable_parameters() / max(model.num_parameters(), 1),
-                "peak_memory_mb": peak_memory_mb(),
+                "peak_memory_mb": peak.mb,  # this run's training + test evaluation
+                "process_peak_memory_mb": process_peak_mb(),
+                "device": str(runtime.device) if runtime is not None else "cpu",
                 "seed": config.seed,
                 "data_seed": config.data.seed,
                 "full_test_set": config.data.test_limit is None,
@@ -183,3 +194,4 @@ def _write_plots(run_dir: Path, metrics: dict[str, Any], labels: np.ndarray, pro
     plot_confusion_matrix(metrics["confusion_matrix"], plots / "confusion_matrix.png", title)
     plot_roc_curve(labels, probabilities[:, 1], plots / "roc_curve.png", title)
     plot_training_curves(history, plots / "training_curves.png", title)
+    plot_reliability_diagram(reliability_bins(labels, probabilities), plots / "reliability.png", title)

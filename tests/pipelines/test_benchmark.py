@@ -1,0 +1,232 @@
+"""Benchmark suites: expansion over seeds and train sizes, resume, failures, leaderboard, analysis, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
+
+from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.evaluation.analysis import accuracy_by_cues, accuracy_by_length, confident_mistakes
+from imdb_sentiment.evaluation.metrics import expected_calibration_error, reliability_bins
+from imdb_sentiment.evaluation.plots import pareto_front
+from imdb_sentiment.pipelines import benchmark as benchmark_module
+from imdb_sentiment.pipelines.benchmark import run_benchmark
+from imdb_sentiment.pipelines.suites import Suite, SuiteRow, expand_suite, load_suite, parse_train_sizes
+
+FAST = ["model.params.min_df=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench-data")
+    write_tiny_parquet_imdb(root / "imdb", size=80)
+    mr = root / "mr"
+    mr.mkdir()
+    (mr / "rt-polarity.pos").write_bytes(
+        "a great wonderful film\nloved it , caf\xe9 excellent\n".encode("latin-1")
+    )
+    (mr / "rt-polarity.neg").write_bytes(b"awful and boring\nterrible film\nhated it\n")
+    return root
+
+
+def data_overrides(root: Path) -> list[str]:
+    return [f"data.path={json.dumps(str(root / 'imdb'))}", *FAST]
+
+
+# --- suites -------------------------------------------------------------------------------------------
+
+
+def test_expansion_over_seeds_and_sizes(tiny_data, tmp_path) -> None:
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr")], seeds=2, train_sizes=[16, "full"])
+    planned, skipped = expand_suite(suite, data_overrides(tiny_data), tmp_path, False, False)
+    assert not skipped
+    assert [run.run_dir.name for run in planned] == ["tfidf-lr-n16-s0", "tfidf-lr-nfull-s0",
+                                                     "tfidf-lr-n16-s1", "tfidf-lr-nfull-s1"]  # fmt: skip
+    assert [run.config.data.limit for run in planned] == [16, None, 16, None]
+    assert [(run.config.seed, run.config.data.seed) for run in planned] == [(42, 42)] * 2 + [(43, 43)] * 2
+
+
+@pytest.mark.parametrize(("vary", "expected"), [("init", (43, 42)), ("data", (42, 43))])
+def test_vary_changes_one_seed(tiny_data, tmp_path, vary, expected) -> None:
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr")], seeds=2, vary=vary)
+    planned, _ = expand_suite(suite, data_overrides(tiny_data), tmp_path, False, False)
+    assert (planned[1].config.seed, planned[1].config.data.seed) == expected
+
+
+def test_gpu_rows_skipped_on_cpu_and_bad_rows_named(tiny_data, tmp_path) -> None:
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr"), SuiteRow(config="nbsvm", gpu_only=True)])
+    planned, skipped = expand_suite(suite, data_overrides(tiny_data), tmp_path, False, False)
+    assert [run.label for run in planned] == ["tfidf-lr"] and "GPU only" in skipped[0][1]
+    bad = Suite(name="t", rows=[SuiteRow(config="tfidf-lr", set=["training.epochs=0"])])
+    one_line_user_error(lambda: expand_suite(bad, [], tmp_path, False, False), "suite row 1 (tfidf-lr)", "epochs")
+    twice = Suite(name="t", rows=[SuiteRow(config="tfidf-lr"), SuiteRow(config="tfidf-lr")])
+    one_line_user_error(lambda: expand_suite(twice, [], tmp_path, False, False), "repeats")
+
+
+def test_shipped_suites_load_and_bad_suites_are_one_line(tmp_path) -> None:
+    assert {row.config for row in load_suite("quick").rows} >= {"nbsvm", "fasttext"}
+    seed = load_suite("seed")
+    assert any(row.gpu_only for row in seed.rows) and all(row.writeup for row in seed.rows)
+    assert load_suite("full").rows
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rows:\n  - config: nbsvm\n    sett: []\n")
+    one_line_user_error(lambda: load_suite(str(bad)), "sett")
+    one_line_user_error(lambda: load_suite("no-such-suite"), "quick")
+    assert parse_train_sizes("16, 64,full") == [16, 64, "full"]
+    one_line_user_error(lambda: parse_train_sizes("16,2"), "--train-sizes")
+
+
+# --- running ------------------------------------------------------------------------------------------
+
+
+def test_benchmark_resumes_reports_and_survives_a_failed_row(tiny_data, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "bench"
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr"), SuiteRow(config="nbsvm")], seeds=2,
+                  train_sizes=[16, "full"])  # fmt: skip
+    real = benchmark_module.run_experiment
+
+    def nbsvm_breaks(config, **kwargs):
+        if config.model.name == "nbsvm" and config.data.limit == 16:
+            kwargs["run_dir"].mkdir(parents=True)  # as a real failure leaves it: a folder marked failed
+            (kwargs["run_dir"] / "run.json").write_text('{"status": "failed"}')
+            raise RuntimeError("boom")
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(benchmark_module, "run_experiment", nbsvm_breaks)
+    result, paths = run_benchmark(suite, data_overrides(tiny_data), out, show_progress=False)
+    assert [record.status for record in result.records].count("failed") == 2
+    assert {path.name for path in paths} == {"leaderboard.md", "leaderboard.csv", "runs.csv", "report.html"}
+    board = pd.read_csv(out / "leaderboard.csv")
+    full = board[board["train_size"] == "full"].set_index("label")
+    assert full.loc["tfidf-lr", "seeds"] == 2 and full.loc["tfidf-lr", "accuracy_std"] >= 0
+    assert full.loc["nbsvm", "mr_accuracy_mean"] > 0  # the out-of-domain MR column was filled
+    markdown = (out / "leaderboard.md").read_text()
+    assert "Learning curves" in markdown and "boom" in markdown and "full test split" in markdown
+    for run in ("tfidf-lr-n16-s0", "nbsvm-nfull-s1"):
+        assert (out / run / "analysis" / "analysis.md").is_file()
+        assert (out / run / "plots" / "reliability.png").is_file()
+    metrics = json.loads((out / "tfidf-lr-nfull-s0" / "metrics.json").read_text())
+    assert {"ece", "single_reviews_per_second", "peak_memory_mb", "device"} <= set(metrics)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 8 and "http" not in html.replace("http-equiv", "")
+
+    # Re-run: the completed runs are reused, the failed ones are tried again (and now succeed).
+    monkeypatch.setattr(benchmark_module, "run_experiment", real)
+    stamp = (out / "tfidf-lr-n16-s0" / "metrics.json").stat().st_mtime_ns
+    again, _ = run_benchmark(suite, data_overrides(tiny_data), out, show_progress=False)
+    statuses = {record.planned.run_dir.name: record.status for record in again.records}
+    assert statuses["tfidf-lr-n16-s0"] == "reused" and statuses["nbsvm-n16-s0"] == "completed"
+    assert (out / "tfidf-lr-n16-s0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert len(list(out.glob("nbsvm-n16-s0.abandoned-*"))) == 1  # the failed attempt is kept aside
+
+
+def test_folder_with_another_config_is_never_overwritten(tiny_data, tmp_path) -> None:
+    out = tmp_path / "bench"
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr")])
+    run_benchmark(suite, data_overrides(tiny_data), out, show_progress=False)
+    config_text = (out / "tfidf-lr" / "config.yaml").read_text()
+    changed = Suite(name="t", rows=[SuiteRow(config="tfidf-lr", set=["model.params.C=2"])])
+    result, _ = run_benchmark(changed, data_overrides(tiny_data), out, show_progress=False)
+    assert result.records[0].status == "failed" and "another config" in result.records[0].error
+    assert (out / "tfidf-lr" / "config.yaml").read_text() == config_text
+
+
+def test_ctrl_c_keeps_the_leaderboard_and_says_how_to_resume(tiny_data, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "bench"
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr"), SuiteRow(config="nbsvm")])
+    real = benchmark_module.run_experiment
+
+    def interrupt_second(config, **kwargs):
+        if config.model.name == "nbsvm":
+            raise KeyboardInterrupt
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(benchmark_module, "run_experiment", interrupt_second)
+    with pytest.raises(RunInterrupted) as info:
+        run_benchmark(suite, data_overrides(tiny_data), out, show_progress=False)
+    assert "same benchmark command" in info.value.message
+    assert "tfidf-lr" in (out / "leaderboard.md").read_text()
+
+
+# --- analysis -----------------------------------------------------------------------------------------
+
+
+def test_calibration_by_hand() -> None:
+    labels = np.array([1, 0, 1, 0])
+    probabilities = np.array([[0.1, 0.9], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    bins = reliability_bins(labels, probabilities, bins=5)
+    assert [(row["count"], row["accuracy"]) for row in bins] == [(2, 0.5), (2, 1.0)]
+    # confidences 0.6, 0.6 (accuracy 0.5) and 0.9, 0.9 (accuracy 1): ECE = (2*0.1 + 2*0.1) / 4
+    assert expected_calibration_error(labels, probabilities, bins=5) == pytest.approx(0.1)
+    assert reliability_bins(np.array([1]), np.array([[0.0, 1.0]]))[0]["count"] == 1  # 1.0 lands in the top bin
+
+
+def test_error_slices() -> None:
+    texts = ["I didn't like it", "great film", "good but long", "never again, not good", "fine"]
+    labels = np.array([0, 1, 1, 0, 1])
+    probabilities = np.array([[0.2, 0.8], [0.1, 0.9], [0.6, 0.4], [0.9, 0.1], [0.45, 0.55]])
+    predictions = probabilities.argmax(1)
+    cues = accuracy_by_cues(texts, labels, predictions)
+    assert cues["negation"]["with"] == {"count": 2, "accuracy": 0.5}  # "didn't" counts, as does "never"
+    assert cues["contrast"]["with"]["count"] == 1
+    mistakes = confident_mistakes(texts, labels, probabilities)
+    assert [row["text"] for row in mistakes] == ["I didn't like it", "good but long"]
+    groups = accuracy_by_length(texts, labels, predictions, groups=2)
+    assert sum(group["count"] for group in groups) == 5
+    assert pareto_front([(1.0, 0.8), (2.0, 0.7), (3.0, 0.9), (0.5, 0.6)]) == [3, 0, 2]
+
+
+def test_analyze_command(tiny_data, tmp_path, capsys) -> None:
+    out = tmp_path / "runs"
+    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(tiny_data / "imdb"), "--output-dir", str(out),
+                            "--set", *FAST, "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    run_dir = next(out.iterdir())
+    code, stdout, err = run_cli(["analyze", str(run_dir), "--ood-data", str(tiny_data / "mr")], capsys)
+    assert code == 0, err
+    assert "MR (out of domain)" in stdout and (run_dir / "analysis" / "accuracy_by_length.png").is_file()
+    analysis = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert analysis["out_of_domain"]["examples"] == 5 and len(analysis["accuracy_by_length"]) == 10
+    # Other data than the run was tested on: one line, exit 2.
+    other = tmp_path / "other"
+    write_tiny_parquet_imdb(other, size=40, seed=9)
+    code, _, err = run_cli(["analyze", str(run_dir), "--data", str(other)], capsys)
+    assert code == 2 and "not the data" in err
+    code, _, err = run_cli(["analyze", str(run_dir), "--ood-data", str(tmp_path)], capsys)
+    assert code == 2 and "rt-polarity.pos" in err
+    with pytest.raises(UserError):
+        benchmark_module.analyze_run(tmp_path)
+
+
+# --- the report in a real browser ---------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package 'chromium')")
+def test_report_renders_in_headless_chromium(tiny_data, tmp_path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    out = tmp_path / "bench"
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr"), SuiteRow(config="nbsvm")], train_sizes=[16, "full"])
+    _, paths = run_benchmark(suite, data_overrides(tiny_data), out, show_progress=False)
+    report = next(path for path in paths if path.name == "report.html")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.resolve().as_uri())
+        sizes = page.eval_on_selector_all(
+            "img", "images => images.map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+        )
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert len(sizes) >= 10 and all(done and width > 50 and height > 50 for done, width, height in sizes)
+    assert not errors, errors
