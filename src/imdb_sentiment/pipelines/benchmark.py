@@ -100,7 +100,9 @@ class BenchmarkResult:
     def write_tables(self) -> list[Path]:
         """leaderboard.md, leaderboard.csv, runs.csv: cheap, rewritten after every run."""
         board = self.leaderboard_frame()
-        markdown, csv, runs = (self.output_dir / name for name in ("leaderboard.md", "leaderboard.csv", "runs.csv"))
+        markdown, csv, runs = (
+            self.output_dir / name for name in ("leaderboard.md", "leaderboard.csv", "runs.csv")
+        )
         write_text_atomic(markdown, leaderboard_markdown(self, board))
         with atomic_path(csv) as tmp:
             board.to_csv(tmp, index=False)
