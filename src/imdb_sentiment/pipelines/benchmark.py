@@ -223,6 +223,13 @@ def leaderboard_markdown(result: BenchmarkResult, board: pd.DataFrame) -> str:
     curves = learning_curve_table(board)
     if curves:
         lines += ["", "## Learning curves (test accuracy %, mean ± std over seeds)", "", curves]
+    if not board.empty:
+        lines += ["", "## Where each row comes from", ""]
+        for row in board.to_dict("records"):
+            folders = ", ".join(f"`{Path(folder).name}`" for folder in row["run_dirs"].split(";"))
+            lines.append(
+                f"- {row['label']} (train size {row['train_size']}): config `{row['config']}`; runs {folders}"
+            )
     failed = [record for record in result.records if record.status == "failed"]
     if failed:
         lines += ["", "## Failed runs", ""]
