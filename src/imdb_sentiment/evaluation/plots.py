@@ -153,9 +153,10 @@ def plot_accuracy_against(rows: list[dict], key: str, axis_label: str, path: Pat
         [xs[i] for i in front], [ys[i] for i in front], color="#dd8452", linestyle="--", label="Pareto front"
     )
     axis.set_xscale("log")
+    axis.margins(x=0.15, y=0.2)  # room for the labels of the extreme points
     axis.set_xlabel(axis_label)
     axis.set_ylabel("test accuracy")
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc="best", fontsize=8)
     _save(figure, path)
 
 

@@ -26,7 +26,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px;
 table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
 th { background: #f3f3f3; } td:nth-child(2), th:nth-child(2) { text-align: left; }
-figure { display: inline-block; margin: 0.5rem; vertical-align: top; }
+figure { display: inline-block; margin: 0.5rem; vertical-align: top; max-width: 47%; }
+.scroll { overflow-x: auto; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.8rem; color: #555; }
 section.run { border-top: 1px solid #ddd; padding-top: 0.5rem; }
@@ -45,8 +46,8 @@ def _image(path: Path, caption: str) -> str:
 def _markdown_table_to_html(table: str) -> str:
     lines = [line.strip().strip("|").split(" | ") for line in table.splitlines() if not line.startswith("|---")]
     head, body = lines[0], lines[1:]
-    return ("<table><thead><tr>" + cells(head, "th") + "</tr></thead><tbody>"
-            + "".join("<tr>" + cells(row, "td") + "</tr>" for row in body) + "</tbody></table>")  # fmt: skip
+    return ('<div class="scroll"><table><thead><tr>' + cells(head, "th") + "</tr></thead><tbody>"
+            + "".join("<tr>" + cells(row, "td") + "</tr>" for row in body) + "</tbody></table></div>")  # fmt: skip
 
 
 def cells(row: list[str], tag: str) -> str:
