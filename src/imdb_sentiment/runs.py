@@ -21,6 +21,7 @@ half-written file; ``run.json`` says whether the run completed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -33,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import ensure_writable_dir, is_disk_full, write_json_atomic
+from imdb_sentiment.io_utils import ensure_writable_dir, is_disk_full, sha256_file, write_json_atomic
+
+logger = logging.getLogger("imdb_sentiment.runs")
+
+MANIFEST_FILE = "manifest.json"  # inside model/: sha256 of every file saved with the model
+MANIFEST_FORMAT = "imdb-sentiment-manifest-1"
 
 TRACKED_PACKAGES = (
     "imdb-sentiment", "torch", "transformers", "tokenizers", "accelerate", "peft", "scikit-learn",
@@ -154,6 +160,7 @@ def save_model_atomically(model: Any, run_dir: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         model.save(staging)
+        write_model_manifest(staging)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if is_disk_full(exc):
@@ -165,6 +172,39 @@ def save_model_atomically(model: Any, run_dir: Path) -> Path:
         shutil.rmtree(target)
     os.replace(staging, target)
     return target
+
+
+def write_model_manifest(model_dir: Path) -> None:
+    """Record the sha256 of every file of a saved model, so serving can refuse a damaged or altered one."""
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    checksums = {p.relative_to(model_dir).as_posix(): sha256_file(p) for p in files}
+    write_json_atomic(model_dir / MANIFEST_FILE, {"format": MANIFEST_FORMAT, "files": checksums})
+
+
+def verify_model_manifest(model_dir: Path) -> bool:
+    """Check the model's files against its manifest: a missing or altered file is a UserError naming it.
+    Returns False (and logs a warning) for a model saved before manifests existed."""
+    path = model_dir / MANIFEST_FILE
+    if not path.is_file():
+        logger.warning(
+            "%s has no %s (saved by an older version): its files cannot be checked.", model_dir, MANIFEST_FILE
+        )
+        return False
+    manifest = read_json(path)
+    files = manifest.get("files")
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+        raise UserError(f"{path} is not a model manifest ({MANIFEST_FORMAT}); the run folder is damaged.")
+    for name, expected in files.items():
+        file = model_dir / name
+        if not file.is_file():
+            raise UserError(
+                f"{file} is missing (listed in {MANIFEST_FILE}); the run folder is incomplete, train it again."
+            )
+        if sha256_file(file) != expected:
+            raise UserError(
+                f"{file} was altered after saving (its sha256 differs from {MANIFEST_FILE}); restore it or train again."
+            )
+    return True
 
 
 def list_runs(output_dir: Path) -> list[Path]:

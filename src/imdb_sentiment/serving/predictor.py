@@ -20,7 +20,7 @@ from imdb_sentiment.errors import UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.models.base import SentimentModel
-from imdb_sentiment.runs import check_run_dir
+from imdb_sentiment.runs import check_run_dir, verify_model_manifest
 
 
 class Predictor:
@@ -31,6 +31,7 @@ class Predictor:
     def from_run(cls, run_dir: Path) -> Predictor:
         run_dir = check_run_dir(Path(run_dir))
         config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+        verify_model_manifest(run_dir / "model")  # missing or altered model files: one line, before loading
         model = SentimentModel.load(run_dir / "model")
         return cls(model, config, run_dir)
 

@@ -25,6 +25,12 @@ class TextEncoder(ABC):
         """Pad ``input_ids`` to the longest example in the batch (dynamic padding)."""
         return pad_batch(examples, self.pad_id)
 
+    def token_spans(self, texts: list[str]) -> list[list[tuple[int, int] | None]]:
+        """For each text, the (start, end) character span in that text of every token ``encode`` gives
+        it, position for position; None for tokens that stand for no text (special tokens, the
+        placeholder of an empty text). Explanations map attributions back to words with it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot map tokens to character offsets")
+
     @abstractmethod
     def save(self, directory: Path) -> None: ...
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.text.encoder import TextEncoder
+from imdb_sentiment.text.spans import regex_tokens_with_spans
 from imdb_sentiment.text.truncation import Truncation, truncate
 
 TOKENIZER_VERSION = 1  # bump when the regex changes: cached word2vec vectors are keyed by it
@@ -44,6 +45,11 @@ PAD_ID, UNK_ID = 0, 1
 def tokenize(text: str) -> list[str]:
     """Split one (cleaned) review into lower-case word tokens; see the module docstring."""
     return _TOKEN.findall(text.lower().translate(_APOSTROPHES))
+
+
+def tokenize_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """:func:`tokenize` and each token's character span in ``text`` (apostrophe mapping keeps lengths)."""
+    return regex_tokens_with_spans(_TOKEN, text.translate(_APOSTROPHES))
 
 
 def tokenize_all(texts: Iterable[str]) -> Iterator[list[str]]:
@@ -130,6 +136,13 @@ class WordEncoder(TextEncoder):
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [self.encode_one(text) for text in texts]
+
+    def token_spans(self, texts: list[str]) -> list[list[tuple[int, int] | None]]:
+        spans: list[list[tuple[int, int] | None]] = []
+        for text in texts:
+            kept = truncate(tokenize_with_spans(text)[1], self.max_length, self.truncation)
+            spans.append(list(kept) or [None])  # encode_one's lone <unk> of an empty text
+        return spans
 
     def save(self, directory: Path) -> None:
         data = {"max_length": self.max_length, "truncation": self.truncation, **self.vocabulary.to_dict()}

@@ -151,6 +151,17 @@ class HFTokenizerEncoder(TextEncoder):
         bodies = self.bodies(texts)
         return bodies if self.chunk else [self.prefix + body + self.suffix for body in bodies]
 
+    def token_spans(self, texts: list[str]) -> list[list[tuple[int, int] | None]]:
+        """The fast tokenizer's offset mapping, truncated like :meth:`bodies` (same cap, same strategy)
+        and framed like :meth:`encode`; in chunk mode aligned with the capped bodies."""
+        cap = self.body_length + (self.max_chunks - 1) * self.chunk_step if self.chunk else self.body_length
+        spans: list[list[tuple[int, int] | None]] = []
+        for encoding in self._backend.encode_batch(texts, add_special_tokens=False):
+            body: list[tuple[int, int] | None] = [tuple(offset) for offset in encoding.offsets]
+            body = truncate(body, cap, self.truncation)
+            spans.append(body if self.chunk else [None] * len(self.prefix) + body + [None] * len(self.suffix))
+        return spans
+
     def unknown_token_id(self) -> int | None:
         """The id of the token this tokenizer emits for what it does not know ([UNK]), or None when it
         never emits one: byte-level BPE (GPT-2, RoBERTa) and byte fallback spell anything in bytes."""
