@@ -34,7 +34,7 @@ def test_explain_returns_word_offsets_into_the_text_sent(client) -> None:
     words = {w["word"]: w for w in explanation["words"]}
     for word in explanation["words"]:
         assert text[word["start"] : word["end"]] == word["word"]
-    assert "<b>great</b>" in words and words["<b>great</b>"]["score"] > 0
+    assert words["great"]["score"] > 0 and "film," in words and "but" in words
     assert words["awful"]["score"] < 0
 
 
@@ -90,8 +90,14 @@ def test_too_long_text_is_refused(client) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Ein wunderbarer Film, großartig gespielt.", "映画はとても良かった", "🎬🍿 loved it 😍👍", "<script>alert(1)</script> great",
-     "wonderful " * 10_000, "x" * 100_000],
+    [
+        "Ein wunderbarer Film, großartig gespielt.",
+        "映画はとても良かった",
+        "🎬🍿 loved it 😍👍",
+        "<script>alert(1)</script> great",
+        "wonderful " * 10_000,
+        "x" * 100_000,
+    ],
     ids=["german", "japanese", "emoji", "html", "100k-words", "100k-chars"],
 )
 def test_unusual_texts_are_answered(client, text) -> None:

@@ -34,7 +34,6 @@ from imdb_sentiment.models.base import SentimentModel
 
 Method = Literal["linear", "attention", "integrated-gradients", "occlusion"]
 Span = tuple[int, int]
-_WORD = re.compile(r"\S+")
 IG_STEPS = 24  # Captum's default is 50; 24 keeps the completeness gap small at half the cost
 OCCLUSION_BATCH = 64
 
@@ -76,12 +75,24 @@ class Explainer:
             (origin[span[0]][0], origin[span[1] - 1][1]) if span is not None and span[1] > span[0] else None
             for span in spans
         ]
-        return Explanation(self.method, words_of(text, original, scores), self.signed)
+        return Explanation(
+            self.method, words_of(text, word_regions(text, cleaned, origin), original, scores), self.signed
+        )
 
 
-def words_of(text: str, spans: list[Span | None], scores: np.ndarray) -> list[WordScore]:
-    """Sum token scores into the whitespace-separated words of ``text`` that hold each token's start."""
-    words = [match.span() for match in _WORD.finditer(text)]
+def word_regions(text: str, cleaned: str, origin: list[Span]) -> list[Span]:
+    """The words of ``text``: runs of characters that reach the model as non-space characters. Split at
+    white space and at whatever cleaning turned into a space (``<br />``, tags), so "end.<br />The"
+    is two words; an entity (``&amp;``) stays inside its word."""
+    is_word = bytearray(len(text))
+    for char, (start, end) in zip(cleaned, origin, strict=True):
+        if not char.isspace():
+            is_word[start:end] = b"\x01" * (end - start)
+    return [match.span() for match in re.finditer(b"\x01+", bytes(is_word))]
+
+
+def words_of(text: str, words: list[Span], spans: list[Span | None], scores: np.ndarray) -> list[WordScore]:
+    """Sum token scores into the word (of ``words``) that holds each token's first character."""
     starts = [start for start, _ in words]
     totals: dict[int, float] = defaultdict(float)
     for span, score in zip(spans, scores, strict=True):

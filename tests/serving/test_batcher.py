@@ -1,0 +1,92 @@
+"""The micro-batcher: concurrent requests share model calls, each gets its own rows back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from imdb_sentiment.serving.batcher import MicroBatcher
+
+
+class FakeModel:
+    """Row i of a call is [len(text), call number]; records each call's size and thread."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.calls: list[int] = []
+        self.threads: set[int] = set()
+        self.delay, self.fail_on = delay, fail_on
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.threads.add(threading.get_ident())
+        if self.fail_on in texts:
+            raise ValueError(f"cannot read {self.fail_on!r}")
+        time.sleep(self.delay)
+        self.calls.append(len(texts))
+        return np.array([[len(text), len(self.calls)] for text in texts], dtype=float)
+
+
+async def serve(model: FakeModel, requests: list[list[str]], **settings) -> tuple[list, MicroBatcher]:
+    batcher = MicroBatcher(model, **settings)
+    await batcher.start()
+    try:
+        results = await asyncio.gather(*(batcher.predict(texts) for texts in requests), return_exceptions=True)
+    finally:
+        await batcher.stop()
+    return results, batcher
+
+
+def test_concurrent_requests_share_model_calls() -> None:
+    model = FakeModel(delay=0.01)
+    requests = [["x" * (i + 1)] * (1 + i % 3) for i in range(40)]
+    results, batcher = asyncio.run(serve(model, requests, max_batch=16, max_wait_ms=20))
+    assert batcher.model_calls == len(model.calls) < len(requests) / 3
+    assert max(model.calls) <= 16 and sum(model.calls) == sum(map(len, requests))
+    for texts, rows in zip(requests, results, strict=True):
+        assert rows[:, 0].tolist() == [len(text) for text in texts]  # each request gets its own rows
+
+
+def test_a_request_larger_than_a_batch_runs_alone() -> None:
+    model = FakeModel()
+    results, _ = asyncio.run(serve(model, [["a"] * 5, ["bb"]], max_batch=2, max_wait_ms=5))
+    assert results[0].shape == (5, 2) and results[1][:, 0].tolist() == [2]
+
+
+def test_one_bad_request_does_not_fail_its_neighbours() -> None:
+    model = FakeModel(fail_on="bad")
+    results, _ = asyncio.run(serve(model, [["good"], ["bad"], ["fine", "ok"]], max_batch=8, max_wait_ms=20))
+    assert isinstance(results[1], ValueError)
+    assert results[0][:, 0].tolist() == [4] and results[2][:, 0].tolist() == [4, 2]
+
+
+def test_the_model_runs_in_one_worker_thread_and_the_loop_stays_free() -> None:
+    model = FakeModel(delay=0.2)
+
+    async def scenario() -> int:
+        batcher = MicroBatcher(model, max_batch=4, max_wait_ms=1)
+        await batcher.start()
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await batcher.predict(["slow"])
+        task.cancel()
+        await batcher.stop()
+        return ticks
+
+    ticks = asyncio.run(scenario())
+    assert ticks >= 5  # a blocking call on the loop would have allowed none during the 0.2 s call
+    assert model.threads and threading.get_ident() not in model.threads
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        MicroBatcher(FakeModel(), max_batch=0)

@@ -1,0 +1,68 @@
+"""Explanations for every model kind: words with offsets into the text sent, faithful scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imdb_sentiment.data.cleaning import clean_text
+from imdb_sentiment.serving.explain import LinearExplainer, explainer_for
+from imdb_sentiment.serving.predictor import Predictor
+
+TEXT = "The <i>plot</i> was great &amp; wonderful,<br /><br />but the ACTOR was awful... great film!"
+METHODS = {"nbsvm": "linear", "tfidf-lr": "linear", "attention-lstm": "attention", "cnn": "integrated-gradients",
+           "hf": "integrated-gradients", "fasttext": "occlusion"}  # fmt: skip
+
+
+def explainer(trained_run, name: str):
+    predictor = Predictor.from_run(trained_run(name))
+    return predictor, explainer_for(predictor.model, predictor.config.data.clean)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_kind_explains_words_of_the_text_sent(trained_run, name) -> None:
+    _, chosen = explainer(trained_run, name)
+    explanation = chosen.explain(TEXT)
+    assert explanation.method == METHODS[name]
+    words = [word.text for word in explanation.words]
+    for word in explanation.words:
+        assert TEXT[word.start : word.end] == word.text
+    # Cleaning's HTML never becomes a word, and words split where a tag was.
+    assert not any("<" in word or ">" in word for word in words if word != "<i>plot</i>")
+    assert {"great", "awful...", "film!"} <= set(words) and "wonderful," in words
+    scores = np.array([word.score for word in explanation.words])
+    assert np.abs(scores).sum() > 0
+    if not explanation.signed:  # attention: weights over the tokens read, summing to one
+        assert (scores >= 0).all() and scores.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nbsvm", "tfidf-lr"])
+def test_linear_contributions_sum_to_the_decision_function(trained_run, name) -> None:
+    _, chosen = explainer(trained_run, name)
+    assert isinstance(chosen, LinearExplainer)
+    for text in (TEXT, "great great great film film", "no known word here: zzz qqq"):
+        total = sum(word.score for word in chosen.explain(text).words)
+        assert total == pytest.approx(chosen.decision_without_intercept(text), abs=1e-5)
+
+
+def test_integrated_gradients_add_up_to_the_margin_change(trained_run) -> None:
+    """IG's completeness: attributions sum to margin(text) - margin(all-padding baseline)."""
+    predictor, chosen = explainer(trained_run, "cnn")
+    network, encoder = predictor.model.network, predictor.model.encoder
+    cleaned = clean_text(TEXT, predictor.config.data.clean)
+    ids = torch.tensor([encoder.encode([cleaned])[0]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        margin = lambda b: (lambda logits: (logits[0, 1] - logits[0, 0]).item())(network(b).logits)  # noqa: E731
+        change = margin(batch) - margin({**batch, "input_ids": torch.zeros_like(ids)})
+    _, scores = chosen.token_scores(cleaned)
+    assert scores.sum() == pytest.approx(change, rel=0.1, abs=1e-3)
+
+
+def test_explanation_of_a_long_review_covers_only_what_the_model_reads(trained_run) -> None:
+    _, chosen = explainer(trained_run, "cnn")  # max_length 40 tokens, head+tail
+    text = " ".join(["great"] * 30 + ["plot"] * 200 + ["awful"] * 30)
+    words = chosen.explain(text).words
+    assert len(words) == 40
+    assert {word.text for word in words} == {"great", "awful"}

@@ -1,0 +1,109 @@
+"""The real ``serve`` process on 127.0.0.1: concurrent HTTP requests, the page in headless Chromium, Ctrl-C.
+
+The page screenshot in the README comes from this test, run against a real run::
+
+    IMDB_SENTIMENT_SCREENSHOT=docs/serve-page.png IMDB_SENTIMENT_SCREENSHOT_RUN=runs/nbsvm-... \\
+        pytest tests/serving/test_live.py -k chromium
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CLI = Path(sys.executable).with_name("imdb-sentiment")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REVIEW = ("A wonderful surprise: the acting is superb and the story kept me hooked until the end. "
+          "The middle drags a little and one subplot is boring, but overall a great film that I loved.")  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    run = os.environ.get("IMDB_SENTIMENT_SCREENSHOT_RUN") or str(trained_run("nbsvm"))
+    port = free_port()
+    process = subprocess.Popen(
+        [str(CLI), "serve", run, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not answer /health within 180 s"
+        time.sleep(0.3)
+    yield url
+    process.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop, exit code 0
+    assert process.wait(timeout=60) == 0, process.stdout.read()
+
+
+def test_concurrent_http_requests_are_batched(server) -> None:
+    before = httpx.get(f"{server}/health").json()["model_calls"]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server, timeout=60) as client:
+            texts = [f"great film number {i}" if i % 2 else f"awful film number {i}" for i in range(24)]
+            return await asyncio.gather(*(client.post("/predict", json={"texts": [text]}) for text in texts))
+
+    responses = asyncio.run(send_all())
+    assert all(response.status_code == 200 for response in responses)
+    labels = [response.json()["predictions"][0]["label"] for response in responses]
+    assert labels == ["negative", "positive"] * 12
+    assert httpx.get(f"{server}/health").json()["model_calls"] - before < len(responses)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium browser installed (Debian package 'chromium')")
+def test_page_in_headless_chromium(server, tmp_path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 760})
+            page.goto(server)
+            page.fill("#text", REVIEW)
+            page.click("#classify")
+            page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+            verdict = page.inner_text("#verdict")
+            assert verdict in ("Positive", "Negative")
+            assert page.inner_text("#probability").startswith("P(positive) = ")
+            shaded = page.locator("#review .w")
+            assert shaded.count() > 0 and page.locator("#review .w.pos").count() > 0
+            assert page.inner_text("#review") == REVIEW  # the review as typed, only shaded
+            page.wait_for_selector("#card-fields dd")
+            assert "nbsvm" in page.inner_text("#card-fields")
+            page.screenshot(path=str(tmp_path / "serve-page.png"), full_page=True)
+            if os.environ.get("IMDB_SENTIMENT_SCREENSHOT"):
+                shutil.copy(tmp_path / "serve-page.png", os.environ["IMDB_SENTIMENT_SCREENSHOT"])
+        finally:
+            browser.close()
+
+
+def test_load_test_script_reports_a_clean_run(server) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "load_test.py"
+    result = subprocess.run([sys.executable, str(script), server, "-c", "2", "-d", "1", "--json"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["requests"] > 0 and report["errors"] == 0 and report["p99_ms"] >= report["p50_ms"] > 0
