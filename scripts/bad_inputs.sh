@@ -106,7 +106,8 @@ CNN_RUN=$(ls -d runs/cnn*/ | head -n 1 | sed 's:/$::')
 
 # An old-format linear run: only model.json and a pipeline.joblib (never unpickled).
 cp -r "$NBSVM_RUN" old-linear-run
-rm -f old-linear-run/model/*.npy old-linear-run/model/linear.json old-linear-run/model/vocabulary.json
+rm -f old-linear-run/model/*.npy old-linear-run/model/linear.json old-linear-run/model/vocabulary.json \
+    old-linear-run/model/manifest.json
 "$PYTHON" -c "import pickle, sys; pickle.dump({'pipeline': 'old'}, open(sys.argv[1], 'wb'))" \
     old-linear-run/model/pipeline.joblib
 

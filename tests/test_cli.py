@@ -163,6 +163,9 @@ def test_corrupt_saved_model_is_a_clear_error(trained_run, tmp_path, capsys) -> 
     shutil.copytree(run_dir, copy)
     (copy / "model" / "coef.npy").write_bytes(b"garbage")
     code, _, err = run_cli(["predict", str(copy), "some text"], capsys)
+    assert code == 2 and "coef.npy was altered" in err  # the checksums recorded at save time
+    (copy / "model" / "manifest.json").unlink()  # a run from before manifests: the loader's own check
+    code, _, err = run_cli(["predict", str(copy), "some text"], capsys)
     assert code == 2 and "cannot be loaded" in err
     code, _, err = run_cli(["predict", str(run_dir), "   "], capsys)
     assert code == 2 and "empty" in err

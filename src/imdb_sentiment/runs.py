@@ -21,7 +21,6 @@ half-written file; ``run.json`` says whether the run completed.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import shutil
@@ -35,8 +34,6 @@ from typing import Any
 
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import ensure_writable_dir, is_disk_full, sha256_file, write_json_atomic
-
-logger = logging.getLogger("imdb_sentiment.runs")
 
 MANIFEST_FILE = "manifest.json"  # inside model/: sha256 of every file saved with the model
 MANIFEST_FORMAT = "imdb-sentiment-manifest-1"
@@ -183,12 +180,9 @@ def write_model_manifest(model_dir: Path) -> None:
 
 def verify_model_manifest(model_dir: Path) -> bool:
     """Check the model's files against its manifest: a missing or altered file is a UserError naming it.
-    Returns False (and logs a warning) for a model saved before manifests existed."""
+    Returns False for a model saved before manifests existed (nothing to check against)."""
     path = model_dir / MANIFEST_FILE
     if not path.is_file():
-        logger.warning(
-            "%s has no %s (saved by an older version): its files cannot be checked.", model_dir, MANIFEST_FILE
-        )
         return False
     manifest = read_json(path)
     files = manifest.get("files")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from helpers import one_line_user_error, run_cli
 
 from imdb_sentiment.runs import MANIFEST_FILE
+from imdb_sentiment.serving.api import served_model_from_run
 from imdb_sentiment.serving.predictor import Predictor
 
 CLI = Path(sys.executable).with_name("imdb-sentiment")
@@ -55,12 +55,13 @@ def test_altered_or_absent_run_folders_are_one_line_errors(run_copy, tmp_path, c
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_port_in_use_fails_at_start_up(trained_run) -> None:
+def test_a_port_in_use_fails_at_start_up(trained_run, capsys) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert f"Cannot listen on 127.0.0.1:{port}" in serve_fails(str(trained_run("nbsvm")), "--port", str(port))
+        code, _, err = run_cli(["serve", str(trained_run("nbsvm")), "--port", str(port)], capsys)
+    assert code == 2 and f"Cannot listen on 127.0.0.1:{port}" in err
 
 
 def test_altered_file_is_refused_in_process_too(run_copy) -> None:
@@ -69,9 +70,9 @@ def test_altered_file_is_refused_in_process_too(run_copy) -> None:
     one_line_user_error(lambda: Predictor.from_run(run_copy), "vocabulary.json was altered")
 
 
-def test_a_run_saved_before_manifests_loads_with_a_warning(run_copy, caplog) -> None:
+def test_a_run_saved_before_manifests_still_loads_unchecked(run_copy) -> None:
+    assert served_model_from_run(run_copy).files_checked
     (run_copy / "model" / MANIFEST_FILE).unlink()
-    with caplog.at_level(logging.WARNING, logger="imdb_sentiment"):
-        predictor = Predictor.from_run(run_copy)
-    assert predictor.predict_proba(["great film"]).shape == (1, 2)
-    assert "cannot be checked" in caplog.text
+    served = served_model_from_run(run_copy)  # serve prints a warning for this
+    assert not served.files_checked
+    assert served.predict_proba(["great film"]).shape == (1, 2)

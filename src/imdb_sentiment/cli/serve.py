@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from imdb_sentiment.cli.app import app, console
+from imdb_sentiment.cli.app import app, console, err_console
 from imdb_sentiment.errors import UserError
 
 
@@ -31,6 +31,11 @@ def serve(
 
     check_port_free(host, port)
     served = served_model_from_run(run)  # a damaged run folder fails here, before the port opens
+    if not served.files_checked:
+        err_console.print(
+            f"[bold yellow]warning:[/bold yellow] {run}/model has no manifest.json (saved by an older version): "
+            "its files cannot be checked against the checksums of the save.", highlight=False, soft_wrap=True
+        )  # fmt: skip
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, max_wait_ms=max_wait_ms)
     console.print(f"Serving [bold]{served.name}[/bold] ({run}) on http://{host}:{port}  (Ctrl-C stops)")
     uvicorn.run(create_app(served, limits), host=host, port=port, log_level="warning")

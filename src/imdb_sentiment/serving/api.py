@@ -48,6 +48,7 @@ class ServedModel:
     # Raises UserError for texts the model cannot read (e.g. nothing left after cleaning HTML).
     check_texts: Callable[[list[str]], object] | None = None
     explainer: Explainer | None = None
+    files_checked: bool = True  # False: the run has no manifest (older version), its files went unchecked
 
 
 def served_model_from_run(run_dir: Path, predictor: Any | None = None) -> ServedModel:
@@ -67,6 +68,7 @@ def served_model_from_run(run_dir: Path, predictor: Any | None = None) -> Served
         card=model_card(Path(run_dir), config),
         check_texts=getattr(predictor, "clean", None),
         explainer=explainer,
+        files_checked=getattr(predictor, "files_checked", True),
     )
 
 

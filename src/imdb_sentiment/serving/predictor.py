@@ -24,6 +24,10 @@ from imdb_sentiment.runs import check_run_dir, verify_model_manifest
 
 
 class Predictor:
+    # Whether the model's files matched the checksums recorded when it was saved (False: a run saved
+    # before manifests existed, whose files cannot be checked).
+    files_checked: bool = False
+
     def __init__(self, model: SentimentModel, config: ExperimentConfig, run_dir: Path) -> None:
         self.model, self.config, self.run_dir = model, config, run_dir
 
@@ -31,9 +35,10 @@ class Predictor:
     def from_run(cls, run_dir: Path) -> Predictor:
         run_dir = check_run_dir(Path(run_dir))
         config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
-        verify_model_manifest(run_dir / "model")  # missing or altered model files: one line, before loading
-        model = SentimentModel.load(run_dir / "model")
-        return cls(model, config, run_dir)
+        checked = verify_model_manifest(run_dir / "model")  # missing or altered files: one line, before loading
+        predictor = cls(SentimentModel.load(run_dir / "model"), config, run_dir)
+        predictor.files_checked = checked
+        return predictor
 
     def clean(self, texts: list[str]) -> list[str]:
         """The texts as the model saw its training data: cleaned, and none of them empty."""
