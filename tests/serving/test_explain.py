@@ -46,18 +46,19 @@ def test_linear_contributions_sum_to_the_decision_function(trained_run, name) ->
         assert total == pytest.approx(chosen.decision_without_intercept(text), abs=1e-5)
 
 
-def test_integrated_gradients_add_up_to_the_margin_change(trained_run) -> None:
-    """IG's completeness: attributions sum to margin(text) - margin(all-padding baseline)."""
-    predictor, chosen = explainer(trained_run, "cnn")
-    network, encoder = predictor.model.network, predictor.model.encoder
+@pytest.mark.parametrize("name", ["cnn", "hf"])
+def test_integrated_gradients_add_up_to_the_margin_change(trained_run, name) -> None:
+    """IG's completeness: attributions sum to margin(text) - margin(baseline: padding for every text token)."""
+    predictor, chosen = explainer(trained_run, name)
     cleaned = clean_text(TEXT, predictor.config.data.clean)
-    ids = torch.tensor([encoder.encode([cleaned])[0]])
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    spans, [(batch, _)] = chosen.inputs(cleaned)
+    reads_text = torch.tensor([span is not None for span in spans])
+    baseline = {**batch, "input_ids": torch.where(reads_text, chosen.baseline_id, batch["input_ids"])}
     with torch.no_grad():
-        margin = lambda b: (lambda logits: (logits[0, 1] - logits[0, 0]).item())(network(b).logits)  # noqa: E731
-        change = margin(batch) - margin({**batch, "input_ids": torch.zeros_like(ids)})
+        margins = [predictor.model.network(b).logits[0] for b in (batch, baseline)]
+    change = float((margins[0][1] - margins[0][0]) - (margins[1][1] - margins[1][0]))
     _, scores = chosen.token_scores(cleaned)
-    assert scores.sum() == pytest.approx(change, rel=0.1, abs=1e-3)
+    assert scores.sum() == pytest.approx(change, rel=0.05, abs=1e-3)
 
 
 def test_explanation_of_a_long_review_covers_only_what_the_model_reads(trained_run) -> None:
@@ -66,3 +67,27 @@ def test_explanation_of_a_long_review_covers_only_what_the_model_reads(trained_r
     words = chosen.explain(text).words
     assert len(words) == 40
     assert {word.text for word in words} == {"great", "awful"}
+
+
+def test_a_chunked_model_is_explained_window_by_window(trained_run) -> None:
+    """chunk: true averages the logits of overlapping windows; the scores average the windows' IG."""
+    from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder
+
+    predictor, chosen = explainer(trained_run, "hf")
+    model = predictor.model
+    model.encoder = HFTokenizerEncoder(model.encoder.tokenizer, max_length=12, chunk=True, chunk_overlap=3)
+    spans, windows = chosen.inputs(clean_text(TEXT, predictor.config.data.clean))
+    assert len(windows) > 1
+    explanation = chosen.explain(TEXT)
+    for word in explanation.words:
+        assert TEXT[word.start : word.end] == word.text
+    assert {"great", "awful...", "film!"} <= {word.text for word in explanation.words}
+    with torch.no_grad():
+        changes = []
+        for batch, positions in windows:
+            reads_text = torch.tensor([p is not None for p in positions])
+            baseline = {**batch, "input_ids": torch.where(reads_text, chosen.baseline_id, batch["input_ids"])}
+            logits = [model.network(b).logits[0] for b in (batch, baseline)]
+            changes.append(float((logits[0][1] - logits[0][0]) - (logits[1][1] - logits[1][0])))
+    total = sum(word.score for word in explanation.words)
+    assert total == pytest.approx(np.mean(changes), rel=0.05, abs=1e-3)

@@ -187,12 +187,19 @@ class HFTokenizerEncoder(TextEncoder):
                 shares[row] = sum(token_id != unknown for token_id in body) / len(body)
         return shares
 
+    def window_starts(self, length: int) -> list[int]:
+        """Where the overlapping windows over a body of ``length`` tokens start."""
+        starts = [0]
+        while starts[-1] + self.body_length < length:
+            starts.append(starts[-1] + self.chunk_step)
+        return starts
+
     def windows(self, body: list[int]) -> list[list[int]]:
         """Overlapping windows covering ``body``, each framed with the special tokens."""
-        starts = [0]
-        while starts[-1] + self.body_length < len(body):
-            starts.append(starts[-1] + self.chunk_step)
-        return [self.prefix + body[start : start + self.body_length] + self.suffix for start in starts]
+        return [
+            self.prefix + body[start : start + self.body_length] + self.suffix
+            for start in self.window_starts(len(body))
+        ]
 
     # ------------------------------------------------------------------------------------- batching
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
