@@ -76,7 +76,7 @@ def test_a_chunked_model_is_explained_window_by_window(trained_run) -> None:
     predictor, chosen = explainer(trained_run, "hf")
     model = predictor.model
     model.encoder = HFTokenizerEncoder(model.encoder.tokenizer, max_length=12, chunk=True, chunk_overlap=3)
-    spans, windows = chosen.inputs(clean_text(TEXT, predictor.config.data.clean))
+    _, windows = chosen.inputs(clean_text(TEXT, predictor.config.data.clean))
     assert len(windows) > 1
     explanation = chosen.explain(TEXT)
     for word in explanation.words:

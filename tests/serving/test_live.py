@@ -78,9 +78,12 @@ def test_concurrent_http_requests_are_batched(server) -> None:
 def test_page_in_headless_chromium(server, tmp_path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 900, "height": 760})
+            errors: list[str] = []
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(server)
             page.fill("#text", REVIEW)
             page.click("#classify")
@@ -93,6 +96,7 @@ def test_page_in_headless_chromium(server, tmp_path) -> None:
             assert page.inner_text("#review") == REVIEW  # the review as typed, only shaded
             page.wait_for_selector("#card-fields dd")
             assert "nbsvm" in page.inner_text("#card-fields")
+            assert not errors, errors
             page.screenshot(path=str(tmp_path / "serve-page.png"), full_page=True)
             if os.environ.get("IMDB_SENTIMENT_SCREENSHOT"):
                 shutil.copy(tmp_path / "serve-page.png", os.environ["IMDB_SENTIMENT_SCREENSHOT"])
