@@ -107,3 +107,17 @@ def test_unusual_texts_are_answered(client, text) -> None:
     assert 0.0 <= prediction["prob_positive"] <= 1.0
     for word in prediction["explanation"]["words"]:
         assert text[word["start"] : word["end"]] == word["word"]
+
+
+def test_a_failing_model_is_a_json_500_without_traceback() -> None:
+    from imdb_sentiment.serving.api import ServedModel
+
+    def broken(texts: list[str]):
+        raise RuntimeError("weights on fire")
+
+    served = ServedModel(name="broken", predict_proba=broken, card={"run": "x"})
+    with TestClient(create_app(served), raise_server_exceptions=False) as test_client:
+        response = test_client.post("/predict", json={"texts": ["fine"]})
+        assert response.status_code == 500
+        assert response.json() == {"error": "Internal error (RuntimeError); the server log has details."}
+        assert test_client.post("/predict", json={"texts": ["fine"], "explain": True}).status_code == 422

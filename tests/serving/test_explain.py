@@ -91,3 +91,11 @@ def test_a_chunked_model_is_explained_window_by_window(trained_run) -> None:
             changes.append(float((logits[0][1] - logits[0][0]) - (logits[1][1] - logits[1][0])))
     total = sum(word.score for word in explanation.words)
     assert total == pytest.approx(np.mean(changes), rel=0.05, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["attention-lstm", "hf", "fasttext"])
+def test_unusual_texts_are_explained_without_crashing(trained_run, name) -> None:
+    _, chosen = explainer(trained_run, name)
+    for text in ("映画はとても良かった", "🎬🍿😍", "<script>x</script> great", "great film " * 10_000):
+        for word in chosen.explain(text).words:
+            assert text[word.start : word.end] == word.text

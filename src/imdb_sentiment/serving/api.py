@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
+from imdb_sentiment import __version__
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.serving.batcher import MicroBatcher
 from imdb_sentiment.serving.explain import Explainer, Explanation
@@ -153,7 +154,7 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
 
     app = FastAPI(
         title="imdb-sentiment",
-        version=str(served.card.get("package_version", "")),
+        version=__version__,
         summary=f"Sentiment of movie reviews with {served.name} (run {served.card.get('run')}).",
         lifespan=lifespan,
     )
