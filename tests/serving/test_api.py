@@ -44,7 +44,7 @@ def test_health_and_model_card(client, trained_run) -> None:
     assert card["name"] == "nbsvm" and card["run"] == trained_run("nbsvm").name
     assert card["package_version"] and "accuracy" in card["metrics"]
     assert len(card["training_data"]["train_content_sha256"]) == 64
-    assert card["config"]["model"]["name"] == "nbsvm"
+    assert card["config"]["model"]["name"] == "nbsvm" and card["explanation_method"] == "linear"
 
 
 def test_openapi_schema_has_examples(client) -> None:

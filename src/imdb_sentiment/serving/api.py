@@ -212,8 +212,9 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
 
     @app.get("/model")
     async def model_card() -> dict[str, Any]:
-        """The model card: name, run, config, test metrics, package version, training data checksums."""
-        return served.card
+        """The model card: name, run, config, test metrics, package version, training data checksums, and
+        the explanation method (null: the model gives none)."""
+        return {**served.card, "explanation_method": served.explainer.method if served.explainer else None}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

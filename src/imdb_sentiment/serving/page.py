@@ -54,6 +54,7 @@ PAGE_HTML = """<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
+let explains = true;  // the model card says whether this model explains its verdicts
 
 function showError(message) {
   $("error").textContent = message;
@@ -99,7 +100,7 @@ async function classify() {
   try {
     const response = await fetch("predict", {
       method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({texts: [text], explain: true}),
+      body: JSON.stringify({texts: [text], explain: explains}),
     });
     const body = await response.json();
     if (!response.ok) { showError(body.error || ("HTTP " + response.status)); return; }
@@ -122,11 +123,12 @@ async function loadCard() {
   const response = await fetch("model");
   if (!response.ok) return;
   const card = await response.json();
+  explains = card.explanation_method !== null;
   const metrics = card.headline_metrics || {};
   const data = card.training_data || {};
   const fields = [
     ["model", card.name + (card.description ? " — " + card.description : "")],
-    ["run", card.run], ["trained", card.trained],
+    ["run", card.run], ["trained", card.trained], ["explanations", card.explanation_method || "none"],
     ["test accuracy", metrics.accuracy !== undefined ? metrics.accuracy.toFixed(4) : null],
     ["ROC AUC", metrics.roc_auc !== undefined ? metrics.roc_auc.toFixed(4) : null],
     ["parameters", metrics.parameters !== undefined ? metrics.parameters.toLocaleString() : null],
