@@ -4,7 +4,8 @@ The app serves a :class:`ServedModel`: anything with ``predict_proba(texts) -> (
 PyTorch / scikit-learn :class:`~imdb_sentiment.serving.predictor.Predictor`, or another backend such as
 ONNX Runtime), its model card, and optionally a check of texts and an explainer. Every error is JSON,
 ``{"error": "<one line saying what is wrong>"}``: 400 for a body that is not JSON, 422 for JSON that is
-not a valid request, 500 (with no traceback) for anything else.
+not a valid request, 413 for a body larger than any valid request, 500 (with no traceback) for
+anything else.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class ErrorResponse(BaseModel):
     error: str = Field(examples=["text 1 is empty or whitespace only (1 such text(s))"])
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 422, 500)}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 413, 422, 500)}
 
 
 # ------------------------------------------------------------------------------------------------ app
@@ -159,6 +160,19 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.batcher = batcher
+
+    # Most bytes a valid request can need (4 bytes per character in UTF-8, plus JSON's own): a larger
+    # body is refused from its Content-Length before it is read into memory.
+    max_body = limits.max_texts * (4 * limits.max_chars + 16) + 4096
+
+    @app.middleware("http")
+    async def refuse_huge_bodies(request: Request, call_next):
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_body:
+            return _error(
+                413, f"Request body of {int(length):,} bytes; at most {max_body:,} (--max-texts x --max-chars)."
+            )
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
