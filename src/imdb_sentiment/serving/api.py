@@ -161,9 +161,9 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
     )
     app.state.batcher = batcher
 
-    # Most bytes a valid request can need (4 bytes per character in UTF-8, plus JSON's own): a larger
-    # body is refused from its Content-Length before it is read into memory.
-    max_body = limits.max_texts * (4 * limits.max_chars + 16) + 4096
+    # Most bytes a valid request can need (12 per character: JSON's escaped surrogate pair \ud83c\udfac
+    # of an emoji): a larger body is refused from its Content-Length before it is read into memory.
+    max_body = limits.max_texts * (12 * limits.max_chars + 16) + 4096
 
     @app.middleware("http")
     async def refuse_huge_bodies(request: Request, call_next):
