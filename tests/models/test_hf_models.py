@@ -314,3 +314,45 @@ def test_trainer_backend_keeps_checkpoints_after_an_interruption_and_resumes(che
     assert model.fit_result is not None and model.fit_result.steps == 8
     assert [row["epoch"] for row in resumed_context.history] == [1.0, 2.0]
     assert not list((tmp_path / "run" / "hf_trainer").glob("checkpoint-*")), "cleaned up once finished"
+
+
+def test_trainer_backend_resumes_mid_epoch_from_a_step_checkpoint_exactly(checkpoints, tmp_path, monkeypatch):
+    """checkpoint_every_steps through the Trainer's own save / resume_from_checkpoint: a crash in epoch 2
+    resumes from step 6 (2 batches into the epoch) and ends where an uninterrupted run does."""
+    from imdb_sentiment.training import hf_trainer, objectives
+
+    params = {"checkpoint": str(checkpoints["bert"]), "max_length": 32}
+    settings = training(epochs=2, max_steps=None, backend="trainer", checkpoint_every_steps=3)
+
+    def fit(run_dir: Path, resume: bool = False) -> tuple[HFClassifier, FitContext]:
+        torch.manual_seed(0)
+        context = FitContext(training=settings, run_dir=run_dir, resume=resume, show_progress=False)
+        return HFClassifier(params).fit(reviews(32, 0), reviews(8, 1), context), context
+
+    expected, expected_context = fit(tmp_path / "reference")
+    calls = {"n": 0}
+
+    def crashing(config):
+        plain = objectives.build_objective(config)
+
+        def objective(network, batch):
+            calls["n"] += 1
+            if calls["n"] == 8:  # steps 1-4, evaluation, steps 5-6 (saved), then step 7
+                raise KeyboardInterrupt
+            return plain(network, batch)
+
+        return objective
+
+    monkeypatch.setattr(hf_trainer, "build_objective", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "run")
+    saved = sorted(p.name for p in (tmp_path / "run" / "hf_trainer").glob("checkpoint-*"))
+    assert "checkpoint-6" in saved
+    monkeypatch.undo()
+    resumed, resumed_context = fit(tmp_path / "run", resume=True)
+    assert resumed.fit_result.steps == expected.fit_result.steps == 8
+    assert [row["valid_loss"] for row in resumed_context.history] == [
+        row["valid_loss"] for row in expected_context.history
+    ]
+    for name, value in expected.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[name], value, rtol=0, atol=0)

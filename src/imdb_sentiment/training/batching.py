@@ -107,6 +107,26 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return [batches[index] for index in rng.permutation(len(batches))]
 
 
+class FlatLengthBucketSampler(Sampler[int]):
+    """The batch sampler's order, one index at a time, for loaders that cut the batches themselves
+    (Hugging Face Trainer). Seeded by (seed, epoch) like it, unlike transformers' LengthGroupedSampler,
+    which draws from the global RNG when an epoch starts: a Trainer resumed inside an epoch would see
+    another order for it."""
+
+    def __init__(self, batches: LengthBucketBatchSampler) -> None:
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.batches:
+            yield from batch
+
+
 def make_loader(
     dataset: EncodedDataset,
     encoder: TextEncoder,

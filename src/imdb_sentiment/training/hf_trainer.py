@@ -6,6 +6,12 @@ epoch on the validation split, ``load_best_model_at_end`` on validation accuracy
 ``training.precision`` asks for it (auto: on GPUs), and ``group_by_length`` sampling. It exists so
 the write-up's "Trainer" rows can be reproduced and compared with the native loop.
 
+Checkpoints and pre-emption use the Trainer's own machinery: ``training.checkpoint_every_steps`` and
+SIGTERM ask it to save (a callback sets ``should_save``), and ``resume_from_checkpoint`` restores
+model, optimizer, scheduler, scaler, RNG states and skips the batches the epoch already took. Under
+torchrun / accelerate launch the Trainer runs DDP itself; ``per_device_train_batch_size`` is the
+global ``training.batch_size`` split over the processes, as in the native loop.
+
 The network is our :class:`~imdb_sentiment.models.hf.model.HFNetwork` adapter (batch dict in,
 ``NetworkOutput`` out), so ``compute_loss`` is overridden to call the project's objective; the
 Trainer's own loss handling never sees a raw transformers model.
@@ -27,9 +33,10 @@ from torch import nn
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.text.encoder import TextEncoder
-from imdb_sentiment.training.batching import EncodedDataset
+from imdb_sentiment.training.batching import EncodedDataset, FlatLengthBucketSampler, LengthBucketBatchSampler
 from imdb_sentiment.training.loop import TRANSFORMERS_SCHEDULERS, FitResult, build_optimizer
 from imdb_sentiment.training.objectives import Objective, build_objective
+from imdb_sentiment.training.preemption import TrainingStopped, stop_requested
 from imdb_sentiment.training.runtime import Runtime
 
 logger = logging.getLogger("imdb_sentiment.training")
@@ -53,9 +60,19 @@ def make_trainer_class() -> type:
 
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides for accumulation
 
-        def __init__(self, *args: Any, objective: Objective, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, objective: Objective, length_bucketing: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.objective = objective
+            self.length_bucketing = length_bucketing
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            """Our (seed, epoch)-seeded length buckets: a resume inside an epoch sees the same order."""
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not isinstance(dataset, EncodedDataset):
+                return super()._get_train_sampler(train_dataset)
+            batches = LengthBucketBatchSampler(dataset.lengths, self.args.per_device_train_batch_size, shuffle=True,
+                                               seed=self.args.data_seed, bucketing=self.length_bucketing)  # fmt: skip
+            return FlatLengthBucketSampler(batches)
 
         def compute_loss(
             self,
@@ -68,6 +85,29 @@ def make_trainer_class() -> type:
             return (loss, {"logits": logits}) if return_outputs else loss
 
     return ObjectiveTrainer
+
+
+def make_checkpoint_callback(every_steps: int | None) -> Any:
+    """Save every ``every_steps`` steps besides the epoch ends; on SIGTERM save, and stop."""
+    from transformers import TrainerCallback
+
+    class StepCheckpoints(TrainerCallback):
+        stopped_at: int | None = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if every_steps and state.global_step % every_steps == 0:
+                control.should_save = True
+            if stop_requested():
+                control.should_save = control.should_training_stop = True
+                self.stopped_at = state.global_step
+            return control
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if self.stopped_at is not None:  # stopped inside the epoch: no evaluation or second save
+                control.should_evaluate = control.should_save = False
+            return control
+
+    return StepCheckpoints()
 
 
 def base_training_arguments(
@@ -101,8 +141,8 @@ def training_arguments(
         show_progress,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
+        per_device_train_batch_size=math.ceil(config.batch_size / runtime.world_size),
+        per_device_eval_batch_size=math.ceil(config.eval_batch_size / runtime.world_size),
         gradient_accumulation_steps=config.grad_accum_steps,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -144,7 +184,8 @@ def fit_with_hf_trainer(
     try:
         args = training_arguments(config, runtime, output_dir, seed, run_dir is not None, show_progress)
         network.to(args.device)  # before the optimizer is built around its parameters
-        callbacks = []
+        checkpointing = make_checkpoint_callback(config.checkpoint_every_steps)
+        callbacks = [checkpointing]
         if config.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
         trainer = make_trainer_class()(
@@ -159,6 +200,7 @@ def fit_with_hf_trainer(
             # builds the warmup/decay schedule on it.
             optimizers=(build_optimizer(network, config), None),
             objective=build_objective(config.objective),
+            length_bucketing=config.length_bucketing,
         )
         if not show_progress:
             from transformers.trainer_callback import PrinterCallback
@@ -168,6 +210,8 @@ def fit_with_hf_trainer(
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
         elapsed = time.perf_counter() - started
+        if checkpointing.stopped_at is not None:
+            raise TrainingStopped(checkpointing.stopped_at)  # its checkpoint stays for --resume
         result = _fit_result(trainer, elapsed, len(train_data), config)
         # Done: the checkpoints hold optimizer state (3x the model) and the caller saves the final
         # model itself. After an error or Ctrl-C they stay, so that --resume continues from them.

@@ -321,7 +321,9 @@ class Trainer:
         every rank at the same step: the epoch totals are summed over the ranks first."""
         saved_position = None
         if position is not None:
-            loss_sum, correct, seen = distributed.sum_over_ranks([position.loss_sum, position.correct, position.seen])
+            loss_sum, correct, seen = distributed.sum_over_ranks(
+                [position.loss_sum, position.correct, position.seen]
+            )
             saved_position = {"batches": position.batches, "loss_sum": loss_sum, "correct": correct, "seen": seen}
         self.checkpoints.save_resume_point(
             {
