@@ -33,6 +33,7 @@ from torch import nn
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.text.encoder import TextEncoder
+from imdb_sentiment.training import distributed
 from imdb_sentiment.training.batching import EncodedDataset, FlatLengthBucketSampler, LengthBucketBatchSampler
 from imdb_sentiment.training.loop import TRANSFORMERS_SCHEDULERS, FitResult, build_optimizer
 from imdb_sentiment.training.objectives import Objective, build_objective
@@ -213,6 +214,8 @@ def fit_with_hf_trainer(
         if checkpointing.stopped_at is not None:
             raise TrainingStopped(checkpointing.stopped_at)  # its checkpoint stays for --resume
         result = _fit_result(trainer, elapsed, len(train_data), config)
+        result.world_size = runtime.world_size
+        result.weights_identical_across_ranks = distributed.weights_identical_across_ranks(network)
         # Done: the checkpoints hold optimizer state (3x the model) and the caller saves the final
         # model itself. After an error or Ctrl-C they stay, so that --resume continues from them.
         for checkpoint in output_dir.glob("checkpoint-*"):
