@@ -356,3 +356,25 @@ def test_trainer_backend_resumes_mid_epoch_from_a_step_checkpoint_exactly(checkp
     ]
     for name, value in expected.network.state_dict().items():
         torch.testing.assert_close(resumed.network.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_trainer_backend_resumes_from_the_newest_checkpoint_that_matches_its_checksums(tmp_path, caplog):
+    import logging
+
+    from imdb_sentiment.training.hf_trainer import latest_intact_checkpoint, write_checksums
+
+    assert latest_intact_checkpoint(tmp_path) is None  # nothing saved yet: a fresh start
+    for step in (4, 6, 9):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(bytes(range(step)))
+        if step != 9:  # checkpoint-9 was cut off before its checksums were written
+            write_checksums(folder)
+    assert latest_intact_checkpoint(tmp_path).name == "checkpoint-6"
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"truncated")
+    with caplog.at_level(logging.WARNING, logger="imdb_sentiment.training"):
+        assert latest_intact_checkpoint(tmp_path).name == "checkpoint-4"
+    assert "checkpoint-6 is damaged" in caplog.text
+    (tmp_path / "checkpoint-4" / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="cannot resume"):
+        latest_intact_checkpoint(tmp_path)

@@ -8,7 +8,9 @@ the write-up's "Trainer" rows can be reproduced and compared with the native loo
 
 Checkpoints and pre-emption use the Trainer's own machinery: ``training.checkpoint_every_steps`` and
 SIGTERM ask it to save (a callback sets ``should_save``), and ``resume_from_checkpoint`` restores
-model, optimizer, scheduler, scaler, RNG states and skips the batches the epoch already took. Under
+model, optimizer, scheduler, scaler, RNG states and skips the batches the epoch already took. Each
+saved ``checkpoint-N/`` gets a ``checksums.sha256`` (the Trainer writes none): a resume takes the
+newest folder whose files match it, with a warning when it has to skip a damaged or unfinished one. Under
 torchrun / accelerate launch the Trainer runs DDP itself; ``per_device_train_batch_size`` is the
 global ``training.batch_size`` split over the processes, as in the native loop.
 
@@ -32,6 +34,8 @@ import torch
 from torch import nn
 
 from imdb_sentiment.config import TrainingConfig
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import sha256_file, write_text_atomic
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training import distributed
 from imdb_sentiment.training.batching import EncodedDataset, FlatLengthBucketSampler, LengthBucketBatchSampler
@@ -88,12 +92,60 @@ def make_trainer_class() -> type:
     return ObjectiveTrainer
 
 
+CHECKSUMS = "checksums.sha256"
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): sha256_file(path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != CHECKSUMS}  # fmt: skip
+
+
+def write_checksums(folder: Path) -> None:
+    lines = [f"{digest}  {name}" for name, digest in _file_digests(folder).items()]
+    write_text_atomic(folder / CHECKSUMS, "\n".join(lines) + "\n")
+
+
+def _intact(folder: Path) -> bool:
+    manifest = folder / CHECKSUMS
+    if not manifest.is_file():
+        return False
+    expected = {}
+    for line in manifest.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    actual = _file_digests(folder)
+    # Other ranks may add their rng_state_<rank>.pth after rank 0 listed the folder: check what it listed.
+    return bool(expected) and all(actual.get(name) == digest for name, digest in expected.items())
+
+
+def latest_intact_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose files match its checksums; None when there is none at all."""
+    folders = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.rpartition("-")[2]),
+                     reverse=True)  # fmt: skip
+    for folder in folders:
+        if _intact(folder):
+            return folder
+        logger.warning("%s is damaged or was not finished (its %s does not match); trying an older one",
+                       folder, CHECKSUMS)  # fmt: skip
+    if folders:
+        raise UserError(
+            f"cannot resume: no checkpoint in {output_dir} matches its {CHECKSUMS}; train the run again."
+        )
+    return None
+
+
 def make_checkpoint_callback(every_steps: int | None) -> Any:
-    """Save every ``every_steps`` steps besides the epoch ends; on SIGTERM save, and stop."""
+    """Save every ``every_steps`` steps besides the epoch ends; on SIGTERM save, and stop; a checksum
+    file in every saved checkpoint."""
     from transformers import TrainerCallback
 
     class StepCheckpoints(TrainerCallback):
         stopped_at: int | None = None
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.is_world_process_zero:
+                write_checksums(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            return control
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             if every_steps and state.global_step % every_steps == 0:
@@ -157,7 +209,7 @@ def training_arguments(
         load_best_model_at_end=True,
         metric_for_best_model="accuracy",
         greater_is_better=True,
-        save_total_limit=1,  # the best checkpoint is always kept besides the last
+        save_total_limit=2,  # the last two resume points (the best one is always kept besides)
         train_sampling_strategy="group_by_length" if config.length_bucketing else "random",
         label_names=["labels"],
         report_to=["tensorboard"] if logging_enabled else "none",
@@ -207,9 +259,9 @@ def fit_with_hf_trainer(
             from transformers.trainer_callback import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
-        has_checkpoint = resume and any(output_dir.glob("checkpoint-*"))
+        checkpoint = latest_intact_checkpoint(output_dir) if resume else None
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         elapsed = time.perf_counter() - started
         if checkpointing.stopped_at is not None:
             raise TrainingStopped(checkpointing.stopped_at)  # its checkpoint stays for --resume
