@@ -316,9 +316,10 @@ def test_trainer_backend_keeps_checkpoints_after_an_interruption_and_resumes(che
     assert not list((tmp_path / "run" / "hf_trainer").glob("checkpoint-*")), "cleaned up once finished"
 
 
-def test_trainer_backend_resumes_mid_epoch_from_a_step_checkpoint_exactly(checkpoints, tmp_path, monkeypatch):
+def test_trainer_backend_resumes_mid_epoch_exactly_after_a_crash_or_sigterm(checkpoints, tmp_path, monkeypatch):
     """checkpoint_every_steps through the Trainer's own save / resume_from_checkpoint: a crash in epoch 2
-    resumes from step 6 (2 batches into the epoch) and ends where an uninterrupted run does."""
+    resumes from step 6 (2 batches into the epoch), SIGTERM saves step 7 and stops; both resumes end
+    where an uninterrupted run does, bit for bit."""
     from imdb_sentiment.training import hf_trainer, objectives
 
     params = {"checkpoint": str(checkpoints["bert"]), "max_length": 32}
@@ -354,6 +355,35 @@ def test_trainer_backend_resumes_mid_epoch_from_a_step_checkpoint_exactly(checkp
     assert [row["valid_loss"] for row in resumed_context.history] == [
         row["valid_loss"] for row in expected_context.history
     ]
+    for name, value in expected.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[name], value, rtol=0, atol=0)
+
+    # SIGTERM during step 7: the Trainer saves checkpoint-7, stops, and a resume again ends the same way.
+    import os
+    import signal
+
+    from imdb_sentiment.training.preemption import TrainingStopped, stop_on_sigterm
+
+    calls["n"] = 0
+
+    def terminated(config):
+        plain = objectives.build_objective(config)
+
+        def objective(network, batch):
+            calls["n"] += 1
+            if calls["n"] == 8:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return plain(network, batch)
+
+        return objective
+
+    monkeypatch.setattr(hf_trainer, "build_objective", terminated)
+    with stop_on_sigterm(), pytest.raises(TrainingStopped) as stopped:
+        fit(tmp_path / "term")
+    assert stopped.value.step == 7
+    assert (tmp_path / "term" / "hf_trainer" / "checkpoint-7" / "checksums.sha256").is_file()
+    monkeypatch.undo()
+    resumed, _ = fit(tmp_path / "term", resume=True)
     for name, value in expected.network.state_dict().items():
         torch.testing.assert_close(resumed.network.state_dict()[name], value, rtol=0, atol=0)
 
