@@ -133,6 +133,12 @@ class TrainingConfig(StrictModel):
     layerwise_lr_decay: float | None = Field(None, gt=0.0, le=1.0)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     log_every_steps: int = Field(50, ge=1)
+    checkpoint_every_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Also write a resume checkpoint every N optimizer steps (a pre-empted or killed job "
+        "loses at most N steps); default: at epoch ends only. SIGTERM always writes one before stopping.",
+    )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
 
     @field_validator("learning_rate")

@@ -31,3 +31,21 @@ class RunInterrupted(KeyboardInterrupt):
     @property
     def message(self) -> str:
         return f"interrupted; resume with: {self.how_to_resume}"
+
+
+class RunPreempted(Exception):
+    """SIGTERM during a run (a cluster pre-empting the job), after a resume checkpoint was written and
+    the run folder marked "preempted". Exit code 143 (128 + SIGTERM), as the shell reports a job
+    killed by SIGTERM, so schedulers treat it as pre-empted rather than failed or finished."""
+
+    exit_code = 143
+
+    def __init__(self, run_dir: object, step: int, how_to_resume: str | None = None) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+        self.step = step
+        self.how_to_resume = how_to_resume or f"imdb-sentiment train --resume {run_dir}"
+
+    @property
+    def message(self) -> str:
+        return f"stopped by SIGTERM after step {self.step}; resume with: {self.how_to_resume}"

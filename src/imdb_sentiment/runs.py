@@ -79,6 +79,19 @@ def read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"Cannot read {path}: {exc}. Is this a run folder?") from None
 
 
+def check_resumable(run_dir: Path, overwrite: bool) -> None:
+    """A run folder ``--resume`` may continue: one that holds a completed run is replaced only with
+    ``--overwrite`` (new run folders never collide: their names carry the start time)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: not a run folder (no config.yaml).")
+    status = read_status(run_dir)
+    if status.get("status") == "completed" and not overwrite:
+        raise UserError(
+            f"--resume {run_dir}: this run completed (test accuracy {status.get('accuracy', float('nan')):.4f}); "
+            "resuming would replace its model and metrics. Pass --overwrite to do so, or train a new run."
+        )
+
+
 def check_run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():

@@ -314,3 +314,97 @@ def test_trainer_backend_keeps_checkpoints_after_an_interruption_and_resumes(che
     assert model.fit_result is not None and model.fit_result.steps == 8
     assert [row["epoch"] for row in resumed_context.history] == [1.0, 2.0]
     assert not list((tmp_path / "run" / "hf_trainer").glob("checkpoint-*")), "cleaned up once finished"
+
+
+def test_trainer_backend_resumes_mid_epoch_exactly_after_a_crash_or_sigterm(checkpoints, tmp_path, monkeypatch):
+    """checkpoint_every_steps through the Trainer's own save / resume_from_checkpoint: a crash in epoch 2
+    resumes from step 6 (2 batches into the epoch), SIGTERM saves step 7 and stops; both resumes end
+    where an uninterrupted run does, bit for bit."""
+    from imdb_sentiment.training import hf_trainer, objectives
+
+    params = {"checkpoint": str(checkpoints["bert"]), "max_length": 32}
+    settings = training(epochs=2, max_steps=None, backend="trainer", checkpoint_every_steps=3)
+
+    def fit(run_dir: Path, resume: bool = False) -> tuple[HFClassifier, FitContext]:
+        torch.manual_seed(0)
+        context = FitContext(training=settings, run_dir=run_dir, resume=resume, show_progress=False)
+        return HFClassifier(params).fit(reviews(32, 0), reviews(8, 1), context), context
+
+    expected, expected_context = fit(tmp_path / "reference")
+    calls = {"n": 0}
+
+    def crashing(config):
+        plain = objectives.build_objective(config)
+
+        def objective(network, batch):
+            calls["n"] += 1
+            if calls["n"] == 8:  # steps 1-4, evaluation, steps 5-6 (saved), then step 7
+                raise KeyboardInterrupt
+            return plain(network, batch)
+
+        return objective
+
+    monkeypatch.setattr(hf_trainer, "build_objective", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "run")
+    saved = sorted(p.name for p in (tmp_path / "run" / "hf_trainer").glob("checkpoint-*"))
+    assert "checkpoint-6" in saved
+    monkeypatch.undo()
+    resumed, resumed_context = fit(tmp_path / "run", resume=True)
+    assert resumed.fit_result.steps == expected.fit_result.steps == 8
+    assert [row["valid_loss"] for row in resumed_context.history] == [
+        row["valid_loss"] for row in expected_context.history
+    ]
+    for name, value in expected.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[name], value, rtol=0, atol=0)
+
+    # SIGTERM during step 7: the Trainer saves checkpoint-7, stops, and a resume again ends the same way.
+    import os
+    import signal
+
+    from imdb_sentiment.training.preemption import TrainingStopped, stop_on_sigterm
+
+    calls["n"] = 0
+
+    def terminated(config):
+        plain = objectives.build_objective(config)
+
+        def objective(network, batch):
+            calls["n"] += 1
+            if calls["n"] == 8:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return plain(network, batch)
+
+        return objective
+
+    monkeypatch.setattr(hf_trainer, "build_objective", terminated)
+    with stop_on_sigterm(), pytest.raises(TrainingStopped) as stopped:
+        fit(tmp_path / "term")
+    assert stopped.value.step == 7
+    assert (tmp_path / "term" / "hf_trainer" / "checkpoint-7" / "checksums.sha256").is_file()
+    monkeypatch.undo()
+    resumed, _ = fit(tmp_path / "term", resume=True)
+    for name, value in expected.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_trainer_backend_resumes_from_the_newest_checkpoint_that_matches_its_checksums(tmp_path, caplog):
+    import logging
+
+    from imdb_sentiment.training.hf_trainer import latest_intact_checkpoint, write_checksums
+
+    assert latest_intact_checkpoint(tmp_path) is None  # nothing saved yet: a fresh start
+    for step in (4, 6, 9):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(bytes(range(step)))
+        if step != 9:  # checkpoint-9 was cut off before its checksums were written
+            write_checksums(folder)
+    assert latest_intact_checkpoint(tmp_path).name == "checkpoint-6"
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"truncated")
+    with caplog.at_level(logging.WARNING, logger="imdb_sentiment.training"):
+        assert latest_intact_checkpoint(tmp_path).name == "checkpoint-4"
+    assert "checkpoint-6 is damaged" in caplog.text
+    (tmp_path / "checkpoint-4" / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="cannot resume"):
+        latest_intact_checkpoint(tmp_path)

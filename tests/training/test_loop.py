@@ -199,3 +199,44 @@ def test_training_learns_the_toy_task() -> None:
     result = Trainer(fresh_network(), training, show_progress=False).fit(*loaders(training, size=64))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.best_valid_accuracy >= 0.9
+
+
+class CrashAtStep(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer: Trainer, step: int, logs: dict[str, float]) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt(f"simulated crash at step {step}")
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_resume_mid_epoch_from_a_step_checkpoint_matches_an_uninterrupted_run(tmp_path, accumulation) -> None:
+    training = config(epochs=2, checkpoint_every_steps=3, grad_accum_steps=accumulation)
+    steps_per_epoch = -(-len(loaders(training)[0]) // accumulation)
+    torch.manual_seed(123)
+    reference_network = fresh_network()
+    expected = Trainer(reference_network, training, show_progress=False).fit(*loaders(training))
+
+    torch.manual_seed(123)
+    crash_step = steps_per_epoch + 4  # in epoch 2, before that step's own checkpoint
+    crashing = Trainer(fresh_network(), training, run_dir=tmp_path, show_progress=False,
+                       callbacks=[CrashAtStep(crash_step)])  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit(*loaders(training))
+    state = crashing.checkpoints.load_resume_point()
+    saved_step = (crash_step - 1) // 3 * 3
+    assert (state["epoch"], state["step"]) == (1, saved_step)
+    assert state["position"]["batches"] == (saved_step - steps_per_epoch) * accumulation  # inside epoch 2
+    # the one before it is kept: a step checkpoint or the end of epoch 1, whichever came later
+    assert crashing.checkpoints.load("previous.pt")["step"] == max(saved_step - 3, steps_per_epoch)
+
+    torch.manual_seed(999)
+    resumed_network = fresh_network(seed=5)
+    result = Trainer(resumed_network, training, run_dir=tmp_path, show_progress=False).fit(
+        *loaders(training), resume=True
+    )
+    assert without_times(result.history) == without_times(expected.history)  # bit-exact, train totals too
+    assert result.steps == expected.steps
+    for name, value in reference_network.state_dict().items():
+        torch.testing.assert_close(resumed_network.state_dict()[name], value, rtol=0, atol=0)

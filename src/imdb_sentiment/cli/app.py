@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
 
 app = typer.Typer(
     help="Train, evaluate, compare and serve sentiment classifiers on IMDB (or any labelled text set).",
@@ -96,6 +96,9 @@ def main() -> None:
         app()
     except UserError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except RunPreempted as exc:
+        err_console.print(exc.message, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except SystemExit as exc:
         # Typer turns Ctrl-C into exit code 130 silently; the KeyboardInterrupt is the cause of the

@@ -49,11 +49,18 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run folder from its last checkpoint.")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Let --resume continue a run that already completed, replacing its results.")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
 ) -> None:
-    """Train a model, evaluate it on the full test set and write a run folder."""
+    """Train a model, evaluate it on the full test set and write a run folder.
+
+    Several processes or machines: launch it with torchrun (e.g. ``torchrun --nproc-per-node 4 -m
+    imdb_sentiment.cli train CONFIG``); rank 0 writes the run folder."""
     from imdb_sentiment.config import build_config, load_config, read_yaml
     from imdb_sentiment.pipelines.experiment import run_experiment
+    from imdb_sentiment.runs import check_resumable
 
     overrides = data_overrides(data, format, text_column, label_column, encoding, limit, test_limit)
     overrides += [f"training.epochs={epochs}"] if epochs is not None else []
@@ -62,13 +69,17 @@ def train(
     overrides += [f"name={yaml_scalar(name)}"] if name else []
     overrides += set_ or []
     if resume is not None:
-        if not (resume / "config.yaml").is_file():
-            raise UserError(f"--resume {resume}: not a run folder (no config.yaml).")
+        check_resumable(resume, overwrite)
         experiment = build_config(read_yaml(resume / "config.yaml"), overrides)
     else:
         experiment = load_config(config, overrides)
+    from imdb_sentiment.training.distributed import launcher_ranks
+
+    quiet = quiet or launcher_ranks()[0] != 0  # under a launcher, rank 0 speaks for all
     setup_logging(quiet)
     result = run_experiment(experiment, resume_dir=resume, show_progress=not quiet, command=" ".join(sys.argv))
+    if not result.main_process:
+        return
     print_metrics(result.metrics, f"{experiment.run_name} on {result.metrics['examples']:,} test reviews")
     console.print(f"Run folder: [bold]{result.run_dir}[/bold]")
 

@@ -89,10 +89,12 @@ class TorchTextClassifier(SentimentModel):
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> TorchTextClassifier:
         training = context.training
         train_data, valid_data = self.prepare_fit(train, valid, context)
+        assert self.runtime is not None
+        shard = {"rank": self.runtime.rank, "world_size": self.runtime.world_size}  # one share per process
         train_loader = make_loader(
-            train_data, self.encoder, training.batch_size, True, context.seed, training.length_bucketing
+            train_data, self.encoder, training.batch_size, True, context.seed, training.length_bucketing, **shard
         )
-        valid_loader = make_loader(valid_data, self.encoder, training.eval_batch_size, False)
+        valid_loader = make_loader(valid_data, self.encoder, training.eval_batch_size, False, **shard)
         trainer = Trainer(
             self.network,
             training,
@@ -119,12 +121,19 @@ class TorchTextClassifier(SentimentModel):
                 "mean_train_tokens": float(train_data.lengths.mean()),
             }
         )
+        if result.world_size > 1:
+            context.extra_metrics["distributed"] = {
+                "world_size": result.world_size,
+                "weights_identical_across_ranks": result.weights_identical_across_ranks,
+            }
 
     def predict_proba(self, texts: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
         dataset = self.encode(texts)
-        loader = make_loader(dataset, self.encoder, batch_size, shuffle=False)
-        runtime = self.inference_runtime()
+        runtime = self.inference_runtime()  # fitted under a launcher: each rank predicts a share
+        loader = make_loader(
+            dataset, self.encoder, batch_size, shuffle=False, rank=runtime.rank, world_size=runtime.world_size
+        )
         logits = predict_logits(
             self.network.to(runtime.device), loader, runtime.device, runtime.bf16, show_progress
         )

@@ -23,7 +23,7 @@ import pandas as pd
 
 from imdb_sentiment.config import dump_config
 from imdb_sentiment.data.splits import PreparedData, load_data
-from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
 from imdb_sentiment.io_utils import atomic_path, ensure_writable_dir, write_json_atomic, write_text_atomic
 from imdb_sentiment.pipelines.analyze import analyze_run
 from imdb_sentiment.pipelines.experiment import run_experiment
@@ -373,6 +373,10 @@ def run_benchmark(
             raise RunInterrupted(
                 output_dir, f"the same benchmark command (completed runs in {output_dir} are kept and skipped)"
             ) from None
+        except RunPreempted as preempted:  # SIGTERM: the whole job is being stopped, not this row
+            result.write()
+            raise RunPreempted(output_dir, preempted.step, "the same benchmark command (the stopped run "
+                               f"continues from its checkpoint: {preempted.run_dir})") from None  # fmt: skip
         except Exception as exc:  # one broken run must not lose the others' results
             message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             logger.error("benchmark: %s failed: %s", run.run_dir.name, message)

@@ -1,6 +1,11 @@
 """One experiment end to end: data -> model (from the registry) -> fit -> test evaluation -> run folder.
 
 This is the single pipeline behind ``train``, ``benchmark`` and (later) sweeps and learning curves.
+
+Under a launcher (``torchrun``, ``accelerate launch``) every process runs it: all of them load the
+data, fit (DistributedDataParallel) and predict their share of the test set; only the main process
+(rank 0) creates and writes the run folder, and the others learn its path from it. SIGTERM during the
+fit writes a resume checkpoint and ends in :class:`RunPreempted` (exit code 143).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import pandas as pd
 
 from imdb_sentiment.config import ExperimentConfig, dump_config
 from imdb_sentiment.data.splits import PreparedData, load_data
-from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model, reliability_bins, single_review_latency
 from imdb_sentiment.evaluation.plots import (
     plot_confusion_matrix,
@@ -36,6 +41,8 @@ from imdb_sentiment.runs import (
     save_model_atomically,
     write_status,
 )
+from imdb_sentiment.training import distributed
+from imdb_sentiment.training.preemption import TrainingStopped, stop_on_sigterm
 
 logger = logging.getLogger("imdb_sentiment")
 
@@ -45,6 +52,7 @@ class ExperimentResult:
     run_dir: Path
     metrics: dict[str, Any]
     model: SentimentModel
+    main_process: bool = True  # False on the other ranks of a distributed run: they wrote nothing
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler:
@@ -82,44 +90,37 @@ def run_experiment(
     if model_class.uses_training_loop:  # resolved once here; nothing below decides device or precision
         from imdb_sentiment.training.runtime import Runtime
 
-        runtime = Runtime.from_training(config.training)
+        runtime = Runtime.from_training(config.training).apply()  # joins a launcher's process group
+    elif distributed.launcher_ranks()[1] > 1:
+        raise UserError(f"model.name: {config.model.name!r} trains in one process; run it without torchrun.")
 
+    if runtime is not None and not runtime.is_main_process:
+        run_dir = Path(distributed.from_main_process(None))
+        return _follow_main_process(config, data, model, runtime, run_dir, resume_dir is not None)
     if resume_dir is not None:
         run_dir = resume_dir
     elif run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = create_run_dir(config.output_dir, config.run_name)
+    distributed.from_main_process(str(run_dir))
     handler = attach_log_file(run_dir)
     try:
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
         write_json_atomic(run_dir / "environment.json", environment_record(config.seed, config.data.seed))
         write_json_atomic(run_dir / "data.json", data.summary())
+        processes = {"processes": runtime.world_size} if runtime is not None and runtime.world_size > 1 else {}
         if resume_dir is None:
-            write_status(run_dir, "running", started=now_utc(), command=command, model=config.model.name)
+            write_status(run_dir, "running", started=now_utc(), command=command, model=config.model.name,
+                         **processes)  # fmt: skip
         else:  # the first start time stays; each resume is added to the record
             resumes = read_status(run_dir).get("resumed", [])
             write_status(run_dir, "running", resumed=[*resumes, now_utc()], resume_command=command)
         logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
                     len(data.train), len(data.valid), len(data.test))  # fmt: skip
-        context = FitContext(
-            training=config.training,
-            seed=config.seed,
-            runtime=runtime,
-            run_dir=run_dir,
-            unsup=data.unsup,
-            resume=resume_dir is not None,
-            show_progress=show_progress,
-        )
+        context = _fit_context(config, data, runtime, run_dir, resume_dir is not None, show_progress)
         with PeakMemory() as peak:
-            started = time.perf_counter()
-            model.fit(data.train, data.valid, context)
-            # A resumed fit adds the training time its checkpoint recorded before the interruption.
-            train_seconds = time.perf_counter() - started + context.extra_metrics.get("earlier_train_seconds", 0.0)
-            logger.info("trained in %.1f s", train_seconds)
-            metrics, probabilities = evaluate_model(
-                model, data.test.texts, data.test.labels, config.training.eval_batch_size
-            )
+            train_seconds, metrics, probabilities = _fit_and_test(model, data, context, config)
         metrics.update(single_review_latency(model, data.test.texts))
         metrics.update(
             {
@@ -157,12 +158,52 @@ def run_experiment(
     except KeyboardInterrupt:
         _record_end(run_dir, "interrupted")
         raise RunInterrupted(run_dir) from None
+    except TrainingStopped as stopped:
+        _record_end(run_dir, "preempted", step=stopped.step)
+        raise RunPreempted(run_dir, stopped.step) from None
     except BaseException as exc:
         _record_end(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         logging.getLogger("imdb_sentiment").removeHandler(handler)
         handler.close()
+
+
+def _fit_context(config: ExperimentConfig, data: PreparedData, runtime: Any, run_dir: Path, resume: bool,
+                 show_progress: bool) -> FitContext:  # fmt: skip
+    return FitContext(training=config.training, seed=config.seed, runtime=runtime, run_dir=run_dir,
+                      unsup=data.unsup, resume=resume, show_progress=show_progress)  # fmt: skip
+
+
+def _fit_and_test(model: SentimentModel, data: PreparedData, context: FitContext, config: ExperimentConfig
+                  ) -> tuple[float, dict[str, Any], np.ndarray]:  # fmt: skip
+    """Fit, then predict the test set: (train seconds, test metrics, probabilities). SIGTERM during the
+    fit ends it at the next step with a checkpoint (TrainingStopped). Every rank runs this, and
+    ``single_review_latency`` after it: the predictions are gathered across ranks."""
+    started = time.perf_counter()
+    with stop_on_sigterm():
+        model.fit(data.train, data.valid, context)
+    # A resumed fit adds the training time its checkpoint recorded before the interruption.
+    train_seconds = time.perf_counter() - started + context.extra_metrics.get("earlier_train_seconds", 0.0)
+    logger.info("trained in %.1f s", train_seconds)
+    metrics, probabilities = evaluate_model(
+        model, data.test.texts, data.test.labels, config.training.eval_batch_size
+    )
+    return train_seconds, metrics, probabilities
+
+
+def _follow_main_process(config: ExperimentConfig, data: PreparedData, model: SentimentModel, runtime: Any,
+                         run_dir: Path, resume: bool) -> ExperimentResult:  # fmt: skip
+    """A rank besides 0: the same fit and test predictions (their collectives need every rank), reading
+    the run folder's checkpoints on resume but writing nothing; its log says warnings only."""
+    logging.getLogger("imdb_sentiment").setLevel(logging.WARNING)
+    context = _fit_context(config, data, runtime, run_dir, resume, show_progress=False)
+    try:
+        _, metrics, _ = _fit_and_test(model, data, context, config)
+    except TrainingStopped as stopped:
+        raise RunPreempted(run_dir, stopped.step) from None
+    metrics.update(single_review_latency(model, data.test.texts))
+    return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model, main_process=False)
 
 
 def _record_end(run_dir: Path, status: str, **extra: Any) -> None:

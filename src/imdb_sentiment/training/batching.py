@@ -2,7 +2,14 @@
 
 PyTorch has no length-grouped sampler (transformers' ``LengthGroupedSampler`` is tied to its Trainer),
 so this small one is written here. Shuffling is seeded by (seed, epoch), which makes a resumed run
-see exactly the batches an uninterrupted run would.
+see exactly the batches an uninterrupted run would, from the batch it stopped at (``set_epoch``'s
+``start_batch``).
+
+Distributed (``world_size`` > 1): every rank draws the same batches, and rank r takes every
+``world_size``-th example of each, so ``batch_size`` stays the global batch and a config trains the
+same way on any number of processes (torch's ``DistributedSampler`` shards examples and cannot keep
+length buckets). Training batches too small to give every rank an example repeat their last example
+on the ranks left over (every rank must take each step); evaluation never repeats or drops one.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         bucketing: bool = True,
         pool_batches: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
@@ -54,20 +63,38 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.bucketing = bucketing
         self.pool_batches = pool_batches
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Draw the batches of ``epoch``, skipping the first ``start_batch`` (a mid-epoch resume)."""
         self.epoch = epoch
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        """Batches in a whole epoch (``start_batch`` is not subtracted)."""
+        if self.shuffle or self.world_size == 1:
+            return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return sum(1 for batch in self._global_batches() if len(batch[self.rank :: self.world_size]))
 
     def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._global_batches()[self.start_batch :]:
+            if self.world_size > 1:
+                share = batch[self.rank :: self.world_size]
+                if not len(share):
+                    if not self.shuffle:
+                        continue
+                    share = batch[-1:]
+                batch = share
+            yield batch.tolist()
+
+    def _global_batches(self) -> list[np.ndarray]:
         count = len(self.lengths)
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable") if self.bucketing else np.arange(count)
-            yield from (order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size))
-            return
+            return [order[i : i + self.batch_size] for i in range(0, count, self.batch_size)]
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(count)
         batches = []
@@ -76,9 +103,28 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             chunk = order[start : start + pool]
             if self.bucketing:
                 chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
-        for index in rng.permutation(len(batches)):
-            yield batches[index]
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        return [batches[index] for index in rng.permutation(len(batches))]
+
+
+class FlatLengthBucketSampler(Sampler[int]):
+    """The batch sampler's order, one index at a time, for loaders that cut the batches themselves
+    (Hugging Face Trainer). Seeded by (seed, epoch) like it, unlike transformers' LengthGroupedSampler,
+    which draws from the global RNG when an epoch starts: a Trainer resumed inside an epoch would see
+    another order for it."""
+
+    def __init__(self, batches: LengthBucketBatchSampler) -> None:
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.batches:
+            yield from batch
 
 
 def make_loader(
@@ -88,6 +134,10 @@ def make_loader(
     shuffle: bool,
     seed: int = 0,
     bucketing: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, shuffle, seed, bucketing)
+    sampler = LengthBucketBatchSampler(
+        dataset.lengths, batch_size, shuffle, seed, bucketing, rank=rank, world_size=world_size
+    )
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=encoder.collate)

@@ -4,6 +4,8 @@
   only (the RNG states are stored as tensors and tuples), so a crafted file in a folder someone hands
   us cannot run code.
 - Written atomically (temporary file, fsync, rename) with a sha256 beside it (``last.pt.sha256``).
+- A resume point is written at every epoch end, every ``training.checkpoint_every_steps`` steps and on
+  SIGTERM; one written inside an epoch also holds the position in it (batches taken, running totals).
 - The newest two resume points are kept (``last.pt`` and ``previous.pt``): a damaged newest one
   (truncated by a full disk, a killed job) is detected by its checksum and the previous one is used,
   with a warning.
@@ -29,15 +31,17 @@ LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
 
 class CheckpointStore:
-    """``checkpoints/*.pt`` of one run; without a folder, saving is a no-op and loading finds nothing."""
+    """``checkpoints/*.pt`` of one run; without a folder, saving is a no-op and loading finds nothing.
+    Not ``writable``: loads only (the ranks besides rank 0 of a distributed run)."""
 
-    def __init__(self, folder: Path | None, device: torch.device) -> None:
+    def __init__(self, folder: Path | None, device: torch.device, writable: bool = True) -> None:
         self.folder = folder
         self.device = device
+        self.writable = writable
 
     # --------------------------------------------------------------------------------------- saving
     def save(self, state: dict[str, Any], name: str) -> None:
-        if self.folder is None:
+        if self.folder is None or not self.writable:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / name) as tmp:
@@ -49,7 +53,7 @@ class CheckpointStore:
 
     def save_resume_point(self, state: dict[str, Any]) -> None:
         """Write ``last.pt``, keeping the one it replaces as ``previous.pt``."""
-        if self.folder is None:
+        if self.folder is None or not self.writable:
             return
         if (self.folder / LAST).exists():
             for source, target in ((LAST, PREVIOUS), (LAST + ".sha256", PREVIOUS + ".sha256")):

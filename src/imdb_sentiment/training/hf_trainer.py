@@ -6,6 +6,14 @@ epoch on the validation split, ``load_best_model_at_end`` on validation accuracy
 ``training.precision`` asks for it (auto: on GPUs), and ``group_by_length`` sampling. It exists so
 the write-up's "Trainer" rows can be reproduced and compared with the native loop.
 
+Checkpoints and pre-emption use the Trainer's own machinery: ``training.checkpoint_every_steps`` and
+SIGTERM ask it to save (a callback sets ``should_save``), and ``resume_from_checkpoint`` restores
+model, optimizer, scheduler, scaler, RNG states and skips the batches the epoch already took. Each
+saved ``checkpoint-N/`` gets a ``checksums.sha256`` (the Trainer writes none): a resume takes the
+newest folder whose files match it, with a warning when it has to skip a damaged or unfinished one. Under
+torchrun / accelerate launch the Trainer runs DDP itself; ``per_device_train_batch_size`` is the
+global ``training.batch_size`` split over the processes, as in the native loop.
+
 The network is our :class:`~imdb_sentiment.models.hf.model.HFNetwork` adapter (batch dict in,
 ``NetworkOutput`` out), so ``compute_loss`` is overridden to call the project's objective; the
 Trainer's own loss handling never sees a raw transformers model.
@@ -26,10 +34,14 @@ import torch
 from torch import nn
 
 from imdb_sentiment.config import TrainingConfig
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import sha256_file, write_text_atomic
 from imdb_sentiment.text.encoder import TextEncoder
-from imdb_sentiment.training.batching import EncodedDataset
+from imdb_sentiment.training import distributed
+from imdb_sentiment.training.batching import EncodedDataset, FlatLengthBucketSampler, LengthBucketBatchSampler
 from imdb_sentiment.training.loop import TRANSFORMERS_SCHEDULERS, FitResult, build_optimizer
 from imdb_sentiment.training.objectives import Objective, build_objective
+from imdb_sentiment.training.preemption import TrainingStopped, stop_requested
 from imdb_sentiment.training.runtime import Runtime
 
 logger = logging.getLogger("imdb_sentiment.training")
@@ -53,9 +65,19 @@ def make_trainer_class() -> type:
 
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides for accumulation
 
-        def __init__(self, *args: Any, objective: Objective, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, objective: Objective, length_bucketing: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.objective = objective
+            self.length_bucketing = length_bucketing
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            """Our (seed, epoch)-seeded length buckets: a resume inside an epoch sees the same order."""
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not isinstance(dataset, EncodedDataset):
+                return super()._get_train_sampler(train_dataset)
+            batches = LengthBucketBatchSampler(dataset.lengths, self.args.per_device_train_batch_size, shuffle=True,
+                                               seed=self.args.data_seed, bucketing=self.length_bucketing)  # fmt: skip
+            return FlatLengthBucketSampler(batches)
 
         def compute_loss(
             self,
@@ -68,6 +90,77 @@ def make_trainer_class() -> type:
             return (loss, {"logits": logits}) if return_outputs else loss
 
     return ObjectiveTrainer
+
+
+CHECKSUMS = "checksums.sha256"
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): sha256_file(path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != CHECKSUMS}  # fmt: skip
+
+
+def write_checksums(folder: Path) -> None:
+    lines = [f"{digest}  {name}" for name, digest in _file_digests(folder).items()]
+    write_text_atomic(folder / CHECKSUMS, "\n".join(lines) + "\n")
+
+
+def _intact(folder: Path) -> bool:
+    manifest = folder / CHECKSUMS
+    if not manifest.is_file():
+        return False
+    expected = {}
+    for line in manifest.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    actual = _file_digests(folder)
+    # Other ranks may add their rng_state_<rank>.pth after rank 0 listed the folder: check what it listed.
+    return bool(expected) and all(actual.get(name) == digest for name, digest in expected.items())
+
+
+def latest_intact_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose files match its checksums; None when there is none at all."""
+    folders = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.rpartition("-")[2]),
+                     reverse=True)  # fmt: skip
+    for folder in folders:
+        if _intact(folder):
+            return folder
+        logger.warning("%s is damaged or was not finished (its %s does not match); trying an older one",
+                       folder, CHECKSUMS)  # fmt: skip
+    if folders:
+        raise UserError(
+            f"cannot resume: no checkpoint in {output_dir} matches its {CHECKSUMS}; train the run again."
+        )
+    return None
+
+
+def make_checkpoint_callback(every_steps: int | None) -> Any:
+    """Save every ``every_steps`` steps besides the epoch ends; on SIGTERM save, and stop; a checksum
+    file in every saved checkpoint."""
+    from transformers import TrainerCallback
+
+    class StepCheckpoints(TrainerCallback):
+        stopped_at: int | None = None
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.is_world_process_zero:
+                write_checksums(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if every_steps and state.global_step % every_steps == 0:
+                control.should_save = True
+            if stop_requested():
+                control.should_save = control.should_training_stop = True
+                self.stopped_at = state.global_step
+            return control
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if self.stopped_at is not None:  # stopped inside the epoch: no evaluation or second save
+                control.should_evaluate = control.should_save = False
+            return control
+
+    return StepCheckpoints()
 
 
 def base_training_arguments(
@@ -101,8 +194,8 @@ def training_arguments(
         show_progress,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
+        per_device_train_batch_size=math.ceil(config.batch_size / runtime.world_size),
+        per_device_eval_batch_size=math.ceil(config.eval_batch_size / runtime.world_size),
         gradient_accumulation_steps=config.grad_accum_steps,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -116,7 +209,7 @@ def training_arguments(
         load_best_model_at_end=True,
         metric_for_best_model="accuracy",
         greater_is_better=True,
-        save_total_limit=1,  # the best checkpoint is always kept besides the last
+        save_total_limit=2,  # the last two resume points (the best one is always kept besides)
         train_sampling_strategy="group_by_length" if config.length_bucketing else "random",
         label_names=["labels"],
         report_to=["tensorboard"] if logging_enabled else "none",
@@ -144,7 +237,8 @@ def fit_with_hf_trainer(
     try:
         args = training_arguments(config, runtime, output_dir, seed, run_dir is not None, show_progress)
         network.to(args.device)  # before the optimizer is built around its parameters
-        callbacks = []
+        checkpointing = make_checkpoint_callback(config.checkpoint_every_steps)
+        callbacks = [checkpointing]
         if config.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
         trainer = make_trainer_class()(
@@ -159,16 +253,21 @@ def fit_with_hf_trainer(
             # builds the warmup/decay schedule on it.
             optimizers=(build_optimizer(network, config), None),
             objective=build_objective(config.objective),
+            length_bucketing=config.length_bucketing,
         )
         if not show_progress:
             from transformers.trainer_callback import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
-        has_checkpoint = resume and any(output_dir.glob("checkpoint-*"))
+        checkpoint = latest_intact_checkpoint(output_dir) if resume else None
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         elapsed = time.perf_counter() - started
+        if checkpointing.stopped_at is not None:
+            raise TrainingStopped(checkpointing.stopped_at)  # its checkpoint stays for --resume
         result = _fit_result(trainer, elapsed, len(train_data), config)
+        result.world_size = runtime.world_size
+        result.weights_identical_across_ranks = distributed.weights_identical_across_ranks(network)
         # Done: the checkpoints hold optimizer state (3x the model) and the caller saves the final
         # model itself. After an error or Ctrl-C they stay, so that --resume continues from them.
         for checkpoint in output_dir.glob("checkpoint-*"):

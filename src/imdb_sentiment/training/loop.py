@@ -2,8 +2,10 @@
 
 Features: AdamW/SGD, warmup + linear/cosine decay, gradient clipping and accumulation, bf16 autocast,
 early stopping and best-checkpoint selection on the validation split (never the test split),
-``resume`` from the last epoch checkpoint with identical results, a Rich progress bar with live
-loss / accuracy / throughput, TensorBoard event files, and hooks (callbacks) for later extensions.
+resume checkpoints at epoch ends and every ``training.checkpoint_every_steps`` steps (``resume``
+continues from the saved step with identical results), a checkpoint and a clean stop on SIGTERM,
+DistributedDataParallel under a launcher (see training/distributed.py), a Rich progress bar with
+live loss / accuracy / throughput, TensorBoard event files, and hooks (callbacks) for later extensions.
 
 Why not accelerate/Lightning: the loop is ~200 lines, and owning it keeps checkpoints, the run folder
 and the bit-exact resume contract in one place; device, precision and threads come from one
@@ -12,6 +14,8 @@ and the bit-exact resume contract in one place; device, precision and threads co
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import time
@@ -27,8 +31,10 @@ from torch.utils.data import DataLoader
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.training import distributed
 from imdb_sentiment.training.checkpoint import BEST, CheckpointStore, get_rng_state, set_rng_state
 from imdb_sentiment.training.objectives import Objective, build_objective
+from imdb_sentiment.training.preemption import TrainingStopped, stop_requested
 from imdb_sentiment.training.runtime import Runtime, autocast
 
 logger = logging.getLogger("imdb_sentiment.training")
@@ -55,6 +61,36 @@ class FitResult:
     earlier_seconds: float = 0.0  # of which spent before the last resume
     steps: int = 0
     stopped_early: bool = False
+    world_size: int = 1  # processes that trained it (DistributedDataParallel when > 1)
+    weights_identical_across_ranks: bool = True
+
+
+@dataclass
+class EpochPosition:
+    """How far the current epoch got: batches taken and the running training totals (of all ranks).
+    Saved in mid-epoch checkpoints so that a resume continues from the next batch."""
+
+    batches: int = 0
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: float = 0.0
+
+
+@dataclass
+class _FitState:
+    """What a resume checkpoint holds besides the weights, kept together while fitting."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    result: FitResult
+    epochs_done: int = 0
+    step: int = 0
+    patience_left: int | None = None
+    elapsed_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -117,8 +153,13 @@ def predict_logits(
     logits = np.concatenate(outputs) if outputs else np.zeros((0, 2), dtype=np.float32)
     if batches is None:
         return logits
+    indices = np.asarray(order, dtype=np.int64)
+    if getattr(loader.batch_sampler, "world_size", 1) > 1:  # each rank predicted its share
+        indices, logits = distributed.gather_rows(indices, logits)
+        if len(indices) != len(loader.dataset) or len(np.unique(indices)) != len(indices):
+            raise RuntimeError("the ranks' predictions do not cover the dataset exactly once")
     restored = np.empty_like(logits)
-    restored[np.asarray(order, dtype=np.int64)] = logits
+    restored[indices] = logits
     return restored
 
 
@@ -165,8 +206,12 @@ class Trainer:
         self.run_dir = run_dir
         self.callbacks = list(callbacks)
         self.show_progress = show_progress
-        self.checkpoints = CheckpointStore(run_dir / "checkpoints" if run_dir else None, self.device)
+        # Every rank reads the checkpoints (a resume); only the main process writes them.
+        self.checkpoints = CheckpointStore(
+            run_dir / "checkpoints" if run_dir else None, self.device, writable=self.runtime.is_main_process
+        )
         self.writer = None
+        self.train_network: nn.Module = self.network  # the DistributedDataParallel wrapper when distributed
 
     # ------------------------------------------------------------------------------------- training
     def fit(self, train_loader: DataLoader, valid_loader: DataLoader | None, resume: bool = False) -> FitResult:
@@ -176,50 +221,59 @@ class Trainer:
         if config.max_steps:
             total_steps = min(total_steps, config.max_steps)
         optimizer = build_optimizer(self.network, config)
-        scheduler = build_scheduler(optimizer, config, total_steps)
-        result = FitResult()
-        start_epoch, step, patience_left = 0, 0, config.early_stopping_patience
+        run = _FitState(optimizer, build_scheduler(optimizer, config, total_steps), FitResult(),
+                        patience_left=config.early_stopping_patience)  # fmt: skip
+        result = run.result
         best_state: dict[str, torch.Tensor] | None = None
-        elapsed_before = 0.0
+        position, rng_in_epoch = EpochPosition(), None
 
         checkpoint = self.checkpoints.load_resume_point() if resume else None
         if checkpoint is not None:
             self.network.load_state_dict(checkpoint["network"])
             optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            start_epoch, step = checkpoint["epoch"], checkpoint["step"]
-            patience_left = checkpoint["patience_left"]
+            run.scheduler.load_state_dict(checkpoint["scheduler"])
+            run.epochs_done, run.step = checkpoint["epoch"], checkpoint["step"]
+            run.patience_left = checkpoint["patience_left"]
             result.history = checkpoint["history"]
             result.best_epoch = checkpoint["best_epoch"]
             result.best_valid_accuracy = checkpoint["best_valid_accuracy"]
-            elapsed_before = checkpoint["train_seconds"]
+            run.elapsed_before = checkpoint["train_seconds"]
             best_state = self._load_best_state()
-            set_rng_state(checkpoint["rng"])
-            logger.info("resumed from epoch %d (step %d)", start_epoch, step)
-        if self.run_dir is not None:
+            saved_position = checkpoint.get("position")
+            if saved_position:  # mid-epoch: the RNG state is restored once the epoch's iterator exists
+                position = EpochPosition(**saved_position)
+                if not self.runtime.is_main_process:  # the totals of all ranks are counted once, on rank 0
+                    position = EpochPosition(batches=position.batches)
+                rng_in_epoch = checkpoint["rng"]
+            else:
+                set_rng_state(checkpoint["rng"])
+            logger.info("resumed from epoch %d, step %d (batch %d of the epoch)", run.epochs_done, run.step,
+                        position.batches)  # fmt: skip
+        self.train_network = self._wrap_for_training()
+        if self.run_dir is not None and self.runtime.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-        started = time.perf_counter()
+        run.started = time.perf_counter()
         stop = (
-            start_epoch >= config.epochs
-            or (config.max_steps is not None and step >= config.max_steps)
-            or (patience_left is not None and patience_left <= 0)  # the resumed run had stopped early
+            run.epochs_done >= config.epochs
+            or (config.max_steps is not None and run.step >= config.max_steps)
+            or (run.patience_left is not None and run.patience_left <= 0)  # the resumed run had stopped early
         )
-        with _progress(self.show_progress) as progress:
-            for epoch in range(start_epoch, config.epochs):
+        with _progress(self.show_progress and self.runtime.is_main_process) as progress:
+            for epoch in range(run.epochs_done, config.epochs):
                 if stop:
                     break
                 if hasattr(train_loader.batch_sampler, "set_epoch"):
-                    train_loader.batch_sampler.set_epoch(epoch)
+                    train_loader.batch_sampler.set_epoch(epoch, position.batches)
                 task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=len(train_loader), info="")
-                epoch_logs = self._train_epoch(train_loader, optimizer, scheduler, progress, task, step)
-                step = int(epoch_logs.pop("step"))
-                logs: dict[str, float] = {"epoch": epoch + 1, "step": step, **epoch_logs}
+                epoch_logs = self._train_epoch(train_loader, run, progress, task, position, rng_in_epoch)
+                position, rng_in_epoch = EpochPosition(), None
+                logs: dict[str, float] = {"epoch": epoch + 1, "step": run.step, **epoch_logs}
                 if valid_loader is not None:
                     logs.update(self.evaluate(valid_loader))
-                logs["elapsed_seconds"] = elapsed_before + time.perf_counter() - started
+                logs["elapsed_seconds"] = run.seconds()
                 result.history.append(logs)
                 self._log_epoch(logs)
                 improved = valid_loader is None or not logs["valid_accuracy"] <= result.best_valid_accuracy
@@ -228,38 +282,65 @@ class Trainer:
                     result.best_valid_accuracy = logs.get("valid_accuracy", float("nan"))
                     best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
                     self.checkpoints.save({"network": best_state, "epoch": epoch + 1}, BEST)
-                    patience_left = config.early_stopping_patience
-                elif patience_left is not None:
-                    patience_left -= 1
+                    run.patience_left = config.early_stopping_patience
+                elif run.patience_left is not None:
+                    run.patience_left -= 1
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, epoch + 1, logs)
-                stop = (patience_left is not None and patience_left <= 0) or (
-                    config.max_steps is not None and step >= config.max_steps
+                stop = (run.patience_left is not None and run.patience_left <= 0) or (
+                    config.max_steps is not None and run.step >= config.max_steps
                 )
-                result.stopped_early = patience_left is not None and patience_left <= 0
-                self.checkpoints.save_resume_point(
-                    {
-                        "network": self.network.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "epoch": epoch + 1,
-                        "step": step,
-                        "patience_left": patience_left,
-                        "history": result.history,
-                        "best_epoch": result.best_epoch,
-                        "best_valid_accuracy": result.best_valid_accuracy,
-                        "train_seconds": logs["elapsed_seconds"],
-                        "rng": get_rng_state(),
-                    }
-                )
-        result.train_seconds = elapsed_before + time.perf_counter() - started
-        result.earlier_seconds = elapsed_before
-        result.steps = step
+                result.stopped_early = run.patience_left is not None and run.patience_left <= 0
+                run.epochs_done = epoch + 1
+                self._save_resume_point(run, None, logs["elapsed_seconds"])
+        result.train_seconds = run.seconds()
+        result.earlier_seconds = run.elapsed_before
+        result.steps = run.step
         if best_state is not None:
             self.network.load_state_dict(best_state)
+        result.world_size = self.runtime.world_size
+        result.weights_identical_across_ranks = distributed.weights_identical_across_ranks(self.network)
         if self.writer is not None:
             self.writer.close()
         return result
+
+    def _wrap_for_training(self) -> nn.Module:
+        """DistributedDataParallel under a launcher (it broadcasts rank 0's weights, then averages the
+        gradients); the bare network otherwise. Checkpoints and evaluation use the bare network."""
+        if self.runtime.world_size == 1:
+            return self.network
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # Some networks leave parameters out of a forward (an unused pooler, a features head): DDP
+        # must not wait for their gradients.
+        return DistributedDataParallel(self.network, device_ids=device_ids, find_unused_parameters=True)
+
+    def _save_resume_point(self, run: _FitState, position: EpochPosition | None, seconds: float) -> None:
+        """``last.pt`` (the previous one kept); ``position`` for a checkpoint inside an epoch. Called on
+        every rank at the same step: the epoch totals are summed over the ranks first."""
+        saved_position = None
+        if position is not None:
+            loss_sum, correct, seen = distributed.sum_over_ranks(
+                [position.loss_sum, position.correct, position.seen]
+            )
+            saved_position = {"batches": position.batches, "loss_sum": loss_sum, "correct": correct, "seen": seen}
+        self.checkpoints.save_resume_point(
+            {
+                "network": self.network.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "epoch": run.epochs_done,
+                "step": run.step,
+                "position": saved_position,
+                "patience_left": run.patience_left,
+                "history": run.result.history,
+                "best_epoch": run.result.best_epoch,
+                "best_valid_accuracy": run.result.best_valid_accuracy,
+                "train_seconds": seconds,
+                "rng": get_rng_state(),
+            }
+        )
 
     def _load_best_state(self) -> dict[str, torch.Tensor] | None:
         """The best epoch's weights; a damaged best.pt costs only the choice of epoch, not the run."""
@@ -270,53 +351,83 @@ class Trainer:
             return None
         return best["network"] if best else None
 
-    def _train_epoch(self, loader, optimizer, scheduler, progress, task, step: int) -> dict[str, float]:
-        config = self.config
-        self.network.train()
-        total_loss, correct, seen, micro = 0.0, 0, 0, 0
+    def _train_epoch(
+        self, loader, run: _FitState, progress, task, position: EpochPosition, rng_state: dict[str, Any] | None
+    ) -> dict[str, float]:
+        config, network = self.config, self.train_network
+        network.train()
+        micro = 0
         window_started, window_examples = time.perf_counter(), 0
-        optimizer.zero_grad(set_to_none=True)
-        batches_left = len(loader)
-        for batch in loader:
+        run.optimizer.zero_grad(set_to_none=True)
+        total_batches = len(loader)
+        batches_left = total_batches - position.batches
+        batches = iter(loader)
+        if rng_state is not None:
+            set_rng_state(rng_state)  # after iter(loader): creating the iterator draws from torch's RNG
+        if position.batches and not hasattr(loader.batch_sampler, "set_epoch"):
+            batches = itertools.islice(batches, position.batches, None)  # exact only for a fixed order
+        progress.update(task, completed=position.batches)
+        for batch in batches:
             batch = to_device(batch, self.device)
-            with autocast(self.device, self.bf16):
-                loss, logits = self.objective(self.network, batch)
             # The last accumulation group of an epoch may be short: scale by its real size.
             group = min(config.grad_accum_steps, batches_left + micro)
-            (loss / group).backward()
+            # DistributedDataParallel averages gradients on the group's last backward only.
+            skip_sync = micro + 1 < group and hasattr(network, "no_sync")
+            with network.no_sync() if skip_sync else contextlib.nullcontext():
+                with autocast(self.device, self.bf16):
+                    loss, logits = self.objective(network, batch)
+                (loss / group).backward()
             micro += 1
             batches_left -= 1
             size = len(batch["labels"])
-            total_loss += float(loss.detach()) * size
-            correct += int((logits.detach().argmax(-1) == batch["labels"]).sum())
-            seen += size
+            position.loss_sum += float(loss.detach()) * size
+            position.correct += int((logits.detach().argmax(-1) == batch["labels"]).sum())
+            position.seen += size
             window_examples += size
             if micro == group:
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
                 micro = 0
-                step += 1
+                run.step += 1
+                position.batches = total_batches - batches_left
                 throughput = window_examples / max(time.perf_counter() - window_started, 1e-9)
-                logs = {"loss": total_loss / seen, "accuracy": correct / seen, "examples_per_second": throughput}
-                if step % config.log_every_steps == 0:
-                    self._scalar("train/loss", float(loss.detach()), step)
-                    self._scalar("train/learning_rate", scheduler.get_last_lr()[0], step)
+                logs = {"loss": position.loss_sum / position.seen, "accuracy": position.correct / position.seen,
+                        "examples_per_second": throughput}  # fmt: skip
+                if run.step % config.log_every_steps == 0:
+                    self._scalar("train/loss", float(loss.detach()), run.step)
+                    self._scalar("train/learning_rate", run.scheduler.get_last_lr()[0], run.step)
                     window_started, window_examples = time.perf_counter(), 0
                 for callback in self.callbacks:
-                    callback.on_step_end(self, step, logs)
-                if config.max_steps is not None and step >= config.max_steps:
+                    callback.on_step_end(self, run.step, logs)
+                self._checkpoint_within_epoch(run, position, batches_left)
+                if config.max_steps is not None and run.step >= config.max_steps:
                     progress.update(task, advance=1)
                     break
             progress.update(
                 task,
                 advance=1,
-                info=f"loss {total_loss / seen:.4f} acc {correct / seen:.3f} "
+                info=f"loss {position.loss_sum / max(position.seen, 1):.4f} "
+                f"acc {position.correct / max(position.seen, 1):.3f} "
                 f"{window_examples / max(time.perf_counter() - window_started, 1e-9):.1f} ex/s",
             )
-        return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1), "step": step}
+        loss_sum, correct, seen = distributed.sum_over_ranks([position.loss_sum, position.correct, position.seen])
+        return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+    def _checkpoint_within_epoch(self, run: _FitState, position: EpochPosition, batches_left: int) -> None:
+        """Every ``checkpoint_every_steps`` steps (the epoch's end writes its own); on SIGTERM, one more
+        and a clean stop."""
+        stopping = stop_requested()
+        every = self.config.checkpoint_every_steps
+        if stopping or (every and run.step % every == 0 and batches_left > 0):
+            self._save_resume_point(run, position, run.seconds())
+        if stopping:
+            distributed.wait_for_all()  # no rank leaves before rank 0 has written the checkpoint
+            if self.writer is not None:
+                self.writer.close()
+            raise TrainingStopped(run.step)
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> dict[str, float]:

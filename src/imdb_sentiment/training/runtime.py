@@ -15,6 +15,7 @@ all agree on what ``auto`` means:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.training import distributed
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import TrainingConfig
@@ -82,12 +84,26 @@ class Runtime:
 
     @classmethod
     def from_training(cls, training: TrainingConfig) -> Runtime:
-        return cls.resolve(training.device, training.precision, training.threads)
+        """The training runtime; under torchrun / accelerate launch, this process's rank and world size
+        (and, on GPUs, the launcher's local device)."""
+        runtime = cls.resolve(training.device, training.precision, training.threads)
+        rank, world_size, local_rank = distributed.launcher_ranks()
+        if world_size == 1:
+            return runtime
+        device = runtime.device
+        if device.type == "cuda" and training.device in ("auto", "cuda"):
+            device = torch.device("cuda", local_rank)
+        return dataclasses.replace(runtime, device=device, rank=rank, world_size=world_size)
 
     def apply(self) -> Runtime:
-        """Make the process follow this runtime (thread count); returns self for chaining."""
+        """Make the process follow this runtime (thread count, the launcher's process group); returns
+        self for chaining."""
         if self.threads:
             torch.set_num_threads(self.threads)
+        if self.world_size > 1:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            distributed.join_process_group(self.device)
         return self
 
     @property

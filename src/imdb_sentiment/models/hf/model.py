@@ -247,7 +247,9 @@ class HFClassifier(TorchTextClassifier):
     def predict_proba(self, texts: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
         network, device, bf16 = self.inference_network()
-        loader = make_loader(self.encode(texts), self.encoder, batch_size, shuffle=False)
+        runtime = self.inference_runtime()  # fitted under a launcher: each rank predicts a share
+        loader = make_loader(self.encode(texts), self.encoder, batch_size, shuffle=False, rank=runtime.rank,
+                             world_size=runtime.world_size)  # fmt: skip
         logits = predict_logits(network, loader, device, bf16, show_progress)
         return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 

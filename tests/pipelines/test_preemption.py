@@ -1,0 +1,112 @@
+"""Pre-emption with the real process: SIGTERM writes a checkpoint and exits 143 with the resume
+command; SIGKILL loses at most the steps since the last step checkpoint. Either way ``--resume`` ends
+with exactly the metrics and predictions of a run that was never stopped (tiny CNN, one thread)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
+
+from imdb_sentiment.config import build_config, dump_config, load_config
+from imdb_sentiment.pipelines.experiment import run_experiment
+from imdb_sentiment.runs import check_resumable
+
+CLI = Path(sys.executable).with_name("imdb-sentiment")
+SETTINGS = ["model.name=cnn", "model.params.embeddings=random", "model.params.embedding_dim=16",
+            "model.params.num_filters=4", "model.params.max_length=24", "training.threads=1",
+            "training.early_stopping_patience=null", "training.batch_size=4", "training.epochs=4",
+            "training.checkpoint_every_steps=1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data") / "imdb"
+    write_tiny_parquet_imdb(folder, size=80)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def config_file(tiny_data, tmp_path_factory) -> Path:
+    file = tmp_path_factory.mktemp("config") / "tiny-cnn.yaml"
+    file.write_text(dump_config(build_config({}, [f"data.path={json.dumps(str(tiny_data))}", *SETTINGS])))
+    return file
+
+
+@pytest.fixture(scope="module")
+def reference(config_file, tmp_path_factory) -> Path:
+    """The same training, never stopped."""
+    output = tmp_path_factory.mktemp("reference")
+    config = load_config(str(config_file), [f"output_dir={json.dumps(str(output))}"])
+    return run_experiment(config, show_progress=False).run_dir
+
+
+def start(config_file: Path, runs: Path) -> subprocess.Popen:
+    command = [str(CLI), "train", str(config_file), "--output-dir", str(runs), "--quiet"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_a_checkpoint(runs: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/checkpoints/last.pt.sha256")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def assert_same_results(run_dir: Path, reference: Path) -> None:
+    metrics, expected = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference))
+    for key in ("accuracy", "f1", "roc_auc"):
+        assert metrics[key] == expected[key], key
+    assert metrics["details"]["optimizer_steps"] == expected["details"]["optimizer_steps"]
+    assert (run_dir / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+    history, expected_history = (pd.read_csv(d / "history.csv").drop(columns="elapsed_seconds") for d in (run_dir, reference))  # fmt: skip
+    pd.testing.assert_frame_equal(history, expected_history, check_exact=True)
+
+
+def test_sigterm_and_sigkill_mid_epoch_then_resume_end_like_an_uninterrupted_run(
+    config_file, reference, tmp_path, capsys
+) -> None:
+    terminated, killed = (
+        start(config_file, tmp_path / "term"),
+        start(config_file, tmp_path / "kill"),
+    )  # side by side
+    wait_for_a_checkpoint(tmp_path / "term")
+    terminated.send_signal(signal.SIGTERM)
+    wait_for_a_checkpoint(tmp_path / "kill")
+    killed.kill()
+    _, err = terminated.communicate(timeout=120)
+    killed.communicate(timeout=60)
+
+    assert terminated.returncode == 143, err
+    assert "Traceback" not in err
+    (run_dir,) = (tmp_path / "term").iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "preempted"
+    assert err.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM after step {run['step']}; resume with: imdb-sentiment train --resume {run_dir}"
+    )
+    assert killed.returncode == -signal.SIGKILL
+    (killed_dir,) = (tmp_path / "kill").iterdir()
+    assert json.loads((killed_dir / "run.json").read_text())["status"] == "running"  # it had no say
+
+    for stopped in (run_dir, killed_dir):
+        code, _, err = run_cli(["train", "--resume", str(stopped), "--quiet"], capsys)
+        assert code == 0, err
+        assert json.loads((stopped / "run.json").read_text())["status"] == "completed"
+        assert_same_results(stopped, reference)
+
+
+def test_a_completed_run_is_replaced_only_with_overwrite(reference, capsys) -> None:
+    one_line_user_error(lambda: check_resumable(reference, overwrite=False), "completed", "--overwrite")
+    code, _, err = run_cli(["train", "--resume", str(reference), "--quiet"], capsys)
+    assert code == 2 and "--overwrite" in err
+    before = json.loads((reference / "metrics.json").read_text())
+    code, _, err = run_cli(["train", "--resume", str(reference), "--overwrite", "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((reference / "metrics.json").read_text())["accuracy"] == before["accuracy"]
