@@ -117,6 +117,11 @@ class TrainingConfig(StrictModel):
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.01, ge=0.0, le=1.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    optimizer_kernel: Literal["auto", "fused", "foreach", "for-loop"] = Field(
+        "auto",
+        description="How the optimizer updates parameters: auto (fused where torch has the kernel), fused "
+        "(one kernel for all tensors), foreach (batched per step), for-loop (one tensor at a time).",
+    )
     scheduler: Literal["constant", "linear", "cosine"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(1.0, gt=0.0)

@@ -152,7 +152,8 @@ def git_commit() -> str | None:
 
 def environment_record(seed: int, data_seed: int) -> dict[str, Any]:
     return {"seed": seed, "data_seed": data_seed, "machine": machine_info(), "packages": package_versions(),
-            "git_commit": git_commit(), "load_average": _load_average()}  # fmt: skip
+            "git_commit": git_commit(), "load_average": _load_average(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}  # fmt: skip
 
 
 def _load_average() -> list[float] | None:

@@ -33,7 +33,9 @@ from imdb_sentiment.text.embeddings import (
     train_or_load_word2vec,
     vectors_dim,
 )
-from imdb_sentiment.text.vocabulary import PAD_ID, UNK_ID, Vocabulary, WordEncoder, tokenize_all
+from imdb_sentiment.text.token_cache import tokenized_corpus
+from imdb_sentiment.text.vocabulary import PAD_ID, UNK_ID, Vocabulary, WordEncoder
+from imdb_sentiment.training.batching import EncodedDataset
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
@@ -118,9 +120,17 @@ class WordModel(TorchTextClassifier):
             [sum(token_id != UNK_ID for token_id in ids) / len(ids) for ids in self.encoder.encode(texts)]
         )
 
+    def encode(self, texts: list[str], labels: np.ndarray | None = None) -> EncodedDataset:
+        """``WordEncoder.encode``, from the on-disk token cache (:mod:`imdb_sentiment.text.token_cache`)."""
+        assert isinstance(self.encoder, WordEncoder), "fit or load the model first"
+        encoder = self.encoder
+        return EncodedDataset(
+            tokenized_corpus(texts).encode(encoder.vocabulary, encoder.max_length, encoder.truncation), labels
+        )
+
     def build_encoder(self, train: TextDataset, context: FitContext) -> WordEncoder:
         p = self.params
-        vocabulary = Vocabulary.build(tokenize_all(train.texts), min_freq=p.min_freq, max_size=p.vocab_size)
+        vocabulary = tokenized_corpus(train.texts).vocabulary(p.min_freq, p.vocab_size)
         context.extra_metrics["vocabulary_size"] = len(vocabulary)
         self.pretrained_matrix = self._pretrained_matrix(vocabulary, train, context)
         return WordEncoder(vocabulary, p.max_length, p.truncation)
