@@ -35,6 +35,12 @@ TINY_PARAMS: dict[str, dict] = {
     "hf": {"from_scratch": True, **TINY_BERT},
     "minilm": {"max_length": 32},  # the real bundled weights; still only a few steps
     "bert-scratch": TINY_BERT,
+    "ensemble": {
+        "members": [
+            {"model": "nbsvm", "params": {"min_df": 1, "max_features": None, "refit_on_train_and_valid": False}},
+            {"model": "fasttext", "params": WORD},
+        ]
+    },
 }
 
 

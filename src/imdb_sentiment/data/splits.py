@@ -37,6 +37,9 @@ class PreparedData:
             "sizes": {"train": len(self.train), "valid": len(self.valid), "test": len(self.test),
                       "unsup": len(self.unsup) if self.unsup else 0},
             "checksums": self.raw.checksums(),
+            # Which reviews train and validate (order-independent): an ensemble refuses members whose
+            # validation predictions are not held out from the same split.
+            "split_digests": {"train": self.train.content_digest(), "valid": self.valid.content_digest()},
         }  # fmt: skip
 
 

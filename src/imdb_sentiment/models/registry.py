@@ -33,6 +33,8 @@ MODEL_MODULES: dict[str, str] = {
     "hf": "imdb_sentiment.models.hf.model",
     "minilm": "imdb_sentiment.models.hf.model",
     "bert-scratch": "imdb_sentiment.models.hf.model",
+    # combinations of the above (issue 16)
+    "ensemble": "imdb_sentiment.models.ensemble",
 }
 
 _REGISTRY: dict[str, type[SentimentModel]] = {}
