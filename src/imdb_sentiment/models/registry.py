@@ -33,6 +33,9 @@ MODEL_MODULES: dict[str, str] = {
     "hf": "imdb_sentiment.models.hf.model",
     "minilm": "imdb_sentiment.models.hf.model",
     "bert-scratch": "imdb_sentiment.models.hf.model",
+    # language models (issue 18)
+    "llm-score": "imdb_sentiment.models.llm.scoring",
+    "llm-sft": "imdb_sentiment.models.llm.sft",
 }
 
 _REGISTRY: dict[str, type[SentimentModel]] = {}
