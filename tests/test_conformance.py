@@ -7,10 +7,12 @@ must add its tiny settings to TINY_PARAMS.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from fake_openai import shared_fake_server
 from helpers import tiny_causal_lm_folder, tiny_reviews
 
 from imdb_sentiment.config import TrainingConfig
@@ -39,6 +41,13 @@ TINY_PARAMS: dict[str, dict] = {
     "bert-scratch": TINY_BERT,
     "llm-score": TINY_LLM,
     "llm-sft": {**TINY_LLM, "adapter": {"method": "lora", "rank": 2}},
+    # A fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py); answers cached per process.
+    "llm-prompt": {
+        "base_url": shared_fake_server().base_url,
+        "model": "fake",
+        "shots": 2,
+        "answer_cache": tempfile.mkdtemp(prefix="llm-answers-"),
+    },
 }
 
 

@@ -36,6 +36,7 @@ MODEL_MODULES: dict[str, str] = {
     # language models (issue 18)
     "llm-score": "imdb_sentiment.models.llm.scoring",
     "llm-sft": "imdb_sentiment.models.llm.sft",
+    "llm-prompt": "imdb_sentiment.models.llm.remote",
 }
 
 _REGISTRY: dict[str, type[SentimentModel]] = {}
