@@ -74,6 +74,19 @@ class FakeOpenAI:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
+            def do_GET(self) -> None:
+                if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    status, payload = 401, b'{"error": {"message": "invalid api key"}}'
+                else:
+                    listing = {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "x"}
+                                                          for m in fake.models]}  # fmt: skip
+                    status, payload = 200, json.dumps(listing).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 if fake.delay:

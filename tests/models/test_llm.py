@@ -194,3 +194,45 @@ def test_the_api_key_is_sent_but_never_stored(tmp_path, monkeypatch) -> None:
         model.save(tmp_path / "saved")
     stored = "".join(path.read_text() for path in tmp_path.rglob("*") if path.is_file())
     assert "s3cret-key" not in stored and json.loads((tmp_path / "saved" / "model.json").read_text())
+
+
+# ------------------------------------------------------------------------------------ through the CLI
+def test_train_llm_prompt_end_to_end_labels_the_sample_and_reports_coverage(tmp_path, capsys) -> None:
+    from helpers import run_cli, write_tiny_parquet_imdb
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=24)
+    with FakeOpenAI() as server:
+        args = ["train", "llm-prompt", "--data", str(tmp_path / "data"), "--test-limit", "10", "--quiet",
+                "--output-dir", str(tmp_path / "runs"), "--set", f"model.params.base_url={server.base_url}",
+                "--set", "model.params.model=fake", "--set", f"model.params.answer_cache={tmp_path / 'cache'}"]  # fmt: skip
+        code, out, err = run_cli(args, capsys)
+        assert code == 0, err
+        metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+        assert metrics["examples"] == 10 and metrics["full_test_set"] is False
+        assert metrics["coverage"] == 1.0 and metrics["parameters"] == 0 and "coverage" in out
+        # Unknown model: refused before any run folder exists.
+        code, out, err = run_cli([*args[:-4], "--set", "model.params.model=nope", "--name", "bad"], capsys)
+    assert code == 2 and "does not know model 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_an_unreachable_server_exits_2_with_one_line_in_the_real_process(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from helpers import write_tiny_parquet_imdb
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=8)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-c", "from imdb_sentiment.cli import main; main()", "train", "llm-prompt",
+               "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "runs"),
+               "--set", f"model.params.base_url=http://127.0.0.1:{port}/v1"]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach http://127.0.0.1:{port}/v1" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

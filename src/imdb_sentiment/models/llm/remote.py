@@ -172,6 +172,30 @@ class LLMPromptClassifier(SentimentModel):
         endpoint = hashlib.sha256(f"{self.params.base_url.rstrip('/')}|{self.params.model}".encode()).hexdigest()
         return folder / f"{endpoint[:16]}.jsonl"
 
+    @classmethod
+    def check_runnable(cls, config, params: ModelParams) -> None:
+        """Before a run folder exists: the server answers, takes the key and knows the model
+        (``GET /models``; a server without that endpoint is given the benefit of the doubt)."""
+        assert isinstance(params, LLMPromptParams)
+        import openai
+
+        api_key = os.environ.get(params.api_key_env, "") if params.api_key_env else ""
+        client = openai.OpenAI(base_url=params.base_url, api_key=api_key or "none", timeout=min(params.timeout, 10.0),
+                               max_retries=0)  # fmt: skip
+        try:
+            known = [model.id for model in client.models.list()]
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.APIConnectionError) as exc:
+            raise ValueError(describe_api_error(exc, params, 0, 0, None)) from None
+        except (openai.APIError, ValueError, TypeError, AttributeError):
+            return
+        finally:
+            client.close()
+        if known and params.model not in known:
+            raise ValueError(
+                f"model.params.model: {params.base_url} does not know model {params.model!r}; it serves "
+                f"{', '.join(known[:10])}"
+            )
+
     # -------------------------------------------------------------------------------------- fitting
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMPromptClassifier:
         try:
@@ -286,26 +310,30 @@ class LLMPromptClassifier(SentimentModel):
         self.shots = [(text, int(label)) for text, label in json.loads((Path(directory) / SHOTS_FILE).read_text())]
 
 
-def describe_api_error(exc: BaseException, params: LLMPromptParams, done: int, total: int, cache: Path) -> str:
+def describe_api_error(
+    exc: BaseException, params: LLMPromptParams, done: int, total: int, cache: Path | None
+) -> str:
     """One line naming the cause, and what is kept."""
     import openai
 
-    kept = f"({done} of {total} answers received are kept in {cache})"
     where = params.base_url
     if isinstance(exc, openai.APITimeoutError):
-        return f"{where} did not answer within model.params.timeout={params.timeout:g} s {kept}."
-    if isinstance(exc, openai.APIConnectionError):
-        return f"cannot reach {where} (model.params.base_url): {exc.__cause__ or exc} {kept}."
-    if isinstance(exc, openai.AuthenticationError):
-        source = f"${params.api_key_env}" if params.api_key_env else "no key (model.params.api_key_env is null)"
-        return f"{where} refused the API key from {source} (401) {kept}."
-    if isinstance(exc, openai.PermissionDeniedError):
-        return f"{where} denied access (403) to model {params.model!r} {kept}."
-    if isinstance(exc, openai.NotFoundError):
-        return f"{where} does not know model {params.model!r} (model.params.model; 404) {kept}."
-    if isinstance(exc, openai.RateLimitError):
-        return (f"{where} kept answering 429 (rate limit) after {params.max_retries} retries; lower "
-                f"model.params.concurrency or raise max_retries {kept}.")  # fmt: skip
-    if isinstance(exc, openai.APIStatusError):
-        return f"{where} answered HTTP {exc.status_code} after {params.max_retries} retries {kept}."
-    return f"request to {where} failed: {type(exc).__name__}: {exc} {kept}."
+        cause = f"{where} did not answer within model.params.timeout={params.timeout:g} s"
+    elif isinstance(exc, openai.APIConnectionError):
+        cause = f"cannot reach {where} (model.params.base_url): {exc.__cause__ or exc}"
+    elif isinstance(exc, openai.AuthenticationError):
+        source = f"${params.api_key_env}" if params.api_key_env else "nowhere (model.params.api_key_env is null)"
+        cause = f"{where} refused the API key from {source} (401)"
+    elif isinstance(exc, openai.PermissionDeniedError):
+        cause = f"{where} denied access (403) to model {params.model!r}"
+    elif isinstance(exc, openai.NotFoundError):
+        cause = f"{where} does not know model {params.model!r} (model.params.model; 404)"
+    elif isinstance(exc, openai.RateLimitError):
+        cause = (f"{where} kept answering 429 (rate limit) after {params.max_retries} retries; lower "
+                 "model.params.concurrency or raise max_retries")  # fmt: skip
+    elif isinstance(exc, openai.APIStatusError):
+        cause = f"{where} answered HTTP {exc.status_code} after {params.max_retries} retries"
+    else:
+        cause = f"request to {where} failed: {type(exc).__name__}: {exc}"
+    kept = f" ({done} of {total} answers received are kept in {cache})" if cache else ""
+    return f"{cause}{kept}."
