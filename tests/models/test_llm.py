@@ -90,10 +90,10 @@ def scorer():
 
 def test_the_prompt_survives_truncation_and_only_the_review_is_cut(scorer) -> None:
     long_review = " ".join(["great"] * 3 + ["the"] * 50 + ["awful"] * 7)
-    ids = scorer.encoder.encode([long_review])[0]
-    prefix, suffix = scorer.encoder.prefix, scorer.encoder.suffix
-    assert ids[: len(prefix)] == prefix and ids[len(ids) - len(suffix) :] == suffix
-    body = scorer.encoder.decode(ids[len(prefix) : len(ids) - len(suffix)]).split()
+    ids = scorer.encoder.encode([long_review])[0]  # the prompt's prefix is the network's cached keys / values
+    suffix = scorer.encoder.suffix
+    assert len(scorer.encoder.prefix) > 20 and ids[len(ids) - len(suffix) :] == suffix
+    body = scorer.encoder.decode(ids[: len(ids) - len(suffix)]).split()
     assert body == ["great", "great"] + ["the"] * 0 + ["awful"] * 6  # head 2 + tail 6 of 8 tokens
 
 
@@ -105,6 +105,20 @@ def test_scoring_reports_raw_and_calibrated_accuracy_and_keeps_its_biases(scorer
     assert set(scorer.biases) == {"none", "content-free", "train"}
     scorer.save(tmp_path / "saved")
     assert SentimentModel.load(tmp_path / "saved").biases == scorer.biases
+
+
+def test_the_cached_prompt_prefix_scores_exactly_like_the_whole_prompt(scorer) -> None:
+    import copy
+
+    from imdb_sentiment.models.llm.scoring import LabelWordNetwork
+
+    texts = tiny_reviews(7, 5).texts
+    assert scorer.network.prompt_prefix and not scorer.encoder.include_prefix
+    whole = copy.copy(scorer)
+    whole.encoder = copy.copy(scorer.encoder)
+    whole.encoder.include_prefix = True
+    whole.network = LabelWordNetwork(scorer.network.lm, scorer.encoder.label_ids)
+    np.testing.assert_allclose(scorer.margins(texts, 3), whole.margins(texts, 3), atol=1e-5)
 
 
 def test_label_words_that_share_their_first_token_are_refused() -> None:

@@ -144,8 +144,11 @@ class PromptEncoder(TextEncoder):
     """Review -> prompt token ids (fixed prefix + head+tail-truncated review + fixed suffix); batches
     are left-padded so every row ends at the position whose next-token logits are read."""
 
-    def __init__(self, tokenizer: Any, params: LLMScoreParams, shots: list[tuple[str, int]]) -> None:
+    def __init__(
+        self, tokenizer: Any, params: LLMScoreParams, shots: list[tuple[str, int]], include_prefix: bool = True
+    ) -> None:
         self.tokenizer = tokenizer
+        self.include_prefix = include_prefix  # False: the network holds the prefix (its cached keys / values)
         self.max_length = params.max_length
         self.truncation = params.truncation
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -188,7 +191,8 @@ class PromptEncoder(TextEncoder):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return [self.prefix + truncate(ids, self.max_length, self.truncation) + self.suffix
+        prefix = self.prefix if self.include_prefix else []
+        return [prefix + truncate(ids, self.max_length, self.truncation) + self.suffix
                 for ids in self.review_ids(texts)]  # fmt: skip
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -210,18 +214,43 @@ class PromptEncoder(TextEncoder):
 
 
 class LabelWordNetwork(nn.Module):
-    """Causal LM -> the next-token logits of the two label words after the prompt: the 2-class logits."""
+    """Causal LM -> the next-token logits of the two label words after the prompt: the 2-class logits.
 
-    def __init__(self, lm: nn.Module, label_ids: list[int]) -> None:
+    With ``prompt_prefix`` (a frozen LM), batches carry only review + suffix: the prompt's shared
+    beginning (instruction, k-shot examples) runs once and its key / value cache is reused by every
+    batch. A 4-shot prompt is ~500 tokens before the review; without the cache each review would pay
+    for them again.
+    """
+
+    def __init__(self, lm: nn.Module, label_ids: list[int], prompt_prefix: list[int] | None = None) -> None:
         super().__init__()
         self.lm = lm
         self.register_buffer("label_ids", torch.as_tensor(label_ids, dtype=torch.long), persistent=False)
+        self.prompt_prefix = prompt_prefix
+        self._prefix_cache: tuple[torch.device, Any] | None = None
+
+    def prefix_cache(self, device: torch.device) -> Any:
+        if self._prefix_cache is None or self._prefix_cache[0] != device:
+            assert self.prompt_prefix
+            with torch.no_grad():
+                ids = torch.as_tensor([self.prompt_prefix], dtype=torch.long, device=device)
+                output = self.lm(input_ids=ids, use_cache=True, logits_to_keep=1)
+            self._prefix_cache = (device, output.past_key_values)
+        return self._prefix_cache[1]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> NetworkOutput:
-        output = self.lm(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-            position_ids=batch["position_ids"], logits_to_keep=1, use_cache=False,
-        )  # fmt: skip
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "position_ids": batch["position_ids"], "use_cache": False}  # fmt: skip
+        if self.prompt_prefix:
+            rows, start = batch["input_ids"].shape[0], len(self.prompt_prefix)
+            cache = copy.deepcopy(self.prefix_cache(batch["input_ids"].device))
+            cache.batch_repeat_interleave(rows)
+            seen = torch.ones(
+                (rows, start), dtype=batch["attention_mask"].dtype, device=batch["attention_mask"].device
+            )
+            inputs.update(attention_mask=torch.cat([seen, batch["attention_mask"]], dim=1),
+                          position_ids=batch["position_ids"] + start, past_key_values=cache, use_cache=True)  # fmt: skip
+        output = self.lm(**inputs, logits_to_keep=1)
         logits = output.logits[:, -1, :].index_select(-1, self.label_ids).float()
         return NetworkOutput(logits=logits, features=logits)
 
@@ -234,6 +263,7 @@ class LLMScorer(TorchTextClassifier):
     Params: ClassVar[type[ModelParams]] = LLMScoreParams
     params: LLMScoreParams
     uses_training_loop = False
+    caches_prompt: ClassVar[bool] = True  # the LM is frozen: the prompt prefix's keys / values never change
     description = "Any causal LM (hub id, folder, fetched GGUF) scored by label-word log-probs; calibrated."
 
     @classmethod
@@ -261,17 +291,18 @@ class LLMScorer(TorchTextClassifier):
             self.shots = choose_shots(train, self.params.shots, context.seed)
         except ValueError as exc:
             raise UserError(f"model.params.shots: {exc}") from None
-        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots)
+        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots, not self.caches_prompt)
 
     def load_encoder(self, directory: Path) -> PromptEncoder:
         saved = json.loads((Path(directory) / PROMPT_FILE).read_text())
         self.shots = [(text, int(label)) for text, label in saved["shots"]]
         self.biases = {key: float(value) for key, value in saved["biases"].items()}
-        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots)
+        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots, not self.caches_prompt)
 
     def build_network(self, request: NetworkRequest) -> LabelWordNetwork:
         assert self.encoder is not None
-        return LabelWordNetwork(load_causal_lm(self.params, private=False), self.encoder.label_ids)
+        prefix = self.encoder.prefix if self.caches_prompt else None
+        return LabelWordNetwork(load_causal_lm(self.params, private=False), self.encoder.label_ids, prefix)
 
     # ---------------------------------------------------------------------------------- calibration
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMScorer:

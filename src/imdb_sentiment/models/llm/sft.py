@@ -48,6 +48,7 @@ class LLMSFTClassifier(LLMScorer):
     Params: ClassVar[type[ModelParams]] = LLMSFTParams
     params: LLMSFTParams
     uses_training_loop = True
+    caches_prompt: ClassVar[bool] = False  # the adapter changes the prefix's keys / values as it trains
     description = "A causal LM's label-word logits fine-tuned with LoRA on the shared loop."
 
     @classmethod
