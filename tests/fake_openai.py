@@ -16,6 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from helpers import NEGATIVE_CUES, POSITIVE_CUES
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 refuses connections under 16+ in flight
+    daemon_threads = True
+
+
 class FakeOpenAI:
     def __init__(self, api_key: str | None = None, models: tuple[str, ...] = ("fake",), always_429: bool = False,
                  delay: float = 0.0) -> None:  # fmt: skip
@@ -23,8 +28,7 @@ class FakeOpenAI:
         self.requests = 0
         self.seen: set[str] = set()
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -71,6 +75,8 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
             def log_message(self, *args) -> None:  # quiet
                 pass
 

@@ -21,6 +21,7 @@ neither gives the two label-word logits of one forward pass.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -99,6 +100,14 @@ _BASE_CACHE: dict[tuple[str, str], nn.Module] = {}
 
 def model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
     """Where ``from_pretrained`` reads the LM and tokenizer: a folder, a hub id, a fetched GGUF."""
+    name, kwargs = _model_source(params)
+    if "gguf_file" in kwargs and importlib.util.find_spec("gguf") is None:
+        raise UserError("model.params.checkpoint: reading a GGUF file needs the gguf package; "
+                        "pip install 'imdb-sentiment[llm]'")  # fmt: skip
+    return name, kwargs
+
+
+def _model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
     if params.checkpoint in WHEEL_MODELS and not Path(params.checkpoint).exists():
         gguf = fetched_gguf(params.checkpoint)
         if gguf is None:
