@@ -328,7 +328,8 @@ class LLMScorer(TorchTextClassifier):
         cf = torch.sigmoid(torch.from_numpy(self.margins(p.content_free_inputs, len(p.content_free_inputs))))
         mean = float(cf.mean().clamp(1e-6, 1 - 1e-6))
         self.biases = {"none": 0.0, "content-free": float(np.log(mean / (1 - mean)))}
-        shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in set(self.shots)]
+        shots = set(self.shots)
+        shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
         size = min(p.calibration_size, len(train) - len(shot_rows))
         rows = balanced_indices(np.asarray(train.labels), size, context.seed + 1, np.asarray(shot_rows, dtype=int))
         margins = self.margins([train.texts[i] for i in rows], context.training.eval_batch_size)
