@@ -74,3 +74,55 @@ def one_line_user_error(call, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     return message
+
+
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }} {{ message['content'] }} <|im_end|> "
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+
+
+def save_tiny_causal_lm(folder, seed: int = 0):
+    """A random 1-layer Llama and a word-level tokenizer (built with ``tokenizers``) that knows the
+    tiny reviews' words, the default template's and ChatML's markers, saved to ``folder``."""
+    import re
+
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from imdb_sentiment.models.llm.prompting import DEFAULT_TEMPLATE
+
+    special = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    words = {*FILLER, *POSITIVE_CUES, *NEGATIVE_CUES, "positive", "negative", "user", "assistant", "system",
+             *re.findall(r"\w+|[^\w\s]", DEFAULT_TEMPLATE.replace("{text}", ""))}  # fmt: skip
+    vocab = {token: index for index, token in enumerate([*special, *sorted(words)])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+    )  # fmt: skip
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=3, bos_token_id=None,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+_TINY_LM_FOLDER = None
+
+
+def tiny_causal_lm_folder() -> str:
+    """One tiny causal LM folder per test process (made on first use)."""
+    global _TINY_LM_FOLDER
+    if _TINY_LM_FOLDER is None:
+        import tempfile
+        from pathlib import Path
+
+        _TINY_LM_FOLDER = str(save_tiny_causal_lm(Path(tempfile.mkdtemp(prefix="tiny-llm-"))))
+    return _TINY_LM_FOLDER

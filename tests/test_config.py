@@ -80,10 +80,11 @@ def test_every_bundled_config_validates() -> None:
     for path in configs:
         raw = read_yaml(path)
         build_config(raw, for_training=False)  # well-formed
-        try:  # and runnable here, unless it names a hub checkpoint this offline machine cannot reach
-            build_config(raw)
+        try:  # and runnable here, unless it needs what this offline machine may lack: a hub checkpoint,
+            build_config(raw)  # a fetched LLM (imdb-sentiment llm fetch) or a running LLM server
         except UserError as exc:
-            assert "Hugging Face hub cannot be reached" in str(exc), (path, exc)
+            allowed = ("Hugging Face hub cannot be reached", "is not fetched yet", "cannot reach http://127.0.0.1")
+            assert any(reason in str(exc) for reason in allowed), (path, exc)
 
 
 def test_trainer_backend_rejected_for_word_models() -> None:

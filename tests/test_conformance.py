@@ -7,11 +7,13 @@ must add its tiny settings to TINY_PARAMS.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_reviews
+from fake_openai import shared_fake_server
+from helpers import tiny_causal_lm_folder, tiny_reviews
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.models.base import FitContext
@@ -20,6 +22,8 @@ from imdb_sentiment.models.registry import available_models, get_model_class
 
 WORD = {"embeddings": "random", "embedding_dim": 16, "max_length": 24, "min_freq": 1}
 TINY_BERT = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_length": 32}
+# A random 1-layer Llama with a word-level tokenizer, saved to a temporary folder (no hub).
+TINY_LLM = {"checkpoint": tiny_causal_lm_folder(), "shots": 2, "max_length": 16, "calibration_size": 8}
 TINY_PARAMS: dict[str, dict] = {
     "tfidf-lr": {"min_df": 1},
     "nbsvm": {"min_df": 1, "max_features": None},
@@ -40,6 +44,15 @@ TINY_PARAMS: dict[str, dict] = {
             {"model": "nbsvm", "params": {"min_df": 1, "max_features": None, "refit_on_train_and_valid": False}},
             {"model": "fasttext", "params": WORD},
         ]
+    },
+    "llm-score": TINY_LLM,
+    "llm-sft": {**TINY_LLM, "adapter": {"method": "lora", "rank": 2}},
+    # A fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py); answers cached per process.
+    "llm-prompt": {
+        "base_url": shared_fake_server().base_url,
+        "model": "fake",
+        "shots": 2,
+        "answer_cache": tempfile.mkdtemp(prefix="llm-answers-"),
     },
 }
 

@@ -110,6 +110,13 @@ class SentimentModel(ABC):
         """
         return None
 
+    def prediction_metrics(
+        self, texts: list[str], labels: np.ndarray, probabilities: np.ndarray
+    ) -> dict[str, Any]:
+        """Extra test metrics only this model can compute from the predictions it just made (an LLM
+        scorer's raw vs calibrated accuracy, a prompted model's coverage); merged into metrics.json."""
+        return {}
+
     @abstractmethod
     def num_parameters(self) -> int: ...
 

@@ -33,8 +33,12 @@ MODEL_MODULES: dict[str, str] = {
     "hf": "imdb_sentiment.models.hf.model",
     "minilm": "imdb_sentiment.models.hf.model",
     "bert-scratch": "imdb_sentiment.models.hf.model",
-    # combinations of the above (issue 16)
+    # combinations of the above
     "ensemble": "imdb_sentiment.models.ensemble",
+    # language models
+    "llm-score": "imdb_sentiment.models.llm.scoring",
+    "llm-sft": "imdb_sentiment.models.llm.sft",
+    "llm-prompt": "imdb_sentiment.models.llm.remote",
 }
 
 _REGISTRY: dict[str, type[SentimentModel]] = {}

