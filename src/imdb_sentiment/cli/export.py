@@ -30,6 +30,9 @@ def export(
     quantize: Annotated[
         Quantization | None, typer.Option(help="With --onnx: dynamic int8 quantisation (per-channel weights).")
     ] = None,
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="With --onnx, hf models: fuse LayerNorm / GELU (onnxruntime).")
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="New run folder (default: RUN-merged).")] = None,
 ) -> None:
     """Export a run for serving (``--merge``: a LoRA run becomes a plain model with no adapter latency;
@@ -38,15 +41,15 @@ def export(
 
     if merge == onnx:
         raise UserError("Pass one of --merge (fold a LoRA adapter into the base weights) or --onnx.")
-    if quantize and not onnx:
-        raise UserError("--quantize applies to --onnx exports only.")
+    if (quantize or optimize) and not onnx:
+        raise UserError("--quantize and --optimize apply to --onnx exports only.")
     if merge:
         target = export_merged(run, output)
         console.print(f"Merged model: [bold]{target}[/bold] (predict / evaluate it like any run)")
         return
     if output is not None:
         raise UserError("--output is for --merge; an ONNX export goes into RUN/onnx/.")
-    target = export_onnx(run, quantize.value if quantize else None)
+    target = export_onnx(run, quantize.value if quantize else None, optimize)
     manifest = json.loads((target / ONNX_MANIFEST).read_text())
     console.print(
         f"ONNX {manifest['precision']} graph: [bold]{target / manifest['file']}[/bold] "

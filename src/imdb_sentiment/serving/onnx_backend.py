@@ -37,13 +37,13 @@ class OnnxModel:
         return f"onnxruntime {self.manifest['precision']}"
 
     @classmethod
-    def load(cls, run_dir: Path, threads: int | None = None) -> OnnxModel:
-        """The export in RUN/onnx/, checked against its recorded sha256; ``threads``: onnxruntime's
-        intra-op threads (default: as many as PyTorch uses, so both backends compare fairly)."""
+    def load(cls, run_dir: Path, threads: int | None = None, folder: Path | None = None) -> OnnxModel:
+        """The export in RUN/onnx/ (or ``folder``), checked against its recorded sha256; ``threads``:
+        onnxruntime's intra-op threads (default: as many as PyTorch uses, so both compare fairly)."""
         import onnxruntime as ort
         import torch
 
-        folder = Path(run_dir) / ONNX_DIR
+        folder = Path(folder) if folder is not None else Path(run_dir) / ONNX_DIR
         manifest_file = folder / ONNX_MANIFEST
         if not manifest_file.is_file():
             raise UserError(f"{run_dir} has no ONNX export; run `imdb-sentiment export {run_dir} --onnx` first.")
