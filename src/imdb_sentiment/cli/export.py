@@ -39,10 +39,10 @@ def export(
     ``--onnx``: an ONNX graph that ``predict`` / ``evaluate --onnx`` run with onnxruntime)."""
     from imdb_sentiment.pipelines.export import ONNX_MANIFEST, export_merged, export_onnx
 
-    if merge == onnx:
-        raise UserError("Pass one of --merge (fold a LoRA adapter into the base weights) or --onnx.")
     if (quantize or optimize) and not onnx:
         raise UserError("--quantize and --optimize apply to --onnx exports only.")
+    if merge == onnx:
+        raise UserError("Pass one of --merge (fold a LoRA adapter into the base weights) or --onnx.")
     if merge:
         target = export_merged(run, output)
         console.print(f"Merged model: [bold]{target}[/bold] (predict / evaluate it like any run)")
