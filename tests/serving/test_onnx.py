@@ -160,3 +160,19 @@ def test_what_cannot_be_exported_says_so(tmp_path, capsys) -> None:
         code, _, err = run_cli(["export", str(run), *flags], capsys)
         assert code == 2 and message in err, (flags, err)
     assert not (run / ONNX_DIR).exists()
+
+
+def test_the_api_serves_the_onnx_graph(exported) -> None:
+    from fastapi.testclient import TestClient
+
+    from imdb_sentiment.serving.api import create_app, served_model_from_run
+
+    run = exported["hf"]
+    served = served_model_from_run(run, Predictor.from_run(run, onnx=True))
+    assert served.explainer is None  # explanations need the PyTorch network
+    with TestClient(create_app(served)) as client:
+        response = client.post("/predict", json={"texts": TEXTS[:4]})
+    assert response.status_code == 200, response.text
+    expected = Predictor.from_run(run).predict_proba(TEXTS[:4])[:, 1]
+    found = [prediction["prob_positive"] for prediction in response.json()["predictions"]]
+    assert np.abs(np.asarray(found) - expected).max() < 1e-3
