@@ -21,6 +21,11 @@ from imdb_sentiment.cli.app import (
     print_metrics,
 )
 
+OnnxOption = Annotated[
+    bool,
+    typer.Option("--onnx", help="Run the run's ONNX export with onnxruntime (imdb-sentiment export RUN --onnx)."),
+]
+
 
 @app.command()
 def evaluate(
@@ -34,13 +39,14 @@ def evaluate(
         int | None, typer.Option(min=2, help="Evaluate on a stratified subsample (>= 2, one per label).")
     ] = None,
     batch_size: BatchSizeOption = 128,
+    onnx: OnnxOption = False,
 ) -> None:
     """Evaluate a saved run on its test set or on any labelled dataset (e.g. MR, a CSV)."""
     from imdb_sentiment.serving.predictor import evaluate_run
 
     metrics, output = evaluate_run(
         run, data=data, format=format, text_column=text_column, label_column=label_column,
-        encoding=encoding, limit=limit, batch_size=batch_size,
+        encoding=encoding, limit=limit, batch_size=batch_size, onnx=onnx,
     )  # fmt: skip
     print_metrics(metrics, f"{run.name} on {metrics['examples']:,} reviews of {metrics['dataset']}")
     console.print(f"Saved: [bold]{output}[/bold]")
@@ -61,6 +67,7 @@ def predict(
         Path | None, typer.Option(help="Write a Kaggle submission (id,sentiment) for testData.tsv.")
     ] = None,
     batch_size: BatchSizeOption = 128,
+    onnx: OnnxOption = False,
 ) -> None:
     """Classify texts given as arguments, from a file or from stdin.
 
@@ -74,7 +81,7 @@ def predict(
     )
 
     ids, inputs = read_prediction_inputs(texts, file, text_column, id_column, encoding)
-    predictor = Predictor.from_run(run)
+    predictor = Predictor.from_run(run, onnx=onnx)
     probabilities, known = predictor.classify(inputs, batch_size=batch_size)
     warning = unknown_texts_warning(known)
     if warning:

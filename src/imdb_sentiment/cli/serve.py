@@ -23,6 +23,9 @@ def serve(
     ] = 5.0,
     max_texts: Annotated[int, typer.Option(min=1, max=10_000, help="Most texts per request.")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Most characters per text.")] = 100_000,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Run the run's ONNX export with onnxruntime (no explanations).")
+    ] = False,
 ) -> None:
     """Serve a run: POST /predict, GET /health, GET /model, the page at GET / and the docs at /docs."""
     import uvicorn
@@ -30,14 +33,20 @@ def serve(
     from imdb_sentiment.serving.api import ServeLimits, create_app, served_model_from_run
 
     check_port_free(host, port)
-    served = served_model_from_run(run)  # a damaged run folder fails here, before the port opens
+    predictor = None
+    if onnx:
+        from imdb_sentiment.serving.predictor import Predictor
+
+        predictor = Predictor.from_run(run, onnx=True)
+    served = served_model_from_run(run, predictor)  # a damaged run folder fails here, before the port opens
     if not served.files_checked:
         err_console.print(
             f"[bold yellow]warning:[/bold yellow] {run}/model has no manifest.json (saved by an older version): "
             "its files cannot be checked against the checksums of the save.", highlight=False, soft_wrap=True
         )  # fmt: skip
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, max_wait_ms=max_wait_ms)
-    console.print(f"Serving [bold]{served.name}[/bold] ({run}) on http://{host}:{port}  (Ctrl-C stops)")
+    backend = f", {predictor.backend}" if predictor is not None else ""
+    console.print(f"Serving [bold]{served.name}[/bold] ({run}{backend}) on http://{host}:{port}  (Ctrl-C stops)")
     uvicorn.run(create_app(served, limits), host=host, port=port, log_level="warning")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,23 +22,39 @@ from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.runs import check_run_dir, verify_model_manifest
 
+if TYPE_CHECKING:
+    from imdb_sentiment.serving.onnx_backend import OnnxModel
+
 
 class Predictor:
+    """``model`` is the run's SentimentModel (PyTorch / scikit-learn) or, with ``onnx``, its ONNX
+    export run by onnxruntime (:class:`OnnxModel`); both offer predict_proba and known_token_share."""
+
     # Whether the model's files matched the checksums recorded when it was saved (False: a run saved
     # before manifests existed, whose files cannot be checked).
     files_checked: bool = False
 
-    def __init__(self, model: SentimentModel, config: ExperimentConfig, run_dir: Path) -> None:
+    def __init__(self, model: SentimentModel | OnnxModel, config: ExperimentConfig, run_dir: Path) -> None:
         self.model, self.config, self.run_dir = model, config, run_dir
 
     @classmethod
-    def from_run(cls, run_dir: Path) -> Predictor:
+    def from_run(cls, run_dir: Path, onnx: bool = False) -> Predictor:
         run_dir = check_run_dir(Path(run_dir))
         config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
         checked = verify_model_manifest(run_dir / "model")  # missing or altered files: one line, before loading
-        predictor = cls(SentimentModel.load(run_dir / "model"), config, run_dir)
+        if onnx:  # the encoder still comes from model/; the graph is checked against export.json
+            from imdb_sentiment.serving.onnx_backend import OnnxModel
+
+            predictor = cls(OnnxModel.load(run_dir), config, run_dir)
+        else:
+            predictor = cls(SentimentModel.load(run_dir / "model"), config, run_dir)
         predictor.files_checked = checked
         return predictor
+
+    @property
+    def backend(self) -> str:
+        """What runs the model: "native" (its own library: PyTorch, scikit-learn) or "onnxruntime fp32|int8"."""
+        return getattr(self.model, "backend", "native")
 
     def clean(self, texts: list[str]) -> list[str]:
         """The texts as the model saw its training data: cleaned, and none of them empty."""
@@ -122,9 +138,11 @@ def evaluate_run(
     encoding: str | None = None,
     limit: int | None = None,
     batch_size: int = 128,
+    onnx: bool = False,
 ) -> tuple[dict[str, Any], Path]:
-    """Evaluate a run on a dataset's test split (or, for a plain labelled table, all of it)."""
-    predictor = Predictor.from_run(run_dir)
+    """Evaluate a run on a dataset's test split (or, for a plain labelled table, all of it); ``onnx``:
+    with its ONNX export (onnxruntime) instead of the saved model."""
+    predictor = Predictor.from_run(run_dir, onnx=onnx)
     if data is None:
         # The run's own test split, rebuilt exactly as in training (same seed, same carving).
         from imdb_sentiment.data.splits import load_data
@@ -147,7 +165,7 @@ def evaluate_run(
         dataset = stratified_sample(dataset, limit, predictor.config.data.seed)
     metrics, _ = evaluate_model(predictor.model, dataset.texts, dataset.labels, batch_size)
     metrics.update({"dataset": str(source), "format": fmt, "split": split,
-                    "content_sha256": dataset.content_digest()})  # fmt: skip
+                    "content_sha256": dataset.content_digest(), "backend": predictor.backend})  # fmt: skip
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     output = run_dir / "evaluations" / f"{Path(str(source)).name}-{stamp}.json"
     write_json_atomic(output, metrics)

@@ -238,7 +238,7 @@ def reverse_within_length(values: Tensor, lengths: Tensor) -> Tensor:
     """Reverse each row's first ``length`` steps, leaving its padding at the end (an involution)."""
     steps = torch.arange(values.shape[1], device=values.device).unsqueeze(0)
     index = torch.where(steps < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - steps, steps)
-    return values.gather(1, index.unsqueeze(-1).expand_as(values))
+    return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
 
 
 class MaskedRNN(nn.Module):
