@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -64,6 +65,25 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC / EDQUOT: the one test of a full disk (atomic writes, model saves)."""
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+@contextmanager
+def staged_dir(target: Path, doing: str, redo: str) -> Iterator[Path]:
+    """Build a folder as ``<target>.tmp`` and swap it into place only once complete: a crash never
+    leaves a half-written folder at ``target``, and a failed build leaves no ``.tmp`` behind. A full
+    disk is a UserError: "Disk full while {doing} {target}: free some space and {redo}."."""
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(exc):
+            raise UserError(f"Disk full while {doing} {target}: free some space and {redo}.") from None
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
 
 
 def _write_error(target: Path, exc: OSError, what: str = "") -> UserError:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import ensure_writable_dir, is_disk_full, sha256_file, write_json_atomic
+from imdb_sentiment.io_utils import ensure_writable_dir, sha256_file, staged_dir, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"  # inside model/: sha256 of every file saved with the model
 MANIFEST_FORMAT = "imdb-sentiment-manifest-1"
@@ -167,21 +166,10 @@ def _load_average() -> list[float] | None:
 def save_model_atomically(model: Any, run_dir: Path) -> Path:
     """Save into model.tmp/, then rename to model/: a crash never leaves a half-saved model, and a
     failed save leaves no model.tmp/ behind."""
-    target, staging = run_dir / "model", run_dir / "model.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    target = run_dir / "model"
+    with staged_dir(target, "saving the model into", "train again") as staging:
         model.save(staging)
         write_model_manifest(staging)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if is_disk_full(exc):
-            raise UserError(
-                f"Disk full while saving the model into {run_dir}: free some space and train again."
-            ) from None
-        raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
     return target
 
 

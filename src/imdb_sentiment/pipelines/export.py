@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -22,8 +21,8 @@ from imdb_sentiment.config import build_config, dump_config, read_yaml
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import (
     ensure_writable_dir,
-    is_disk_full,
     sha256_file,
+    staged_dir,
     write_json_atomic,
     write_text_atomic,
 )
@@ -140,10 +139,8 @@ def export_onnx(
         )
     network = LogitsGraph(model.network.float().cpu().eval())
     target = Path(output) if output is not None else run_dir / ONNX_DIR
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    ensure_writable_dir(staging)
-    try:
+    with staged_dir(target, "exporting into", "export again") as staging:
+        ensure_writable_dir(staging)
         graph = staging / ONNX_FILE
         fp32 = staging / "fp32.onnx" if quantize else graph
         sequence_length = _export_graph(network, model, fp32)
@@ -161,16 +158,6 @@ def export_onnx(
         write_json_atomic(
             staging / ONNX_MANIFEST, _manifest(model, run_dir, graph, quantize, sequence_length, difference)
         )
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if is_disk_full(exc):
-            raise UserError(
-                f"Disk full while exporting into {target}: free some space and export again."
-            ) from None
-        raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
     return target
 
 

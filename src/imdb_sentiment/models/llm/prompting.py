@@ -5,8 +5,10 @@ the chat messages they make."""
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.models.base import ModelParams
 
 TEXT_SLOT = "{text}"
 DEFAULT_TEMPLATE = (
@@ -30,6 +32,26 @@ def check_label_words(words: list[str]) -> list[str]:
     if words[0].strip().lower() == words[1].strip().lower():
         raise ValueError("the two label words must differ")
     return words
+
+
+class PromptParams(ModelParams):
+    """The prompt settings every LLM classifier shares, validated in one place."""
+
+    template: str = Field(
+        DEFAULT_TEMPLATE, description="Instruction (user message) with one {text} slot for the review."
+    )
+    label_words: list[str] = Field(list(DEFAULT_LABEL_WORDS), description="[negative word, positive word].")
+    shots: int = Field(0, ge=0, le=64, description="k-shot: balanced, seeded examples from the training split.")
+
+    @field_validator("template")
+    @classmethod
+    def _has_text_slot(cls, value: str) -> str:
+        return check_template(value)
+
+    @field_validator("label_words")
+    @classmethod
+    def _two_label_words(cls, value: list[str]) -> list[str]:
+        return check_label_words(value)
 
 
 def fill(template: str, text: str) -> str:

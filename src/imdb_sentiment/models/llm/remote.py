@@ -29,18 +29,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.splits import cache_dir
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags, SentimentModel
 from imdb_sentiment.models.llm.prompting import (
-    DEFAULT_LABEL_WORDS,
-    DEFAULT_TEMPLATE,
+    PromptParams,
     chat_messages,
-    check_label_words,
-    check_template,
     choose_shots,
 )
 from imdb_sentiment.models.registry import register_model
@@ -52,16 +49,13 @@ SHOTS_FILE = "llm_shots.json"
 ESTIMATE_AFTER = 8  # answers received before the time estimate is logged
 
 
-class LLMPromptParams(ModelParams):
+class LLMPromptParams(PromptParams):
     base_url: str = Field("http://127.0.0.1:8080/v1", description="OpenAI-compatible endpoint (.../v1).")
     model: str = Field("smollm2", description="Model name the server knows.")
     api_key_env: str | None = Field(
         "OPENAI_API_KEY", description="Environment variable holding the API key (never stored); null: none."
     )
-    template: str = Field(DEFAULT_TEMPLATE, description="User message with one {text} slot for the review.")
     system_prompt: str | None = None
-    label_words: list[str] = Field(list(DEFAULT_LABEL_WORDS), description="[negative word, positive word].")
-    shots: int = Field(0, ge=0, le=64, description="k-shot: balanced, seeded examples from the training split.")
     shot_max_words: int = Field(80, ge=4, le=10_000, description="Words kept of each example review.")
     max_words: int = Field(300, ge=4, le=100_000, description="Words kept of the review (head+tail).")
     truncation: Truncation = "head+tail"
@@ -71,16 +65,6 @@ class LLMPromptParams(ModelParams):
     timeout: float = Field(60.0, gt=0.0, le=3600.0, description="Seconds per request attempt.")
     max_retries: int = Field(4, ge=0, le=20, description="Retries (with backoff) on 429 / 5xx / timeouts.")
     answer_cache: str | None = Field(None, description="Folder of the answer cache (default: the user cache).")
-
-    @field_validator("template")
-    @classmethod
-    def _has_text_slot(cls, value: str) -> str:
-        return check_template(value)
-
-    @field_validator("label_words")
-    @classmethod
-    def _two_label_words(cls, value: list[str]) -> list[str]:
-        return check_label_words(value)
 
 
 # ------------------------------------------------------------------------------------------- parsing

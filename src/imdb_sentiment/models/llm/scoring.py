@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
@@ -37,12 +37,9 @@ from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags
 from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
 from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, fetched_gguf
 from imdb_sentiment.models.llm.prompting import (
-    DEFAULT_LABEL_WORDS,
-    DEFAULT_TEMPLATE,
+    PromptParams,
     balanced_indices,
     chat_messages,
-    check_label_words,
-    check_template,
     choose_shots,
     fill,
 )
@@ -60,17 +57,14 @@ SENTINEL = "\u2063REVIEW\u2063"  # stands for the review while the chat template
 Calibration = Literal["none", "content-free", "train"]
 
 
-class LLMScoreParams(ModelParams):
+class LLMScoreParams(PromptParams):
     checkpoint: str = Field(
         "smollm2",
         description="Causal LM: hub id, local folder, or a fetched model name (smollm2: run "
         "imdb-sentiment llm fetch smollm2 first).",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside the checkpoint folder (needs `gguf`).")
-    template: str = Field(DEFAULT_TEMPLATE, description="Instruction with one {text} slot for the review.")
-    label_words: list[str] = Field(list(DEFAULT_LABEL_WORDS), description="[negative word, positive word].")
     chat: bool = Field(True, description="Wrap the prompt in the tokenizer's chat template when it has one.")
-    shots: int = Field(0, ge=0, le=64, description="k-shot: balanced, seeded examples from the training split.")
     shot_max_tokens: int = Field(96, ge=8, le=4096, description="Tokens kept of each example review.")
     max_length: int = Field(384, ge=8, le=32768, description="Tokens kept of the review (not the prompt).")
     truncation: Truncation = "head+tail"
@@ -82,16 +76,6 @@ class LLMScoreParams(ModelParams):
     calibration_size: int = Field(200, ge=2, le=100_000, description="Training reviews for the train threshold.")
     content_free_inputs: list[str] = Field(["N/A", "", "[MASK]"], min_length=1)
     dtype: Literal["float32", "bfloat16"] = "float32"
-
-    @field_validator("template")
-    @classmethod
-    def _has_text_slot(cls, value: str) -> str:
-        return check_template(value)
-
-    @field_validator("label_words")
-    @classmethod
-    def _two_label_words(cls, value: list[str]) -> list[str]:
-        return check_label_words(value)
 
 
 # ------------------------------------------------------------------------------------ loading the LM
