@@ -193,6 +193,17 @@ def tiny_imdb_parquet_shared(tmp_path_factory: pytest.TempPathFactory, tiny_revi
     return write_imdb_parquet(tmp_path_factory.mktemp("shared") / "imdb", tiny_reviews)
 
 
+@pytest.fixture(scope="session")
+def tiny_imdb_80(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``helpers.write_tiny_parquet_imdb`` with 80 reviews per split, written once per session: read it,
+    never modify it (the pipeline tests' runs write only into their own folders)."""
+    from helpers import write_tiny_parquet_imdb
+
+    folder = tmp_path_factory.mktemp("imdb-80") / "imdb"
+    write_tiny_parquet_imdb(folder, size=80)
+    return folder
+
+
 @pytest.fixture
 def tiny_aclimdb(tmp_path: Path, tiny_reviews: list[TinyReview]) -> Path:
     """The ``aclImdb`` folder (its parent, ``tmp_path / "acl"``, is accepted by the loader too)."""

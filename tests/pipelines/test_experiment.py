@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import write_tiny_parquet_imdb
 
 from imdb_sentiment.config import build_config
 from imdb_sentiment.errors import RunInterrupted, UserError
@@ -24,15 +23,8 @@ TINY_CNN = ["model.name=cnn", "model.params.embeddings=random", "model.params.em
             "training.early_stopping_patience=null"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data") / "imdb"
-    write_tiny_parquet_imdb(folder, size=80)
-    return folder
-
-
-def config(tiny_data: Path, tmp_path: Path, *overrides: str):
-    return build_config({}, [f"data.path={json.dumps(str(tiny_data))}", f"output_dir={json.dumps(str(tmp_path))}",
+def config(tiny_imdb_80: Path, tmp_path: Path, *overrides: str):
+    return build_config({}, [f"data.path={json.dumps(str(tiny_imdb_80))}", f"output_dir={json.dumps(str(tmp_path))}",
                              *TINY_CNN, *overrides])  # fmt: skip
 
 
@@ -40,7 +32,7 @@ def status(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
-def test_disk_full_while_saving_fails_cleanly(tiny_data, tmp_path, monkeypatch) -> None:
+def test_disk_full_while_saving_fails_cleanly(tiny_imdb_80, tmp_path, monkeypatch) -> None:
     from imdb_sentiment.models.word.cnn import CNNModel
 
     def no_space(self, directory):
@@ -49,14 +41,14 @@ def test_disk_full_while_saving_fails_cleanly(tiny_data, tmp_path, monkeypatch) 
 
     monkeypatch.setattr(CNNModel, "save_weights", no_space)
     with pytest.raises(UserError, match="Disk full while saving the model"):
-        run_experiment(config(tiny_data, tmp_path, "training.epochs=1"), show_progress=False)
+        run_experiment(config(tiny_imdb_80, tmp_path, "training.epochs=1"), show_progress=False)
     (run_dir,) = tmp_path.iterdir()
     assert status(run_dir)["status"] == "failed"
     assert not (run_dir / "model.tmp").exists() and not (run_dir / "model").exists()
     assert not list(run_dir.rglob("*.tmp"))
 
 
-def test_an_interrupted_run_resumes_and_keeps_its_totals(tiny_data, tmp_path, monkeypatch) -> None:
+def test_an_interrupted_run_resumes_and_keeps_its_totals(tiny_imdb_80, tmp_path, monkeypatch) -> None:
     original = Trainer._train_epoch
     epochs = {"n": 0}
 
@@ -69,14 +61,14 @@ def test_an_interrupted_run_resumes_and_keeps_its_totals(tiny_data, tmp_path, mo
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted_in_epoch_3)
     with pytest.raises(RunInterrupted) as caught:
-        run_experiment(config(tiny_data, tmp_path, "training.epochs=4"), show_progress=False)
+        run_experiment(config(tiny_imdb_80, tmp_path, "training.epochs=4"), show_progress=False)
     run_dir = Path(caught.value.run_dir)
     assert "imdb-sentiment train --resume" in caught.value.message
     first = status(run_dir)
     assert first["status"] == "interrupted"
 
     monkeypatch.setattr(Trainer, "_train_epoch", original)
-    result = run_experiment(config(tiny_data, tmp_path, "training.epochs=4"), resume_dir=run_dir,
+    result = run_experiment(config(tiny_imdb_80, tmp_path, "training.epochs=4"), resume_dir=run_dir,
                             show_progress=False)  # fmt: skip
     final = status(run_dir)
     assert final["status"] == "completed"
@@ -93,10 +85,10 @@ def json_history(run_dir: Path) -> list[dict]:
     return pd.read_csv(run_dir / "history.csv").to_dict("records")
 
 
-def test_ctrl_c_in_the_cli_says_how_to_resume(tiny_data, tmp_path) -> None:
+def test_ctrl_c_in_the_cli_says_how_to_resume(tiny_imdb_80, tmp_path) -> None:
     runs = tmp_path / "runs"
     sets = [item for setting in (*TINY_CNN[1:], "training.epochs=1000") for item in ("--set", setting)]
-    command = [str(CLI), "train", "cnn", "--data", str(tiny_data), "--output-dir", str(runs), "--quiet", *sets]
+    command = [str(CLI), "train", "cnn", "--data", str(tiny_imdb_80), "--output-dir", str(runs), "--quiet", *sets]
     # A shell without job control starts background jobs (CI runners often do) with SIGINT ignored, and
     # Python keeps ignoring it; a user's terminal never does: give the child the default disposition.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

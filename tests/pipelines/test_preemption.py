@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
+from helpers import one_line_user_error, run_cli
 
 from imdb_sentiment.config import build_config, dump_config, load_config
 from imdb_sentiment.pipelines.experiment import run_experiment
@@ -27,16 +27,9 @@ SETTINGS = ["model.name=cnn", "model.params.embeddings=random", "model.params.em
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data") / "imdb"
-    write_tiny_parquet_imdb(folder, size=80)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def config_file(tiny_data, tmp_path_factory) -> Path:
+def config_file(tiny_imdb_80, tmp_path_factory) -> Path:
     file = tmp_path_factory.mktemp("config") / "tiny-cnn.yaml"
-    file.write_text(dump_config(build_config({}, [f"data.path={json.dumps(str(tiny_data))}", *SETTINGS])))
+    file.write_text(dump_config(build_config({}, [f"data.path={json.dumps(str(tiny_imdb_80))}", *SETTINGS])))
     return file
 
 

@@ -97,9 +97,10 @@ class BenchmarkResult:
         """One line per (row, train size): mean and std over seeds, sorted by mean accuracy."""
         return aggregate(self.records)
 
-    def write_tables(self) -> list[Path]:
-        """leaderboard.md, leaderboard.csv, runs.csv: cheap, rewritten after every run."""
-        board = self.leaderboard_frame()
+    def write_tables(self, board: pd.DataFrame | None = None) -> list[Path]:
+        """leaderboard.md, leaderboard.csv, runs.csv: cheap, rewritten after every run. ``board``: the
+        leaderboard frame when the caller has it already."""
+        board = self.leaderboard_frame() if board is None else board
         markdown, csv, runs = (
             self.output_dir / name for name in ("leaderboard.md", "leaderboard.csv", "runs.csv")
         )
@@ -114,7 +115,8 @@ class BenchmarkResult:
         """The tables and report.html (figures take seconds: written at the end or on interruption)."""
         from imdb_sentiment.pipelines.report import write_report  # matplotlib: only when writing
 
-        return [*self.write_tables(), write_report(self, self.leaderboard_frame())]
+        board = self.leaderboard_frame()  # aggregated once for the tables and the report
+        return [*self.write_tables(board), write_report(self, board)]
 
 
 def aggregate(records: list[RunRecord]) -> pd.DataFrame:
