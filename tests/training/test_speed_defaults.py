@@ -12,7 +12,7 @@ from torch import nn
 
 from imdb_sentiment.config import TrainingConfig, build_config
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.training.loop import build_optimizer
+from imdb_sentiment.training.optimization import build_optimizer
 
 
 def _network() -> nn.Module:

@@ -39,8 +39,9 @@ from imdb_sentiment.io_utils import sha256_file, write_text_atomic
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training import distributed
 from imdb_sentiment.training.batching import EncodedDataset, FlatLengthBucketSampler, LengthBucketBatchSampler
-from imdb_sentiment.training.loop import TRANSFORMERS_SCHEDULERS, FitResult, build_optimizer
+from imdb_sentiment.training.loop import FitResult
 from imdb_sentiment.training.objectives import Objective, build_objective
+from imdb_sentiment.training.optimization import TRANSFORMERS_SCHEDULERS, build_optimizer
 from imdb_sentiment.training.preemption import TrainingStopped, stop_requested
 from imdb_sentiment.training.runtime import Runtime
 

@@ -13,7 +13,7 @@ from torch import nn
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.models.hf.params import Pooling
 from imdb_sentiment.models.pooling import masked_mean, pool_chunks
-from imdb_sentiment.training.loop import NO_DECAY_HINTS
+from imdb_sentiment.training.optimization import NO_DECAY_HINTS
 from imdb_sentiment.training.outputs import NetworkOutput
 
 _LAYER_PATTERN = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks)\.(\d+)\.")
