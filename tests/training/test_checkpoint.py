@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 import random
 from pathlib import Path
@@ -72,6 +73,55 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog
     (checkpoints.folder / "previous.pt.sha256").write_text("0" * 64)
     with pytest.raises(UserError, match="cannot resume"):
         checkpoints.load_resume_point()
+
+
+class _StopAtRename:
+    """os.replace that raises KeyboardInterrupt instead of doing its ``stop_at``-th call (from 0)."""
+
+    def __init__(self, stop_at: int) -> None:
+        self.stop_at, self.calls, self.real = stop_at, 0, os.replace
+
+    def __call__(self, source, target) -> None:
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.real(source, target)
+
+
+@pytest.mark.parametrize("name", ["resume point", "best.pt"])
+def test_a_save_stopped_at_any_rename_leaves_every_checkpoint_loadable(tmp_path, monkeypatch, name) -> None:
+    def save(checkpoints: CheckpointStore, epoch: int) -> None:
+        state = {"epoch": epoch, "weights": torch.ones(3) * epoch}
+        if name == "best.pt":
+            checkpoints.save(state, "best.pt")
+        else:
+            checkpoints.save_resume_point(state)
+
+    stop_at, completed = 0, False
+    while not completed:
+        checkpoints = store(tmp_path / str(stop_at))
+        save(checkpoints, 1)
+        save(checkpoints, 2)
+        stopper = _StopAtRename(stop_at)
+        monkeypatch.setattr(os, "replace", stopper)
+        try:
+            save(checkpoints, 3)
+            completed = True
+        except KeyboardInterrupt:
+            pass
+        finally:
+            monkeypatch.setattr(os, "replace", stopper.real)
+        if name == "best.pt":
+            newest = checkpoints.load("best.pt")["epoch"]  # a damaged file raises UserError
+        else:
+            last, previous = checkpoints.load("last.pt"), checkpoints.load("previous.pt")
+            newest = checkpoints.load_resume_point()["epoch"]
+            # Between its two renames last.pt is briefly absent; previous.pt then holds the newest.
+            assert (last or previous)["epoch"] == newest and previous["epoch"] in (1, 2), stop_at
+        assert newest == 3 if completed else newest in (2, 3), stop_at
+        assert not list(checkpoints.folder.glob("*.tmp")), stop_at
+        stop_at += 1
+    assert stop_at > 3  # the save has several renames, and each was interrupted once
 
 
 def test_no_checkpoint_means_a_fresh_start(tmp_path) -> None:

@@ -4,6 +4,9 @@
   only (the RNG states are stored as tensors and tuples), so a crafted file in a folder someone hands
   us cannot run code.
 - Written atomically (temporary file, fsync, rename) with a sha256 beside it (``last.pt.sha256``).
+  The sidecar lists every digest its file may have: while a file is being replaced it holds the old
+  and the new one, so a process stopped at any instant (Ctrl-C, SIGKILL, power loss between two
+  renames) leaves every checkpoint matching its own sidecar; the tests stop a save at each step.
 - A resume point is written at every epoch end, every ``training.checkpoint_every_steps`` steps and on
   SIGTERM; one written inside an epoch also holds the position in it (batches taken, running totals).
 - The newest two resume points are kept (``last.pt`` and ``previous.pt``): a damaged newest one
@@ -45,21 +48,35 @@ class CheckpointStore:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / name) as tmp:
-            torch.save(state, tmp)
-            with open(tmp, "rb") as handle:  # on disk before the rename makes it the checkpoint
-                os.fsync(handle.fileno())
-            digest = sha256_file(tmp)
-        write_text_atomic(self._checksum_file(name), digest + "\n")
+            digest = _write_synced(state, tmp)
+            self._accept(name, [digest, *self._accepted(name)])  # the old file and the new one
+        self._accept(name, [digest])
 
     def save_resume_point(self, state: dict[str, Any]) -> None:
         """Write ``last.pt``, keeping the one it replaces as ``previous.pt``."""
         if self.folder is None or not self.writable:
             return
-        if (self.folder / LAST).exists():
-            for source, target in ((LAST, PREVIOUS), (LAST + ".sha256", PREVIOUS + ".sha256")):
-                if (self.folder / source).exists():
-                    os.replace(self.folder / source, self.folder / target)
-        self.save(state, LAST)
+        if not (self.folder / LAST).exists():
+            self.save(state, LAST)
+            return
+        replaced = self._accepted(LAST)
+        # The order makes every instant safe: a sidecar widens before its file changes and narrows after.
+        with atomic_path(self.folder / LAST) as tmp:
+            digest = _write_synced(state, tmp)
+            self._accept(PREVIOUS, [*replaced, *self._accepted(PREVIOUS)])
+            os.replace(self.folder / LAST, self.folder / PREVIOUS)
+            self._accept(LAST, [digest, *replaced])
+        self._accept(LAST, [digest])
+        self._accept(PREVIOUS, replaced)
+
+    def _accept(self, name: str, digests: list[str]) -> None:
+        write_text_atomic(self._checksum_file(name), "".join(f"{d}\n" for d in dict.fromkeys(digests)))
+
+    def _accepted(self, name: str) -> list[str]:
+        checksum_file = self._checksum_file(name)
+        if not checksum_file.is_file():
+            return []
+        return [line.strip() for line in checksum_file.read_text().splitlines() if line.strip()]
 
     # -------------------------------------------------------------------------------------- loading
     def load(self, name: str) -> dict[str, Any] | None:
@@ -73,7 +90,7 @@ class CheckpointStore:
                 f"checkpoint {path} has no {checksum_file.name}: it was written by an older version, or its "
                 "writing was cut short."
             )
-        if sha256_file(path) != checksum_file.read_text().strip():
+        if sha256_file(path) not in self._accepted(name):
             raise UserError(f"checkpoint {path} is damaged (its sha256 does not match {checksum_file.name}).")
         try:
             return torch.load(path, map_location=self.device, weights_only=True)
@@ -104,6 +121,14 @@ class CheckpointStore:
     def _checksum_file(self, name: str) -> Path:
         assert self.folder is not None
         return self.folder / f"{name}.sha256"
+
+
+def _write_synced(state: dict[str, Any], path: Path) -> str:
+    """Save ``state`` to ``path``, on disk (fsync) before any rename makes it a checkpoint; its sha256."""
+    torch.save(state, path)
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+    return sha256_file(path)
 
 
 def get_rng_state() -> dict[str, Any]:
