@@ -1,16 +1,20 @@
 """Distributed training: the length-bucketed sampler's shards, and 2 CPU processes (gloo) launched
-with torchrun against 1 process on the same data."""
+with torchrun or accelerate against 1 process on the same data, both training backends, and
+pre-emption (SIGTERM to the launcher, then --resume under it)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from helpers import write_tiny_parquet_imdb
+from helpers import tiny_reviews, write_tiny_parquet_imdb
 
 from imdb_sentiment.config import build_config, dump_config, load_config
 from imdb_sentiment.pipelines.experiment import run_experiment
@@ -69,13 +73,27 @@ def test_a_resumed_epoch_skips_exactly_the_batches_taken() -> None:
     assert list(sampler) == whole[3:]
 
 
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
+    # --multi_gpu picks accelerate's torchrun-based launcher; without CUDA the processes use gloo.
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
+}  # fmt: skip
+
+
+def launch(*arguments: str, launcher: str = "torchrun") -> list[str]:
+    """``imdb-sentiment train ARGUMENTS`` in 2 gloo processes started by a launcher."""
+    return [*LAUNCHERS[launcher], "-m", "imdb_sentiment.cli", "train", *arguments, "--quiet"]
+
+
 TINY_FASTTEXT = ["model.name=fasttext", "model.params.embedding_dim=8", "model.params.buckets=64",
                  "model.params.min_freq=1", "training.batch_size=8", "training.epochs=3",
                  "training.learning_rate=0.05", "training.early_stopping_patience=null", "training.threads=1"]  # fmt: skip
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
-def test_two_gloo_processes_train_like_one(tmp_path) -> None:
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_gloo_processes_train_like_one(tmp_path, launcher) -> None:
     """fastText is padding-invariant (EmbeddingBag mean) and batch_size is the global batch, so 2 ranks
     taking half of each batch follow one process up to float rounding: the stated tolerance is 1e-4
     on losses and weights, and equal accuracy."""
@@ -83,11 +101,8 @@ def test_two_gloo_processes_train_like_one(tmp_path) -> None:
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(dump_config(build_config({}, [f"data.path={json.dumps(str(tmp_path / 'data'))}",
                                                          *TINY_FASTTEXT])))  # fmt: skip
-    launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "imdb_sentiment.cli", "train", str(config_file), "--output-dir", str(tmp_path / "ddp"), "--quiet"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    launched = subprocess.run(launch(str(config_file), "--output-dir", str(tmp_path / "ddp"), launcher=launcher),
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]
     single = run_experiment(load_config(str(config_file), [f"output_dir={json.dumps(str(tmp_path / 'one'))}"]),
                             show_progress=False)  # fmt: skip
@@ -102,8 +117,6 @@ def test_two_gloo_processes_train_like_one(tmp_path) -> None:
     assert metrics["details"]["optimizer_steps"] == single.metrics["details"]["optimizer_steps"]
     assert metrics["accuracy"] == single.metrics["accuracy"]
     assert metrics["roc_auc"] == pytest.approx(single.metrics["roc_auc"], abs=1e-4)
-    import pandas as pd
-
     history = pd.read_csv(run_dir / "history.csv")
     expected = pd.DataFrame(single.model.fit_result.history)
     for column in ("train_loss", "valid_loss", "valid_accuracy"):
@@ -111,3 +124,95 @@ def test_two_gloo_processes_train_like_one(tmp_path) -> None:
     weights = torch.load(run_dir / "model" / "network.pt", weights_only=True)
     for name, value in single.model.network.state_dict().items():
         torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_sigterm_to_torchrun_checkpoints_every_rank_and_a_resume_under_torchrun_ends_like_no_stop(
+    tmp_path,
+) -> None:
+    """How a cluster pre-empts a distributed job: SIGTERM to the launcher, which passes it to every
+    worker. They agree on the step to stop after, rank 0 writes the checkpoint, and the same launcher
+    with --resume ends with the predictions of a 2-process run that was never stopped, byte for byte."""
+    write_tiny_parquet_imdb(tmp_path / "data", size=80)
+    config_file = tmp_path / "tiny.yaml"
+    settings = [f"data.path={json.dumps(str(tmp_path / 'data'))}", *TINY_FASTTEXT, "training.epochs=12",
+                "training.checkpoint_every_steps=1"]  # fmt: skip
+    config_file.write_text(dump_config(build_config({}, settings)))
+    reference_runs, stopped_runs = tmp_path / "reference", tmp_path / "stopped"
+    # Side by side: the uninterrupted run and the one we stop.
+    reference = subprocess.Popen(launch(str(config_file), "--output-dir", str(reference_runs)),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    stopped = subprocess.Popen(launch(str(config_file), "--output-dir", str(stopped_runs)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not list(stopped_runs.glob("*/checkpoints/last.pt.sha256")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    _, err = stopped.communicate(timeout=180)
+    _, reference_err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, reference_err[-3000:]
+
+    (run_dir,) = stopped_runs.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "preempted", err[-3000:]
+    assert f"stopped by SIGTERM after step {run['step']}; resume with:" in err
+    assert 0 < run["step"] < 12 * 9  # mid-training: 12 epochs of 9 steps (72 training reviews, batch 8)
+
+    resumed = subprocess.run(launch("--resume", str(run_dir)), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (reference_dir,) = reference_runs.iterdir()
+    metrics, expected = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference_dir))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert metrics["details"]["distributed"]["weights_identical_across_ranks"] is True
+    assert metrics["details"]["optimizer_steps"] == expected["details"]["optimizer_steps"]
+    assert metrics["accuracy"] == expected["accuracy"] and metrics["roc_auc"] == expected["roc_auc"]
+    assert (run_dir / "predictions.csv").read_bytes() == (reference_dir / "predictions.csv").read_bytes()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_the_trainer_backend_under_torchrun_trains_like_one_process(tmp_path) -> None:
+    """transformers.Trainer runs the DDP itself under torchrun, each global batch split over the
+    processes: a tiny random BERT (no dropout, so the ranks draw no different masks) in 2 gloo
+    processes ends with weights identical across ranks, every test review predicted once, and the
+    training of one process up to float rounding of the gradient all-reduce (stated tolerances: 1e-4
+    on validation losses, 1e-3 on weights after 36 Adam steps at lr 1e-2, which magnify rounding)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from imdb_sentiment.models.hf.encoder import train_wordpiece_tokenizer
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=80)
+    tokenizer = train_wordpiece_tokenizer(tiny_reviews(200, 99).texts, vocab_size=120)
+    torch.manual_seed(0)
+    bert = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2, hidden_size=32,
+                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    AutoModelForSequenceClassification.from_config(bert).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    settings = [f"data.path={json.dumps(str(tmp_path / 'data'))}", "model.name=hf",
+                f"model.params.checkpoint={json.dumps(str(tmp_path / 'bert'))}", "model.params.max_length=32",
+                "model.params.pooling=mean", "training.backend=trainer", "training.epochs=4", "training.batch_size=8",
+                "training.learning_rate=1e-2", "training.early_stopping_patience=null", "training.threads=1",
+                "training.precision=fp32"]  # fmt: skip
+    config_file = tmp_path / "tiny-bert.yaml"
+    config_file.write_text(dump_config(build_config({}, settings)))
+    launched = subprocess.run(launch(str(config_file), "--output-dir", str(tmp_path / "ddp")),
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    single = run_experiment(load_config(str(config_file), [f"output_dir={json.dumps(str(tmp_path / 'one'))}"]),
+                            show_progress=False)  # fmt: skip
+
+    (run_dir,) = (tmp_path / "ddp").iterdir()
+    assert launched.stdout.count("Run folder:") == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["details"]["backend"] == "trainer"
+    assert metrics["details"]["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}
+    assert metrics["examples"] == 80
+    assert metrics["details"]["optimizer_steps"] == single.metrics["details"]["optimizer_steps"]
+    history, expected = (pd.read_csv(folder / "history.csv") for folder in (run_dir, single.run_dir))
+    assert expected["valid_loss"].iloc[-1] < 0.6  # it learned something: the comparison means something
+    np.testing.assert_allclose(history["valid_loss"], expected["valid_loss"], atol=1e-4)
+    weights, expected_weights = (load_file(folder / "model" / "hf_model" / "model.safetensors")
+                                 for folder in (run_dir, single.run_dir))  # fmt: skip
+    for name, value in expected_weights.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-3, rtol=0)

@@ -91,6 +91,11 @@ def run_experiment(
         from imdb_sentiment.training.runtime import Runtime
 
         runtime = Runtime.from_training(config.training).apply()  # joins a launcher's process group
+        if config.training.backend == "trainer" and config.training.batch_size % runtime.world_size:
+            raise UserError(
+                f"training.batch_size: {config.training.batch_size} does not split over {runtime.world_size} "
+                "processes; the trainer backend needs a multiple of the number of processes."
+            )
     elif distributed.launcher_ranks()[1] > 1:
         raise UserError(f"model.name: {config.model.name!r} trains in one process; run it without torchrun.")
 

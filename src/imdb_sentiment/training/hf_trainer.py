@@ -195,8 +195,12 @@ def training_arguments(
         show_progress,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        per_device_train_batch_size=math.ceil(config.batch_size / runtime.world_size),
-        per_device_eval_batch_size=math.ceil(config.eval_batch_size / runtime.world_size),
+        # Global batches, each split over the processes (accelerate's split_batches): every rank
+        # takes its share of the batch one process would take, so a run trains the same way on any
+        # number of processes. Without it each rank takes whole batches of its own, of other examples.
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=math.ceil(config.eval_batch_size / runtime.world_size) * runtime.world_size,
+        accelerator_config={"split_batches": runtime.world_size > 1},
         gradient_accumulation_steps=config.grad_accum_steps,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
