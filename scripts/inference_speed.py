@@ -97,7 +97,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256, help="tokens per review (minilm only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test", type=Path, default=DEFAULT_TEST, help="test split (Parquet: text, label)")
-    parser.add_argument("--backends", default="pytorch-fp32,pytorch-bf16,onnx-fp32,onnx-fp32-fused,onnx-int8")
+    parser.add_argument(
+        "--backends", default="pytorch-fp32,pytorch-bf16,onnx-fp32,onnx-fp32-fused,onnx-int8,onnx-fused-int8"
+    )
     parser.add_argument("--json", type=Path, help="write the table here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -117,7 +119,7 @@ def main() -> None:
                 predictor = pytorch_backend(run, backend.endswith("bf16"), args.threads)
             else:
                 folder = Path(scratch) / backend
-                fused = backend.endswith("fused")
+                fused = "fused" in backend
                 if fused and args.run != "minilm" and "hf" not in Predictor.from_run(run).model.name:
                     continue
                 started = time.perf_counter()

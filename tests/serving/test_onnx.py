@@ -113,6 +113,23 @@ def test_int8_graph_keeps_the_accuracy_of_a_tiny_hf_model(runs, tmp_path) -> Non
     int8_agrees(run, "hf")
 
 
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_optimize_fuses_attention_and_keeps_the_predictions(runs, tmp_path, quantize) -> None:
+    """--optimize exports eager attention with the TorchScript exporter so that onnxruntime fuses
+    every layer's attention; the fused graph still gives PyTorch's probabilities on padded batches."""
+    run = copy_run(runs["hf"], tmp_path)
+    manifest = json.loads((export_onnx(run, quantize=quantize, optimize=True) / ONNX_MANIFEST).read_text())
+    assert manifest["fused_operators"]["Attention"] == 1  # the tiny BERT's one layer
+    assert manifest["fused_operators"]["SkipLayerNormalization"] == 2
+    if quantize:
+        int8_agrees(run, "hf")
+        return
+    pytorch, onnx = Predictor.from_run(run), Predictor.from_run(run, onnx=True)
+    for batch_size in (1, 8):
+        found, expected = (p.predict_proba(TEXTS, batch_size=batch_size) for p in (onnx, pytorch))
+        assert np.abs(found[:, 1] - expected[:, 1]).max() < 1e-3
+
+
 def test_cli_int8_export_then_predict_and_evaluate_with_onnx(runs, tmp_path, capsys) -> None:
     run = copy_run(runs["cnn"], tmp_path)
     missing = subprocess.run([str(CLI), "predict", str(run), "--onnx", "great"], capture_output=True, text=True)

@@ -31,7 +31,10 @@ def export(
         Quantization | None, typer.Option(help="With --onnx: dynamic int8 quantisation (per-channel weights).")
     ] = None,
     optimize: Annotated[
-        bool, typer.Option("--optimize", help="With --onnx, hf models: fuse LayerNorm / GELU (onnxruntime).")
+        bool,
+        typer.Option(
+            "--optimize", help="With --onnx, hf models: fuse attention, LayerNorm and GELU (onnxruntime)."
+        ),
     ] = False,
     output: Annotated[Path | None, typer.Option(help="New run folder (default: RUN-merged).")] = None,
 ) -> None:

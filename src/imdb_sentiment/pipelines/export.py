@@ -137,15 +137,19 @@ def export_onnx(
         raise UserError(
             f"--optimize fuses transformer layers: it is for hf / minilm / bert-scratch runs, not {model.name}."
         )
-    network = LogitsGraph(model.network.float().cpu().eval())
+    # The wrapper in eval mode too: the TorchScript exporter restores the wrapper's mode afterwards,
+    # recursively, which would switch the network's dropout on for the parity check.
+    network = LogitsGraph(model.network.float().cpu()).eval()
     target = Path(output) if output is not None else run_dir / ONNX_DIR
     with staged_dir(target, "exporting into", "export again") as staging:
         ensure_writable_dir(staging)
         graph = staging / ONNX_FILE
         fp32 = staging / "fp32.onnx" if quantize else graph
-        sequence_length = _export_graph(network, model, fp32)
+        sequence_length = _export_graph(network, model, fp32, for_fusion=optimize)
+        fused_operators = None
         if optimize:
             _optimize_transformer(fp32, backbone_config)
+            fused_operators = _fused_operators(fp32)  # before int8 turns Attention into QAttention
         if quantize:
             _quantize_int8(fp32, graph)
             fp32.unlink()
@@ -156,7 +160,8 @@ def export_onnx(
                 f"{difference:.2g} > {FP32_TOLERANCE}); serve this run with PyTorch."
             )
         write_json_atomic(
-            staging / ONNX_MANIFEST, _manifest(model, run_dir, graph, quantize, sequence_length, difference)
+            staging / ONNX_MANIFEST,
+            _manifest(model, run_dir, graph, quantize, sequence_length, difference, optimize, fused_operators),
         )
     return target
 
@@ -166,9 +171,16 @@ def _example_batch(model: TorchTextClassifier, texts: tuple[str, ...]) -> dict[s
     return model.encoder.collate([{"input_ids": ids} for ids in model.encoder.encode(list(texts))])
 
 
-def _export_graph(network: LogitsGraph, model: TorchTextClassifier, path: Path) -> int | None:
+def _export_graph(
+    network: LogitsGraph, model: TorchTextClassifier, path: Path, for_fusion: bool = False
+) -> int | None:
     """Export with dynamic batch and sequence axes; returns the graph's sequence length when the
-    exporter had to fix it (e.g. a max-pool with ceil_mode), else None."""
+    exporter had to fix it (e.g. a max-pool with ceil_mode), else None.
+
+    ``for_fusion``: onnxruntime's transformer optimizer fuses attention only in the graph the
+    TorchScript exporter makes of eager attention (in a dynamo graph, or one of SDPA, it finds 0 of 6
+    MiniLM layers), so that exporter and eager attention are used; the example holds padding, or the
+    trace would drop the attention mask."""
     import onnx
 
     # The example is as long as the model reads (max_length), so a fixed sequence axis fits every input.
@@ -177,11 +189,19 @@ def _export_graph(network: LogitsGraph, model: TorchTextClassifier, path: Path) 
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     try:
         with _quiet():
-            torch.onnx.export(
-                network, inputs, str(path), dynamo=True, external_data=False, opset_version=ONNX_OPSET,
-                input_names=list(INPUT_NAMES), output_names=["logits"], verbose=False,
-                dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
-            )  # fmt: skip
+            if for_fusion:
+                network.network.backbone.set_attn_implementation("eager")
+                torch.onnx.export(
+                    network, inputs, str(path), dynamo=False, opset_version=ONNX_OPSET,
+                    input_names=list(INPUT_NAMES), output_names=["logits"],
+                    dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}, "logits": {0: "batch"}},
+                )  # fmt: skip
+            else:
+                torch.onnx.export(
+                    network, inputs, str(path), dynamo=True, external_data=False, opset_version=ONNX_OPSET,
+                    input_names=list(INPUT_NAMES), output_names=["logits"], verbose=False,
+                    dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
+                )  # fmt: skip
     except Exception as exc:  # the exporter's errors are long and internal: one line, the cause kept
         raise UserError(
             f"{model.name} cannot be exported to ONNX ({type(exc).__name__}: {str(exc)[:200]})"
@@ -193,9 +213,8 @@ def _export_graph(network: LogitsGraph, model: TorchTextClassifier, path: Path) 
 
 
 def _optimize_transformer(path: Path, config: Any) -> None:
-    """onnxruntime.transformers' BERT fusions (SkipLayerNormalization, BiasGelu...), in place. Its
-    attention fusion looks for the TorchScript exporter's patterns and finds none in a dynamo graph
-    (measured: 0 of 6 MiniLM layers), so attention stays as exported."""
+    """onnxruntime.transformers' BERT fusions (embedding + LayerNorm, Attention, SkipLayerNormalization,
+    BiasGelu), in place, on a graph exported ``for_fusion``."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet():
@@ -206,13 +225,28 @@ def _optimize_transformer(path: Path, config: Any) -> None:
         optimized.save_model_to_file(str(path))
 
 
+def _fused_operators(graph: Path) -> dict[str, int]:
+    """How many of each fused transformer operator the graph holds (the fusion's proof)."""
+    import onnx
+
+    fused = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(graph), load_external_data=False).graph.node:
+        if node.op_type in fused:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
 def _quantize_int8(source: Path, target: Path) -> None:
     """Dynamic int8 (weights int8 per output channel, activations quantised on the fly): needs no
     calibration data and suits CPUs; onnxruntime.quantization does it all."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+        # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference: say float.
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -254,7 +288,7 @@ def _check_against_pytorch(
 
 def _manifest(
     model: TorchTextClassifier, run_dir: Path, graph: Path, quantize: str | None, sequence_length: int | None,
-    difference: float,
+    difference: float, fused: bool, fused_operators: dict[str, int] | None,
 ) -> dict[str, Any]:  # fmt: skip
     import onnx
     import onnxruntime
@@ -267,7 +301,8 @@ def _manifest(
         "precision": quantize or "fp32",
         "quantization": {"method": "dynamic", "weights": "int8", "per_channel": True} if quantize else None,
         "opset": ONNX_OPSET,
-        "exporter": f"torch.onnx.export (dynamo), torch {torch.__version__}",
+        "exporter": f"torch.onnx.export ({'TorchScript, eager attention' if fused else 'dynamo'}), torch {torch.__version__}",
+        "fused_operators": fused_operators,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
         "inputs": list(INPUT_NAMES),
