@@ -120,8 +120,8 @@ def main() -> None:
             else:
                 folder = Path(scratch) / backend
                 fused = "fused" in backend
-                if fused and args.run != "minilm" and "hf" not in Predictor.from_run(run).model.name:
-                    continue
+                if fused and not hasattr(Predictor.from_run(run).model.network, "backbone"):
+                    continue  # fusions are for transformers (hf / minilm / bert-scratch)
                 started = time.perf_counter()
                 export_onnx(run, "int8" if backend.endswith("int8") else None, optimize=fused, output=folder)
                 print(f"{backend}: exported in {time.perf_counter() - started:.0f} s", file=sys.stderr)
