@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -55,6 +56,12 @@ from imdb_sentiment.training.runtime import Runtime
 PROMPT_FILE = "llm_prompt.json"
 SENTINEL = "\u2063REVIEW\u2063"  # stands for the review while the chat template renders the prompt
 Calibration = Literal["none", "content-free", "train"]
+
+
+def cache_argument(lm: nn.Module) -> str:
+    """The key/value cache's name in ``lm.forward`` and its output: transformers 5.24 renamed it from
+    past_key_values (which now warns) to cache; earlier 5.x releases know only past_key_values."""
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
 class LLMScoreParams(PromptParams):
