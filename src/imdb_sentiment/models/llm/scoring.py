@@ -235,7 +235,7 @@ class LabelWordNetwork(nn.Module):
             with torch.no_grad():
                 ids = torch.as_tensor([self.prompt_prefix], dtype=torch.long, device=device)
                 output = self.lm(input_ids=ids, use_cache=True, logits_to_keep=1)
-            self._prefix_cache = (device, output.past_key_values)
+            self._prefix_cache = (device, getattr(output, cache_argument(self.lm)))
         return self._prefix_cache[1]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> NetworkOutput:
@@ -249,7 +249,7 @@ class LabelWordNetwork(nn.Module):
                 (rows, start), dtype=batch["attention_mask"].dtype, device=batch["attention_mask"].device
             )
             inputs.update(attention_mask=torch.cat([seen, batch["attention_mask"]], dim=1),
-                          position_ids=batch["position_ids"] + start, past_key_values=cache, use_cache=True)  # fmt: skip
+                          position_ids=batch["position_ids"] + start, use_cache=True, **{cache_argument(self.lm): cache})  # fmt: skip
         output = self.lm(**inputs, logits_to_keep=1)
         logits = output.logits[:, -1, :].index_select(-1, self.label_ids).float()
         return NetworkOutput(logits=logits, features=logits)
