@@ -48,7 +48,7 @@ def start(config_file: Path, runs: Path) -> subprocess.Popen:
 
 def wait_for_a_checkpoint(runs: Path) -> None:
     deadline = time.monotonic() + 120
-    while not list(runs.glob("*/checkpoints/last.pt.sha256")) and time.monotonic() < deadline:
+    while not list(runs.glob("*/checkpoints/last.pt")) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -145,7 +145,7 @@ def test_sigterm_to_torchrun_checkpoints_every_rank_and_a_resume_under_torchrun_
     stopped = subprocess.Popen(launch(str(config_file), "--output-dir", str(stopped_runs)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 180
-    while not list(stopped_runs.glob("*/checkpoints/last.pt.sha256")) and time.monotonic() < deadline:
+    while not list(stopped_runs.glob("*/checkpoints/last.pt")) and time.monotonic() < deadline:
         time.sleep(0.05)
     stopped.send_signal(signal.SIGTERM)
     _, err = stopped.communicate(timeout=180)
