@@ -282,7 +282,7 @@ def previous_state(planned: PlannedRun) -> str:
     if status == "completed" and (folder / "metrics.json").is_file() and (folder / "model").is_dir():
         return "completed"
     checkpoints = folder / "checkpoints"
-    if status in ("interrupted", "failed", "running") and checkpoints.is_dir() and any(checkpoints.iterdir()):
+    if status in ("interrupted", "failed", "running") and checkpoints.is_dir() and any(checkpoints.glob("*.pt")):
         return "resumable"
     return "stale"
 
