@@ -161,7 +161,7 @@ def export_onnx(
             )
         write_json_atomic(
             staging / ONNX_MANIFEST,
-            _manifest(model, run_dir, graph, quantize, sequence_length, difference, optimize, fused_operators),
+            _manifest(model, run_dir, graph, quantize, sequence_length, difference, fused_operators),
         )
     return target
 
@@ -288,7 +288,7 @@ def _check_against_pytorch(
 
 def _manifest(
     model: TorchTextClassifier, run_dir: Path, graph: Path, quantize: str | None, sequence_length: int | None,
-    difference: float, fused: bool, fused_operators: dict[str, int] | None,
+    difference: float, fused_operators: dict[str, int] | None,
 ) -> dict[str, Any]:  # fmt: skip
     import onnx
     import onnxruntime
@@ -301,7 +301,7 @@ def _manifest(
         "precision": quantize or "fp32",
         "quantization": {"method": "dynamic", "weights": "int8", "per_channel": True} if quantize else None,
         "opset": ONNX_OPSET,
-        "exporter": f"torch.onnx.export ({'TorchScript, eager attention' if fused else 'dynamo'}), torch {torch.__version__}",
+        "exporter": f"torch.onnx.export ({'dynamo' if fused_operators is None else 'TorchScript, eager attention'}), torch {torch.__version__}",
         "fused_operators": fused_operators,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,

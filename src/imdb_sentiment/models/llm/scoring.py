@@ -225,6 +225,7 @@ class LabelWordNetwork(nn.Module):
     def __init__(self, lm: nn.Module, label_ids: list[int], prompt_prefix: list[int] | None = None) -> None:
         super().__init__()
         self.lm = lm
+        self.cache_argument = cache_argument(lm)  # once: forward runs per batch
         self.register_buffer("label_ids", torch.as_tensor(label_ids, dtype=torch.long), persistent=False)
         self.prompt_prefix = prompt_prefix
         self._prefix_cache: tuple[torch.device, Any] | None = None
@@ -235,7 +236,7 @@ class LabelWordNetwork(nn.Module):
             with torch.no_grad():
                 ids = torch.as_tensor([self.prompt_prefix], dtype=torch.long, device=device)
                 output = self.lm(input_ids=ids, use_cache=True, logits_to_keep=1)
-            self._prefix_cache = (device, getattr(output, cache_argument(self.lm)))
+            self._prefix_cache = (device, getattr(output, self.cache_argument))
         return self._prefix_cache[1]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> NetworkOutput:
@@ -249,7 +250,7 @@ class LabelWordNetwork(nn.Module):
                 (rows, start), dtype=batch["attention_mask"].dtype, device=batch["attention_mask"].device
             )
             inputs.update(attention_mask=torch.cat([seen, batch["attention_mask"]], dim=1),
-                          position_ids=batch["position_ids"] + start, use_cache=True, **{cache_argument(self.lm): cache})  # fmt: skip
+                          position_ids=batch["position_ids"] + start, use_cache=True, **{self.cache_argument: cache})  # fmt: skip
         output = self.lm(**inputs, logits_to_keep=1)
         logits = output.logits[:, -1, :].index_select(-1, self.label_ids).float()
         return NetworkOutput(logits=logits, features=logits)
