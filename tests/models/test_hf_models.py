@@ -264,6 +264,17 @@ def test_max_length_beyond_the_position_limit_fails_at_validation(checkpoints) -
     assert build_config(too_long, for_training=False).model.params["max_length"] == 4096  # a finished run loads
 
 
+@pytest.mark.parametrize("method", ["p-tuning", "prompt"])
+def test_virtual_tokens_count_against_the_position_limit(method) -> None:
+    # P-Tuning and Prompt Tuning prepend their virtual tokens to the input: 500 + 20 > 512 positions.
+    params = {"max_length": 500, "adapter": {"method": method, "virtual_tokens": 20}}
+    with pytest.raises(UserError, match=r"max_length: 500 \+ 20 virtual tokens .* exceeds the 512 positions.*492"):
+        build_config({"model": {"name": "minilm", "params": params}})
+    build_config({"model": {"name": "minilm", "params": {**params, "max_length": 492}}})
+    # Prefix Tuning's key / value prefixes take no input positions: the whole 512 stay usable.
+    build_config({"model": {"name": "minilm", "params": {"max_length": 512, "adapter": {"method": "prefix"}}}})
+
+
 def test_config_errors_name_the_field(tmp_path) -> None:
     with pytest.raises(UserError, match=r"model\.params\.init_from"):
         build_config({"model": {"name": "bert-scratch", "params": {"init_from": str(tmp_path / "missing")}}})

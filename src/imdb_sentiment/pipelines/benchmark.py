@@ -34,9 +34,12 @@ logger = logging.getLogger("imdb_sentiment.benchmark")
 
 # Per-run values averaged over seeds (mean and std columns); the rest are taken from the first seed.
 AVERAGED = ("accuracy", "f1", "roc_auc", "ece", "mr_accuracy", "train_seconds", "inference_reviews_per_second",
-            "single_reviews_per_second", "single_review_ms_median", "peak_memory_mb")  # fmt: skip
-SHARED = ("parameters", "trainable_parameters", "model_size_mb", "device", "train_examples", "examples",
-          "full_test_set")  # fmt: skip
+            "single_reviews_per_second", "single_review_ms_median", "peak_memory_mb", "inference_seconds",
+            "peak_gpu_memory_mb")  # fmt: skip
+SHARED = ("parameters", "trainable_parameters", "trainable_share", "model_size_mb", "device", "train_examples",
+          "examples", "full_test_set")  # fmt: skip
+# Shown only when some row has them (GPU runs).
+OPTIONAL_COLUMNS = ("peak_gpu_memory_mb_mean",)
 
 # The Markdown leaderboard: (column, header, format).
 MARKDOWN_COLUMNS = (
@@ -48,11 +51,14 @@ MARKDOWN_COLUMNS = (
     ("mr_accuracy", "MR (out of domain)", "pct"),
     ("ece_mean", "ECE", "{:.3f}"),
     ("train_seconds_mean", "train s", "{:,.1f}"),
+    ("inference_seconds_mean", "test s", "{:,.1f}"),
     ("inference_reviews_per_second_mean", "reviews/s batched", "{:,.0f}"),
     ("single_reviews_per_second_mean", "reviews/s one by one", "{:,.1f}"),
     ("peak_memory_mb_mean", "peak MB", "{:,.0f}"),
+    ("peak_gpu_memory_mb_mean", "peak GPU MB", "{:,.0f}"),
     ("parameters", "parameters", "{:,.0f}"),
     ("trainable_parameters", "trainable", "{:,.0f}"),
+    ("trainable_share", "trainable %", "pct"),
     ("model_size_mb", "size MB", "{:,.1f}"),
     ("device", "device", "{}"),
     ("writeup_claimed", "write-up claimed", "pct1"),
@@ -180,6 +186,10 @@ def learning_curve_table(board: pd.DataFrame) -> str | None:
     return "\n".join(lines)
 
 
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
 def _cell(value: Any, style: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
@@ -199,11 +209,14 @@ def _accuracy_cell(row: dict[str, Any], key: str) -> str:
 
 
 def leaderboard_table(board: pd.DataFrame) -> str:
-    lines = ["| rank | " + " | ".join(header for _, header, _ in MARKDOWN_COLUMNS) + " |",
-             "|" + "---|" * (len(MARKDOWN_COLUMNS) + 1)]  # fmt: skip
-    for rank, row in enumerate(board.to_dict("records"), start=1):
+    records = board.to_dict("records")
+    columns = [column for column in MARKDOWN_COLUMNS
+               if column[0] not in OPTIONAL_COLUMNS or any(_present(row.get(column[0])) for row in records)]  # fmt: skip
+    lines = ["| rank | " + " | ".join(header for _, header, _ in columns) + " |",
+             "|" + "---|" * (len(columns) + 1)]  # fmt: skip
+    for rank, row in enumerate(records, start=1):
         cells = []
-        for key, _, style in MARKDOWN_COLUMNS:
+        for key, _, style in columns:
             if key in ("accuracy", "mr_accuracy"):
                 cells.append(_accuracy_cell(row, key))
             else:

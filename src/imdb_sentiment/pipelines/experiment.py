@@ -124,6 +124,7 @@ def run_experiment(
         logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
                     len(data.train), len(data.valid), len(data.test))  # fmt: skip
         context = _fit_context(config, data, runtime, run_dir, resume_dir is not None, show_progress)
+        _reset_gpu_memory_peak()
         with PeakMemory() as peak:
             train_seconds, metrics, probabilities = _fit_and_test(model, data, context, config)
         metrics.update(single_review_latency(model, data.test.texts))
@@ -218,6 +219,17 @@ def _record_end(run_dir: Path, status: str, **extra: Any) -> None:
         write_status(run_dir, status, finished=now_utc(), **extra)
     except (OSError, UserError) as exc:
         logger.error("could not record status %r in %s: %s", status, run_dir / "run.json", exc)
+
+
+def _reset_gpu_memory_peak() -> None:
+    """So that each run of a benchmark reports its own peak, not the process's."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _add_gpu_memory(metrics: dict[str, Any]) -> None:

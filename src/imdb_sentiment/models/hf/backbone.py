@@ -48,10 +48,22 @@ def position_limit(config: Any) -> int | None:
     return limit
 
 
-def check_max_length(max_length: int, config: Any) -> None:
+def check_max_length(max_length: int, config: Any, virtual_tokens: int = 0) -> None:
+    """P-Tuning and Prompt Tuning prepend ``virtual_tokens`` embeddings, which take positions too."""
     limit = position_limit(config)
-    if limit is not None and max_length > limit:
-        raise UserError(f"model.params.max_length: {max_length} exceeds the {limit} positions of this model.")
+    if limit is not None and max_length + virtual_tokens > limit:
+        extra = (
+            f" + {virtual_tokens} virtual tokens (model.params.adapter.virtual_tokens)" if virtual_tokens else ""
+        )
+        raise UserError(
+            f"model.params.max_length: {max_length}{extra} exceeds the {limit} positions of this model; "
+            f"lower max_length to {limit - virtual_tokens}."
+        )
+
+
+def virtual_token_count(params: HFParams) -> int:
+    """Positions the adapter's prepended virtual tokens take (Prefix Tuning's prefixes take none)."""
+    return getattr(params.adapter, "virtual_tokens", 0) if params.adapter is not None else 0
 
 
 def architecture_config(params: HFParams, vocab_size: int | None = None, pad_token_id: int = 0) -> Any:
@@ -103,7 +115,7 @@ def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: 
             name, kwargs = resolve_pretrained(*weights)
             with from_pretrained_errors(*weights), quiet_transformers():
                 backbone = auto.from_pretrained(name, config=config, **kwargs)
-    check_max_length(params.max_length, backbone.config)
+    check_max_length(params.max_length, backbone.config, virtual_token_count(params))
     if params.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()
     if params.freeze_word_embeddings:

@@ -62,6 +62,7 @@ from imdb_sentiment.models.hf.backbone import (
     architecture_config,
     build_backbone,
     check_max_length,
+    virtual_token_count,
 )
 from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder, load_tokenizer, train_wordpiece_tokenizer
 from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
@@ -160,7 +161,7 @@ class HFClassifier(TorchTextClassifier):
         try:
             if params.adapter is not None and params.adapter.method == "prefix":
                 check_prefix_support(architecture.model_type)
-            check_max_length(params.max_length, architecture)
+            check_max_length(params.max_length, architecture, virtual_token_count(params))
         except UserError as exc:
             raise ValueError(str(exc)) from None
 

@@ -9,6 +9,7 @@ One mapping joins them: ``method`` in the ``adapter:`` settings picks how it is 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,15 @@ def apply_adapter(
         return backbone
     from peft import PeftModel, get_peft_model
 
-    if saved is not None:
-        return PeftModel.from_pretrained(backbone, str(saved / ADAPTER_DIR))
-    return get_peft_model(backbone, peft_config(settings, backbone.config.model_type, with_head, tokenizer_source))
+    # peft reads transformers' deprecated `is_gradient_checkpointing` (transformers >= 5.2x warns on
+    # every run); the warning is addressed to peft, not to our users.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        if saved is not None:
+            return PeftModel.from_pretrained(backbone, str(saved / ADAPTER_DIR))
+        return get_peft_model(
+            backbone, peft_config(settings, backbone.config.model_type, with_head, tokenizer_source)
+        )
 
 
 def save_adapter(backbone: nn.Module, settings: AdapterConfig, directory: Path, base: tuple[str, str]) -> None:
