@@ -224,6 +224,7 @@ def test_train_llm_prompt_end_to_end_labels_the_sample_and_reports_coverage(tmp_
         metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
         assert metrics["examples"] == 10 and metrics["full_test_set"] is False
         assert metrics["coverage"] == 1.0 and metrics["parameters"] == 0 and "coverage" in out
+        assert "single_review_ms_median" not in metrics  # it would time the answer cache, not the server
         # Unknown model: refused before any run folder exists.
         code, out, err = run_cli([*args[:-4], "--set", "model.params.model=nope", "--name", "bad"], capsys)
     assert code == 2 and "does not know model 'nope'" in err and len(err.strip().splitlines()) == 1
