@@ -82,6 +82,20 @@ def test_shipped_suites_load_and_bad_suites_are_one_line(tmp_path) -> None:
     one_line_user_error(lambda: parse_train_sizes("16,2"), "--train-sizes")
 
 
+def test_the_peft_suites_validate_every_row(tiny_data, tmp_path) -> None:
+    # peft-full is GPU-only: included here so that its overrides (P-Tuning / Prompt Tuning at 492 tokens,
+    # which with 20 virtual tokens fill MiniLM's 512 positions) are validated like a GPU run's.
+    overrides = [f"data.path={json.dumps(str(tiny_data / 'imdb'))}"]
+    full, skipped = expand_suite(load_suite("peft-full"), overrides, tmp_path, True, False)
+    assert not skipped and len(full) == 6
+    lengths = {run.label: run.config.model.params["max_length"] for run in full}
+    assert lengths["p-tuning-full"] == lengths["prompt-full"] == 492 and lengths["lora-full"] == 512
+    assert all(run.config.data.limit is None and run.config.training.epochs == 2 for run in full)
+    assert not expand_suite(load_suite("peft-full"), overrides, tmp_path, False, False)[0]  # skipped on a CPU
+    protocol, _ = expand_suite(load_suite("peft"), overrides, tmp_path, False, False)
+    assert {run.config.data.limit for run in protocol} == {4000} and len(protocol) == 7
+
+
 # --- running ------------------------------------------------------------------------------------------
 
 

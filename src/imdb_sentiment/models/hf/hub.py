@@ -5,6 +5,7 @@ of them can be reached (no traceback, no 50-second retry loop)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Iterator
@@ -99,12 +100,27 @@ def quiet_transformers() -> Iterator[None]:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # Reading a GGUF file draws its own tqdm bar (tqdm.auto, not transformers' switchable one).
+    gguf_utils = _gguf_utils()
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    if gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
         hf_logging.set_verbosity(previous)
         if bars:
             hf_logging.enable_progress_bar()
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
+
+
+def _gguf_utils() -> Any:
+    try:
+        from transformers import modeling_gguf_pytorch_utils
+    except ImportError:  # an older or trimmed transformers: nothing to silence
+        return None
+    return modeling_gguf_pytorch_utils
 
 
 def load_pretrained_config(source: str, field: str, **overrides: Any) -> Any:
