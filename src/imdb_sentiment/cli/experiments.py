@@ -73,11 +73,14 @@ def train(
         experiment = build_config(read_yaml(resume / "config.yaml"), overrides)
     else:
         experiment = load_config(config, overrides)
-    from imdb_sentiment.training.distributed import launcher_ranks
+    from imdb_sentiment.training.distributed import launcher_ranks, leave_process_group
 
     quiet = quiet or launcher_ranks()[0] != 0  # under a launcher, rank 0 speaks for all
     setup_logging(quiet)
-    result = run_experiment(experiment, resume_dir=resume, show_progress=not quiet, command=" ".join(sys.argv))
+    try:
+        result = run_experiment(experiment, resume_dir=resume, show_progress=not quiet, command=" ".join(sys.argv))
+    finally:
+        leave_process_group()
     if not result.main_process:
         return
     print_metrics(result.metrics, f"{experiment.run_name} on {result.metrics['examples']:,} test reviews")

@@ -35,6 +35,14 @@ def join_process_group(device: torch.device) -> None:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
+def leave_process_group() -> None:
+    """Destroy the process group before the interpreter exits, as PyTorch asks: left to interpreter
+    shutdown, gloo's threads can abort a rank ("terminate called without an active exception", seen
+    once in CI after a run that had finished). A local call: no rank waits for another here."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
