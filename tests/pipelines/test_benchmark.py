@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
+from helpers import one_line_user_error, run_cli, tiny_causal_lm_folder, write_tiny_parquet_imdb
 
 from imdb_sentiment.errors import RunInterrupted, UserError
 from imdb_sentiment.evaluation.analysis import accuracy_by_cues, accuracy_by_length, confident_mistakes
@@ -138,6 +138,32 @@ def test_benchmark_resumes_reports_and_survives_a_failed_row(tiny_data, tmp_path
     assert statuses["tfidf-lr-n16-s0"] == "reused" and statuses["nbsvm-n16-s0"] == "completed"
     assert (out / "tfidf-lr-n16-s0" / "metrics.json").stat().st_mtime_ns == stamp
     assert len(list(out.glob("nbsvm-n16-s0.abandoned-*"))) == 1  # the failed attempt is kept aside
+
+
+def test_llm_rows_join_the_learning_curves(tiny_data, tmp_path) -> None:
+    # llm-sft learns from each training subset; llm-score draws its shots and its calibration threshold
+    # from it. Both are rows like any other: one run per size, one learning-curve line each.
+    lm = json.dumps(tiny_causal_lm_folder())
+    tiny = [f"model.params.checkpoint={lm}", "model.params.max_length=16"]
+    suite = Suite(name="llm", train_sizes=[16, "full"], rows=[
+        SuiteRow(config="llm-sft", set=[*tiny, "model.params.adapter.rank=2", "model.params.calibration=none",
+                                        "training.batch_size=4"]),
+        SuiteRow(config="llm-score", set=[*tiny, "model.params.shots=2", "model.params.calibration_size=8"]),
+    ])  # fmt: skip
+    out = tmp_path / "bench"
+    result, _ = run_benchmark(suite, [f"data.path={json.dumps(str(tiny_data / 'imdb'))}", "data.limit=null"], out,
+                              show_progress=False)  # fmt: skip
+    assert [record.status for record in result.records] == ["completed"] * 4, [r.error for r in result.records]
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(zip(board["label"], board["train_size"].astype(str), strict=True)) == {
+        ("llm-sft", "16"),
+        ("llm-sft", "full"),
+        ("llm-score", "16"),
+        ("llm-score", "full"),
+    }
+    curves = (out / "leaderboard.md").read_text().split("Learning curves")[1]
+    assert "| llm-sft |" in curves and "| llm-score |" in curves
+    assert json.loads((out / "llm-sft-n16" / "metrics.json").read_text())["train_examples"] < 16
 
 
 def test_folder_with_another_config_is_never_overwritten(tiny_data, tmp_path) -> None:
