@@ -191,7 +191,7 @@ def _present(value: Any) -> bool:
 
 
 def _cell(value: Any, style: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if not _present(value):
         return "–"
     if style == "pct":
         return f"{100 * value:.2f}"
