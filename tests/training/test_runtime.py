@@ -28,3 +28,15 @@ def test_devices_are_checked_once_with_the_field_named() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match=r"training\.device: cuda was asked for"):
             Runtime.resolve("cuda:1")
+
+
+def test_threads_null_gives_torch_its_default_back_after_a_one_thread_run() -> None:
+    """An ensemble's members and a benchmark's rows share one process: `threads: null` after a
+    `threads: 1` run must not inherit the single thread."""
+    try:
+        Runtime.resolve(threads=1).apply()
+        assert torch.get_num_threads() == 1
+        Runtime.resolve(threads=None).apply()
+        assert torch.get_num_threads() == runtime_module.DEFAULT_THREADS
+    finally:
+        torch.set_num_threads(runtime_module.DEFAULT_THREADS)

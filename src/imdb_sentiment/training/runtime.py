@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from imdb_sentiment.config import TrainingConfig
 
 Precision = Literal["auto", "fp32", "bf16", "native-bf16"]
+# torch's own choice (all cores, or OMP_NUM_THREADS), read before any run changes it: ``threads: null``
+# restores it, so a run after a one-thread run in the same process (an ensemble's members, a benchmark's
+# rows) gets all cores back instead of inheriting one.
+DEFAULT_THREADS = torch.get_num_threads()
 InferencePrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 
@@ -98,8 +102,7 @@ class Runtime:
     def apply(self) -> Runtime:
         """Make the process follow this runtime (thread count, the launcher's process group); returns
         self for chaining."""
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads or DEFAULT_THREADS)
         if self.world_size > 1:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
