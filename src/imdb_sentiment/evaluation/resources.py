@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -64,3 +65,23 @@ class PeakMemory:
     def mb(self) -> float:
         """The block's sampled peak; the process's peak where the current size cannot be read."""
         return self.peak if self.peak is not None else process_peak_mb()
+
+
+def _cuda():
+    """torch.cuda when this process has imported torch and sees a GPU, else None. A run that never imported
+    torch (the linear models) used no GPU, and importing it here would cost seconds for nothing."""
+    torch = sys.modules.get("torch")
+    return torch.cuda if torch is not None and torch.cuda.is_available() else None
+
+
+def reset_gpu_peak() -> None:
+    """Start a new GPU peak, so that each run of a benchmark reports its own and not the process's."""
+    cuda = _cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
+
+
+def gpu_peak_mb() -> float | None:
+    """Peak GPU memory allocated since :func:`reset_gpu_peak`; None without a GPU."""
+    cuda = _cuda()
+    return cuda.max_memory_allocated() / 2**20 if cuda is not None else None

@@ -29,7 +29,7 @@ from imdb_sentiment.evaluation.plots import (
     plot_roc_curve,
     plot_training_curves,
 )
-from imdb_sentiment.evaluation.resources import PeakMemory, process_peak_mb
+from imdb_sentiment.evaluation.resources import PeakMemory, gpu_peak_mb, process_peak_mb, reset_gpu_peak
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.registry import get_model_class
@@ -124,7 +124,7 @@ def run_experiment(
         logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
                     len(data.train), len(data.valid), len(data.test))  # fmt: skip
         context = _fit_context(config, data, runtime, run_dir, resume_dir is not None, show_progress)
-        _reset_gpu_memory_peak()
+        reset_gpu_peak()
         with PeakMemory() as peak:
             train_seconds, metrics, probabilities = _fit_and_test(model, data, context, config)
         metrics.update(single_review_latency(model, data.test.texts))
@@ -148,7 +148,8 @@ def run_experiment(
                 "details": {k: v for k, v in context.extra_metrics.items() if not k.startswith("valid")},
             }
         )
-        _add_gpu_memory(metrics)
+        if (gpu_peak := gpu_peak_mb()) is not None:
+            metrics["peak_gpu_memory_mb"] = gpu_peak
         write_predictions(run_dir / "predictions.csv", data.test.ids, data.test.labels, probabilities)
         if context.history:
             with atomic_path(run_dir / "history.csv") as tmp:
@@ -219,27 +220,6 @@ def _record_end(run_dir: Path, status: str, **extra: Any) -> None:
         write_status(run_dir, status, finished=now_utc(), **extra)
     except (OSError, UserError) as exc:
         logger.error("could not record status %r in %s: %s", status, run_dir / "run.json", exc)
-
-
-def _reset_gpu_memory_peak() -> None:
-    """So that each run of a benchmark reports its own peak, not the process's."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def _add_gpu_memory(metrics: dict[str, Any]) -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _folder_size_mb(folder: Path) -> float:
