@@ -12,7 +12,7 @@ import resource
 import sys
 import threading
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 STATM = Path("/proc/self/statm")
 
@@ -67,7 +67,7 @@ class PeakMemory:
         return self.peak if self.peak is not None else process_peak_mb()
 
 
-def _cuda():
+def _cuda() -> ModuleType | None:
     """torch.cuda when this process has imported torch and sees a GPU, else None. A run that never imported
     torch (the linear models) used no GPU, and importing it here would cost seconds for nothing."""
     torch = sys.modules.get("torch")

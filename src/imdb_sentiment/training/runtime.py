@@ -31,11 +31,12 @@ if TYPE_CHECKING:
     from imdb_sentiment.config import TrainingConfig
 
 Precision = Literal["auto", "fp32", "bf16", "native-bf16"]
+InferencePrecision = Literal["auto", "fp32", "bf16", "int8"]
+
 # torch's own choice (all cores, or OMP_NUM_THREADS), read before any run changes it: ``threads: null``
 # restores it, so a run after a one-thread run in the same process (an ensemble's members, a benchmark's
 # rows) gets all cores back instead of inheriting one.
 DEFAULT_THREADS = torch.get_num_threads()
-InferencePrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 
 def parse_device(name: str) -> torch.device:
