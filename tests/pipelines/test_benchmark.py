@@ -12,12 +12,22 @@ import pytest
 from helpers import one_line_user_error, run_cli, tiny_causal_lm_folder, write_tiny_parquet_imdb
 
 from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.evaluation import plots
 from imdb_sentiment.evaluation.analysis import accuracy_by_cues, accuracy_by_length, confident_mistakes
 from imdb_sentiment.evaluation.metrics import expected_calibration_error, reliability_bins
 from imdb_sentiment.evaluation.plots import pareto_front
 from imdb_sentiment.pipelines import benchmark as benchmark_module
 from imdb_sentiment.pipelines.benchmark import run_benchmark
-from imdb_sentiment.pipelines.suites import Suite, SuiteRow, expand_suite, load_suite, parse_train_sizes
+from imdb_sentiment.pipelines.leaderboard import RunRecord, aggregate, leaderboard_table
+from imdb_sentiment.pipelines.suites import (
+    OutOfDomainSet,
+    Suite,
+    SuiteRow,
+    WriteupReference,
+    expand_suite,
+    load_suite,
+    parse_train_sizes,
+)
 
 FAST = ["model.params.min_df=1"]
 
@@ -119,7 +129,7 @@ def test_benchmark_resumes_reports_and_survives_a_failed_row(tiny_data, tmp_path
     board = pd.read_csv(out / "leaderboard.csv")
     full = board[board["train_size"] == "full"].set_index("label")
     assert full.loc["tfidf-lr", "seeds"] == 2 and full.loc["tfidf-lr", "accuracy_std"] >= 0
-    assert full.loc["nbsvm", "mr_accuracy_mean"] > 0  # the out-of-domain MR column was filled
+    assert full.loc["nbsvm", "ood_accuracy_mean"] > 0  # the out-of-domain (MR) column was filled
     markdown = (out / "leaderboard.md").read_text()
     assert "Learning curves" in markdown and "boom" in markdown and "full test split" in markdown
     for run in ("tfidf-lr-n16-s0", "nbsvm-nfull-s1"):
@@ -194,6 +204,75 @@ def test_ctrl_c_keeps_the_leaderboard_and_says_how_to_resume(tiny_data, tmp_path
     assert "tfidf-lr" in (out / "leaderboard.md").read_text()
 
 
+def test_leaderboard_columns_are_derived_from_what_the_runs_recorded(tiny_data, tmp_path) -> None:
+    # cv_results_-style: every number in metrics.json (nested sections with dotted names) becomes
+    # <name>_mean / <name>_std; a metric nobody listed reaches the CSV without touching the leaderboard.
+    writeup = WriteupReference(row="tf-idf", claimed=0.93)
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr", writeup=writeup), SuiteRow(config="nbsvm")], seeds=2)
+    planned, _ = expand_suite(suite, data_overrides(tiny_data), tmp_path, False, False)
+    records = []
+    for run, accuracy in zip(planned, (0.80, 0.70, 0.90, 0.70), strict=True):  # tfidf-lr s0, s1, nbsvm s0, s1
+        metrics = {"accuracy": accuracy, "brand_new_metric": 2 * accuracy, "device": "cpu", "seed": 1,
+                   "validation": {"valid_accuracy": accuracy}, "confusion_matrix": [[1, 0], [0, 1]]}  # fmt: skip
+        records.append(RunRecord(run, "completed", metrics=metrics))
+    board = aggregate(records).set_index("label")
+    assert board.loc["tfidf-lr", "accuracy_mean"] == pytest.approx(0.75)
+    assert board.loc["tfidf-lr", "accuracy_std"] == pytest.approx(np.std([0.8, 0.7], ddof=1))
+    assert board.loc["nbsvm", "brand_new_metric_std"] == pytest.approx(np.std([1.8, 1.4], ddof=1))
+    assert board.loc["nbsvm", "validation.valid_accuracy_mean"] == pytest.approx(0.8)
+    assert board.loc["nbsvm", "device"] == "cpu" and "seed_mean" not in board and "confusion_matrix" not in board
+    one_seed = aggregate(records[::2])  # seed 0 of each row
+    assert one_seed["accuracy_std"].isna().all()  # one seed: no spread claimed
+    table = leaderboard_table(one_seed)
+    assert "±" not in table and "| n (seeds) |" in table and "ECE" not in table  # no column without a value
+    assert "| write-up claimed |" in table and "| 93.0 |" in table and "Kaggle" not in table
+
+
+def test_a_one_seed_report_is_honest_dated_and_names_its_out_of_domain_set(tiny_data, tmp_path) -> None:
+    out = tmp_path / "bench"
+    suite = Suite(name="t", rows=[SuiteRow(config="tfidf-lr")],
+                  out_of_domain=OutOfDomainSet(name="Tiny MR", path=str(tiny_data / "mr")))  # fmt: skip
+    result, _ = run_benchmark(suite, data_overrides(tiny_data), out, show_progress=False)
+    page = (out / "report.html").read_text()
+    markdown = (out / "leaderboard.md").read_text()
+    assert "mean ± std" not in page and "mean ± std" not in markdown  # one seed: n=1, no spread
+    assert "n=1" in page and "n=1" in markdown
+    assert "write-up" not in page  # no row carries the write-up's numbers: the caption does not promise them
+    environment = json.loads((out / "tfidf-lr" / "environment.json").read_text())
+    assert environment["git_commit"][:12] in page and "imdb-sentiment 0." in page and "report written 20" in page
+    assert "Tiny MR (out of domain)" in page and "Tiny MR (" in markdown
+    assert pd.read_csv(out / "leaderboard.csv")["ood_accuracy_mean"].notna().all()
+    mistakes = json.loads((out / "tfidf-lr" / "analysis" / "analysis.json").read_text())["confident_mistakes"]
+    assert mistakes and page.count("true label ") == min(len(mistakes), 5)  # each says which label is true
+    assert result.main_process
+    # The out-of-domain set: off with null, a missing path is one line naming the field.
+    assert (
+        Suite.model_validate({"name": "t", "rows": [{"config": "nbsvm"}], "out_of_domain": None}).out_of_domain
+        is None
+    )
+    missing = suite.model_copy(update={"out_of_domain": OutOfDomainSet(path=str(tmp_path / "nowhere"))})
+    one_line_user_error(
+        lambda: run_benchmark(missing, data_overrides(tiny_data), tmp_path / "b2"), "out_of_domain.path"
+    )
+    assert not (tmp_path / "b2").exists()
+    with pytest.raises(ValueError, match="path"):
+        OutOfDomainSet(format="table")
+
+
+def test_accuracy_bars_start_at_zero_and_show_the_writeup_numbers(monkeypatch, tmp_path) -> None:
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: saved.append(figure))
+    rows = [{"label": "a", "accuracy_mean": 0.91, "accuracy_std": None, "writeup_claimed": 0.93},
+            {"label": "b", "accuracy_mean": 0.89, "accuracy_std": float("nan")}]  # fmt: skip
+    plots.plot_accuracy_bars(rows, tmp_path / "bars.png")
+    axis = saved[0].axes[0]
+    assert axis.get_xlim()[0] == 0  # a cut axis makes a 2-point gap look like a 2x one
+    texts = [text.get_text() for text in axis.texts]
+    assert texts == ["89.00%", "91.00%"]
+    labels = axis.get_legend_handles_labels()[1]
+    assert "ours (one seed)" in labels and "write-up's claim" in labels
+
+
 # --- analysis -----------------------------------------------------------------------------------------
 
 
@@ -242,6 +321,35 @@ def test_analyze_command(tiny_data, tmp_path, capsys) -> None:
     assert code == 2 and "rt-polarity.pos" in err
     with pytest.raises(UserError):
         benchmark_module.analyze_run(tmp_path)
+
+
+def test_analyze_with_the_data_moved_keeps_the_out_of_domain_row(tiny_data, tmp_path, capsys) -> None:
+    # --data X: the default out-of-domain set (MR) is looked for beside X, as the help says, not beside
+    # the folder the run was trained from (gone here).
+    before, after = tmp_path / "before", tmp_path / "after"
+    shutil.copytree(tiny_data, before)
+    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(before / "imdb"), "--output-dir", str(tmp_path / "runs"),
+                            "--set", *FAST, "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    run_dir = next((tmp_path / "runs").iterdir())
+    before.rename(after)
+    code, stdout, err = run_cli(["analyze", str(run_dir), "--data", str(after / "imdb")], capsys)
+    assert code == 0, err
+    assert "MR (out of domain)" in stdout
+    assert json.loads((run_dir / "analysis" / "analysis.json").read_text())["out_of_domain"]["examples"] == 5
+
+    # What analyze cannot do is one line, exit 2, never a traceback: a folder it cannot write into, an
+    # edited predictions.csv.
+    shutil.rmtree(run_dir / "analysis")
+    (run_dir / "analysis").write_text("not a folder")
+    code, _, err = run_cli(["analyze", str(run_dir), "--data", str(after / "imdb")], capsys)
+    assert (
+        code == 2 and "Cannot write the analysis" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    )
+    predictions = run_dir / "predictions.csv"
+    predictions.write_text(predictions.read_text().replace("0.", "x.", 1))
+    code, _, err = run_cli(["analyze", str(run_dir), "--data", str(after / "imdb")], capsys)
+    assert code == 2 and "not probabilities" in err and "Traceback" not in err
 
 
 # --- the report in a real browser ---------------------------------------------------------------------

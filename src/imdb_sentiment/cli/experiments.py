@@ -115,8 +115,8 @@ def benchmark(
     ood_data: Annotated[
         Path | None,
         typer.Option(
-            help="MR sentences (rt-polarity.pos/.neg) for the out-of-domain column; default: the mr "
-            "folder beside the IMDB data, if there."
+            help="Where the suite's out-of-domain set is (its out_of_domain: MR sentences, rt-polarity.pos/.neg, "
+            "by default); default: its own path, else the mr folder beside the data, if there."
         ),
     ] = None,
     data: DataOption = None,
@@ -160,8 +160,10 @@ def benchmark(
         chosen, overrides, Path(output_dir), include_gpu_rows=include_gpu_rows, ood_path=ood_data,
         show_progress=not quiet, command=" ".join(["imdb-sentiment", *sys.argv[1:]]),
     )  # fmt: skip
-    from imdb_sentiment.pipelines.benchmark import leaderboard_table, main_rows
+    from imdb_sentiment.pipelines.leaderboard import leaderboard_table, main_rows
 
+    if not result.main_process:  # under a launcher rank 0 prints and writes
+        return
     board = result.leaderboard_frame()
     if not board.empty:
         console.print(leaderboard_table(main_rows(board)), soft_wrap=True, markup=False, highlight=False)
@@ -182,19 +184,10 @@ def analyze(
 ) -> None:
     """Error analysis of a run: confident mistakes, accuracy by length and on negation / contrast,
     calibration, out-of-domain accuracy; written into RUN/analysis/."""
-    from imdb_sentiment.config import build_config, build_data_config, read_yaml
-    from imdb_sentiment.data.splits import load_data
     from imdb_sentiment.pipelines.analyze import analyze_run
-    from imdb_sentiment.runs import check_run_dir
 
-    run = check_run_dir(run)
-    if ood_data is not None and not (ood_data / "rt-polarity.pos").is_file():
-        raise UserError(f"--ood-data {ood_data}: no rt-polarity.pos there; point it at the MR folder.")
-    prepared = None
-    if data is not None:  # the run's data section with another location (same layout, same seed)
-        config = build_config(read_yaml(run / "config.yaml"), for_training=False)
-        prepared = load_data(build_data_config({**config.data.model_dump(), "path": data}))
-    analysis = analyze_run(run, ood_data, data=prepared)
+    # --data: the run's data section with another location (same layout, same seed), MR looked for beside it.
+    analysis = analyze_run(run, ood_data, data_path=Path(data) if data is not None else None)
     cues = analysis["accuracy_by_cues"]
     table = Table(title=f"{run.name}: {analysis['examples']:,} test reviews", show_header=False)
     table.add_row("accuracy", f"{100 * analysis['accuracy']:.2f}%")
@@ -207,7 +200,9 @@ def analyze(
             )
     if analysis.get("out_of_domain"):
         ood = analysis["out_of_domain"]
-        table.add_row("MR (out of domain)", f"{100 * ood['accuracy']:.2f}% ({ood['examples']:,} sentences)")
+        table.add_row(
+            f"{ood['name']} (out of domain)", f"{100 * ood['accuracy']:.2f}% ({ood['examples']:,} examples)"
+        )
     console.print(table)
     console.print(f"Analysis: [bold]{run / 'analysis' / 'analysis.md'}[/bold]")
 

@@ -1,4 +1,5 @@
-"""Run-folder plots: confusion matrix, ROC curve and training curves (matplotlib, no display)."""
+"""Figures (matplotlib, no display): a run's confusion matrix, ROC, training curves and reliability
+diagram; the benchmark report's accuracy bars, accuracy-against-cost scatters and learning curves."""
 
 from __future__ import annotations
 
@@ -22,6 +23,26 @@ def _save(figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(figure)
+
+
+def _log_x_when_spread(axis, values: list[float], label: str) -> None:
+    """A log x axis when the values span more than a decade (training times, throughputs do), labelled
+    at its major ticks only; a linear one otherwise, where a log axis would have no labelled tick or
+    minor labels that run into each other."""
+    from matplotlib.ticker import NullFormatter
+
+    positive = [value for value in values if value > 0]
+    if positive and max(positive) / min(positive) > 10:
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        label += " (log scale)"
+    axis.set_xlabel(label)
+
+
+def _accuracy_axis_top(axis) -> None:
+    """No accuracy above 1 on an axis: margins and bands stop at the ceiling."""
+    bottom, top = axis.get_ylim()
+    axis.set_ylim(bottom, min(top, 1.005))
 
 
 def plot_confusion_matrix(matrix: list[list[int]], path: Path, title: str) -> None:
@@ -96,30 +117,42 @@ def plot_reliability_diagram(bins: list[dict[str, float]], path: Path, title: st
     _save(figure, path)
 
 
+def present_number(value: object) -> bool:
+    return isinstance(value, int | float) and bool(np.isfinite(value))
+
+
+def _std(row: dict) -> float:
+    """A row's accuracy std over seeds; 0 where none was measured (one seed: None or NaN)."""
+    std = row.get("accuracy_std")
+    return float(std) if present_number(std) else 0.0
+
+
 def plot_accuracy_bars(rows: list[dict], path: Path) -> None:
-    """Mean accuracy per model (error bars: std over seeds) beside the write-up's claimed accuracy
-    and its published Kaggle submission's accuracy on the official labels."""
+    """Mean accuracy per model (error bars: std over seeds, where measured) beside the write-up's
+    claimed accuracy and its published Kaggle submission's accuracy on the official labels. The axis
+    starts at 0, as a bar's length must (a cut axis makes a 2-point gap look like a 2x one); the value
+    is written on each bar so that close rows can still be told apart."""
     if not rows:
         return
     plt = _pyplot()
     rows = sorted(rows, key=lambda row: row["accuracy_mean"])
     figure, axis = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.4))
     positions = np.arange(len(rows))
-    axis.barh(positions, [row["accuracy_mean"] for row in rows], xerr=[row.get("accuracy_std") or 0 for row in rows],
-              color="#4c72b0", capsize=3, label="ours (mean ± std over seeds)")  # fmt: skip
+    spread = any(present_number(row.get("accuracy_std")) for row in rows)  # measured, even if 0
+    axis.barh(positions, [row["accuracy_mean"] for row in rows], color="#4c72b0",
+              xerr=[_std(row) for row in rows] if spread else None, capsize=3,
+              label="ours (mean ± std over seeds)" if spread else "ours (one seed)")  # fmt: skip
+    for position, row in zip(positions, rows, strict=True):
+        axis.text(0.01, position, f"{100 * row['accuracy_mean']:.2f}%", va="center", color="white", fontsize=8)
     for key, marker, colour, label in (("writeup_claimed", "D", "#dd8452", "write-up's claim"),
                                        ("writeup_kaggle", "x", "#c44e52", "write-up's Kaggle file")):  # fmt: skip
         points = [(row[key], index) for index, row in enumerate(rows) if row.get(key) is not None]
         if points:
             axis.scatter(*zip(*points, strict=True), marker=marker, color=colour, zorder=3, label=label)
     axis.set_yticks(positions, [row["label"] for row in rows])
-    low = min(
-        [row["accuracy_mean"] for row in rows]
-        + [row[k] for row in rows for k in ("writeup_claimed", "writeup_kaggle") if row.get(k)]
-    )
-    axis.set_xlim(max(0.0, low - 0.05), 1.0)
+    axis.set_xlim(0.0, 1.0)
     axis.set_xlabel("test accuracy")
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, fontsize=8, frameon=False)
     _save(figure, path)
 
 
@@ -152,9 +185,9 @@ def plot_accuracy_against(rows: list[dict], key: str, axis_label: str, path: Pat
     axis.plot(
         [xs[i] for i in front], [ys[i] for i in front], color="#dd8452", linestyle="--", label="Pareto front"
     )
-    axis.set_xscale("log")
     axis.margins(x=0.15, y=0.2)  # room for the labels of the extreme points
-    axis.set_xlabel(axis_label)
+    _log_x_when_spread(axis, xs, axis_label)
+    _accuracy_axis_top(axis)
     axis.set_ylabel("test accuracy")
     axis.legend(loc="best", fontsize=8)
     _save(figure, path)
@@ -168,31 +201,35 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for name, points in sorted(curves.items()):
-        points = sorted(points, key=lambda point: point["train_examples"])
-        xs = np.array([point["train_examples"] for point in points], dtype=float)
+        points = sorted(points, key=lambda point: point["train_examples_mean"])
+        xs = np.array([point["train_examples_mean"] for point in points], dtype=float)
         means = np.array([point["accuracy_mean"] for point in points])
-        stds = np.array([point.get("accuracy_std") or 0.0 for point in points])
+        stds = np.array([_std(point) for point in points])
         axis.plot(xs, means, marker="o", label=name)
-        axis.fill_between(xs, means - stds, means + stds, alpha=0.2)
-    axis.set_xscale("log")
-    axis.set_xlabel("labelled training reviews")
+        axis.fill_between(xs, np.clip(means - stds, 0, 1), np.clip(means + stds, 0, 1), alpha=0.2)
+    sizes = [float(point["train_examples_mean"]) for points in curves.values() for point in points]
+    _log_x_when_spread(axis, sizes, "labelled training reviews")
+    _accuracy_axis_top(axis)
     axis.set_ylabel("test accuracy")
     axis.legend(fontsize=8)
     _save(figure, path)
 
 
 def plot_accuracy_by_group(groups: list[dict], path: Path, title: str, axis_label: str) -> None:
-    """Bars of accuracy per group (e.g. review-length deciles), the count written on each bar."""
+    """Bars of accuracy per group (e.g. review-length deciles) from 0, the accuracy written in each bar
+    and the count above it."""
     if not groups:
         return
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 3.4))
     positions = np.arange(len(groups))
     axis.bar(positions, [group["accuracy"] for group in groups], color="#4c72b0")
-    for position, group in zip(positions, groups, strict=True):
-        axis.text(position, group["accuracy"] + 0.005, f"{group['count']:,}", ha="center", fontsize=7)
+    for position, group in zip(positions, groups, strict=True):  # bars from 0: the values say the rest
+        axis.text(position, group["accuracy"] + 0.01, f"{group['count']:,}", ha="center", fontsize=7)
+        axis.text(position, 0.03, f"{100 * group['accuracy']:.1f}%", ha="center", rotation=90, color="white",
+                  fontsize=7)  # fmt: skip
     axis.set_xticks(positions, [group["group"] for group in groups], rotation=30, ha="right", fontsize=7)
-    axis.set_ylim(max(0.0, min(group["accuracy"] for group in groups) - 0.1), 1.0)
+    axis.set_ylim(0.0, 1.08)
     axis.set_xlabel(axis_label)
     axis.set_ylabel("accuracy")
     axis.set_title(title)

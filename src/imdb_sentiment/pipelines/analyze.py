@@ -1,8 +1,8 @@
 """``analyze RUN``: error analysis of a finished run, written into ``RUN/analysis/``.
 
 Reads the run's own test predictions (``predictions.csv``) and the test texts they belong to, so it
-works for every model kind without re-running the test set; only the out-of-domain check (MR
-sentences) needs the model.
+works for every model kind without re-running the test set; only the out-of-domain check (a suite's
+``out_of_domain`` set, MR sentences by default) needs the model.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imdb_sentiment.config import ExperimentConfig, build_config, read_yaml
+from imdb_sentiment.config import ExperimentConfig, build_config, build_data_config, read_yaml
 from imdb_sentiment.data.loaders import read_dataset
 from imdb_sentiment.data.splits import PreparedData, load_data, resolve_data_path
 from imdb_sentiment.errors import UserError
@@ -22,37 +22,63 @@ from imdb_sentiment.evaluation.metrics import classification_metrics
 from imdb_sentiment.evaluation.plots import plot_accuracy_by_group, plot_reliability_diagram
 from imdb_sentiment.io_utils import write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.pipelines.suites import OutOfDomainSet
 from imdb_sentiment.runs import check_run_dir
 
 MR_FILE = "rt-polarity.pos"
+DEFAULT_FOLDER = "mr"  # the default set (MR) is looked for in a folder of this name beside the data
+DEFAULT_OUT_OF_DOMAIN = OutOfDomainSet()
 
 
-def default_ood_path(config: ExperimentConfig) -> Path | None:
-    """The MR sentences beside the IMDB data (``../shared/data/mr`` next to ``../shared/data/imdb``),
-    if they are there."""
-    try:
-        data_path = resolve_data_path(config.data.path)
-    except UserError:
+def locate_out_of_domain(
+    ood: OutOfDomainSet | None, data_path: Path | None, override: Path | None = None
+) -> Path | None:
+    """Where the out-of-domain set is: ``override`` (--ood-data), else the set's own path, else (the
+    default MR set) a folder ``mr`` beside the data folder (``../mr`` next to ``../imdb``) when it is
+    there. A path that was asked for and is not there is a UserError naming the option."""
+    if override is not None:
+        return check_out_of_domain_path(ood or DEFAULT_OUT_OF_DOMAIN, Path(override), "--ood-data")
+    if ood is None:
         return None
-    for candidate in (data_path.parent / "mr", data_path.parent.parent / "mr"):
+    if ood.path is not None:
+        return check_out_of_domain_path(ood, Path(ood.path).expanduser(), "out_of_domain.path")
+    if data_path is None or ood.format != "mr":
+        return None
+    for candidate in (data_path.parent / DEFAULT_FOLDER, data_path.parent.parent / DEFAULT_FOLDER):
         if (candidate / MR_FILE).is_file():
             return candidate
     return None
 
 
+def check_out_of_domain_path(ood: OutOfDomainSet, path: Path, option: str) -> Path:
+    if ood.format == "mr" and not (path / MR_FILE).is_file():
+        raise UserError(f"{option} {path}: no {MR_FILE} there; point it at the MR folder.")
+    if not path.exists():
+        raise UserError(f"{option} {path} does not exist.")
+    return path
+
+
+def run_data_path(config: ExperimentConfig) -> Path | None:
+    try:
+        return resolve_data_path(config.data.path)
+    except UserError:
+        return None
+
+
 def out_of_domain_metrics(
-    model: SentimentModel, config: ExperimentConfig, path: Path, batch_size: int
+    model: SentimentModel, config: ExperimentConfig, ood: OutOfDomainSet, path: Path, batch_size: int
 ) -> dict[str, Any]:
-    """Accuracy on the MR sentence-polarity snippets (Latin-1), cleaned as the run's training data was."""
-    spec = config.data.model_copy(update={"path": str(path), "format": "mr", "encoding": None, "limit": None,
+    """Accuracy on the out-of-domain set's test part (MR: every sentence, Latin-1), cleaned as the
+    run's training data was."""
+    spec = config.data.model_copy(update={"path": str(path), "format": ood.format, "encoding": None, "limit": None,
                                           "test_limit": None, "test_path": None})  # fmt: skip
-    sentences = read_dataset(Path(path), spec).test  # MR has no split: all sentences are "test"
-    if sentences is None or not len(sentences):
-        raise UserError(f"{path}: no MR sentences found.")
-    probabilities = model.predict_proba(sentences.texts, batch_size=batch_size)
-    metrics = classification_metrics(sentences.labels, probabilities)
+    examples = read_dataset(Path(path), spec).test
+    if examples is None or not len(examples):
+        raise UserError(f"{path}: no labelled test examples found for the out-of-domain set {ood.name}.")
+    probabilities = model.predict_proba(examples.texts, batch_size=batch_size)
+    metrics = classification_metrics(examples.labels, probabilities)
     metrics.pop("confusion_matrix")
-    return {"name": "mr", "path": str(path), **metrics}
+    return {"name": ood.name, "path": str(path), **metrics}
 
 
 def read_predictions(run_dir: Path) -> pd.DataFrame:
@@ -62,9 +88,15 @@ def read_predictions(run_dir: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"id": str})
     except (OSError, ValueError) as exc:
-        raise UserError(f"Cannot read {path}: {exc}.") from None
+        raise UserError(
+            f"Cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
+        ) from None
     if not {"id", "label", "prob_positive"} <= set(frame.columns):
         raise UserError(f"{path} lacks the columns id, label, prob_positive; was it edited?")
+    positive = pd.to_numeric(frame["prob_positive"], errors="coerce")
+    if not positive.between(0, 1).all():  # NaN (an unreadable cell) fails too
+        raise UserError(f"{path}: prob_positive holds values that are not probabilities; was it edited?")
+    frame["prob_positive"] = positive.astype(float)
     return frame
 
 
@@ -73,13 +105,22 @@ def analyze_run(
     ood_path: Path | None = None,
     data: PreparedData | None = None,
     model: SentimentModel | None = None,
-    detect_ood: bool = True,
+    ood: OutOfDomainSet | None = DEFAULT_OUT_OF_DOMAIN,
+    data_path: Path | None = None,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Analyse a finished run; writes ``analysis/analysis.json``, ``analysis.md`` and two figures.
-    ``data`` / ``model``: already in memory (the benchmark passes them), else loaded from the run."""
+    ``data`` / ``model``: already in memory (the benchmark passes them), else loaded from the run;
+    ``data_path``: the run's data section read from another location (same layout and seed), with the
+    default out-of-domain set looked for beside it. ``ood_path`` (--ood-data) overrides where the
+    out-of-domain set ``ood`` is (None: no out-of-domain check). ``write=False``: compute only (the
+    other ranks under a launcher, which take part in the out-of-domain predictions)."""
     run_dir = check_run_dir(Path(run_dir))
     config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+    location = locate_out_of_domain(ood, Path(data_path) if data_path else run_data_path(config), ood_path)
     predictions = read_predictions(run_dir)
+    if data is None and data_path is not None:
+        data = load_data(build_data_config({**config.data.model_dump(), "path": str(data_path)}))
     test = (data or load_data(config.data)).test
     if list(predictions["id"]) != [str(item) for item in test.ids]:
         raise UserError(
@@ -89,18 +130,34 @@ def analyze_run(
     positive = predictions["prob_positive"].to_numpy(dtype=float)
     probabilities = np.stack([1.0 - positive, positive], axis=1)
     analysis = error_analysis(test.texts, test.labels, probabilities)
-    ood_path = ood_path or (default_ood_path(config) if detect_ood else None)
-    if ood_path is not None:
+    if location is not None:
         model = model or SentimentModel.load(run_dir / "model")
-        analysis["out_of_domain"] = out_of_domain_metrics(model, config, ood_path, config.training.eval_batch_size)
-    folder = run_dir / "analysis"
-    folder.mkdir(exist_ok=True)
-    write_json_atomic(folder / "analysis.json", analysis)
-    write_text_atomic(folder / "analysis.md", analysis_markdown(analysis, config.run_name))
-    plot_reliability_diagram(analysis["calibration"]["bins"], folder / "reliability.png", config.run_name)
-    plot_accuracy_by_group(analysis["accuracy_by_length"], folder / "accuracy_by_length.png",
-                           config.run_name, "review length (deciles)")  # fmt: skip
+        analysis["out_of_domain"] = out_of_domain_metrics(
+            model, config, ood or DEFAULT_OUT_OF_DOMAIN, location, config.training.eval_batch_size
+        )
+    if write:
+        write_analysis(run_dir / "analysis", analysis, config.run_name)
     return analysis
+
+
+def write_analysis(folder: Path, analysis: dict[str, Any], title: str) -> None:
+    """analysis.json, analysis.md and the two figures, each written atomically; an unwritable folder
+    (read-only file system, full disk) is one line."""
+    try:
+        folder.mkdir(exist_ok=True)
+        write_json_atomic(folder / "analysis.json", analysis)
+        write_text_atomic(folder / "analysis.md", analysis_markdown(analysis, title))
+        plot_reliability_diagram(analysis["calibration"]["bins"], folder / "reliability.png", title)
+        plot_accuracy_by_group(analysis["accuracy_by_length"], folder / "accuracy_by_length.png", title,
+                               "review length (deciles)")  # fmt: skip
+    except OSError as exc:
+        raise UserError(
+            f"Cannot write the analysis into {folder}: {exc.strerror or exc}. Free some space or make it writable."
+        ) from None
+
+
+def sentiment(label: int) -> str:
+    return "positive" if label else "negative"
 
 
 def _percent(value: float | None) -> str:
@@ -113,7 +170,8 @@ def analysis_markdown(analysis: dict[str, Any], title: str) -> str:
              f"expected calibration error {analysis['calibration']['ece']:.4f}."]  # fmt: skip
     ood = analysis.get("out_of_domain")
     if ood:
-        lines.append(f"Out of domain (MR sentences, {ood['examples']:,}): accuracy {_percent(ood['accuracy'])}.")
+        lines.append(f"Out of domain ({ood.get('name', 'MR')}, {ood['examples']:,} examples): "
+                     f"accuracy {_percent(ood['accuracy'])}.")  # fmt: skip
     lines += ["", "## Reviews with negation or contrast words", "", "| cue | with | without |", "|---|---|---|"]
     for name, row in analysis["accuracy_by_cues"].items():
         lines.append(f"| {name} | {_percent(row['with']['accuracy'])} ({row['with']['count']:,}) "
@@ -123,9 +181,11 @@ def analysis_markdown(analysis: dict[str, Any], title: str) -> str:
         f"| {row['group']} | {row['count']:,} | {_percent(row['accuracy'])} |"
         for row in analysis["accuracy_by_length"]
     ]
-    lines += ["", "## Most confident mistakes", "", "| label | P(positive) | review |", "|---|---|---|"]
+    lines += ["", "## Most confident mistakes", "", "| true label | predicted | P(positive) | review |",
+              "|---|---|---|---|"]  # fmt: skip
     for row in analysis["confident_mistakes"]:
         text = " ".join(row["text"].split()).replace("|", "\\|")
         text = text if len(text) <= 300 else text[:300] + " …"
-        lines.append(f"| {'positive' if row['label'] else 'negative'} | {row['prob_positive']:.3f} | {text} |")
+        true, predicted = sentiment(row["label"]), sentiment(1 - row["label"])
+        lines.append(f"| {true} | {predicted} | {row['prob_positive']:.3f} | {text} |")
     return "\n".join(lines) + "\n"

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from imdb_sentiment.config import (
+    DataConfig,
     ExperimentConfig,
     StrictModel,
     config_search_paths,
@@ -26,6 +27,8 @@ from imdb_sentiment.config import (
 from imdb_sentiment.errors import UserError
 
 TrainSize = int | Literal["full"]
+# The layouts data.format accepts, taken from its field so that a new layout is accepted here too.
+DataFormat = DataConfig.model_fields["format"].annotation
 Vary = Literal["both", "init", "data"]
 VARY_MEANING = {
     "both": "each seed changes both the initialisation and the data sample (validation split, subsets)",
@@ -42,6 +45,23 @@ class WriteupReference(StrictModel):
     kaggle: float | None = Field(
         None, ge=0, le=1, description="Its published Kaggle submission file scored on the official test labels."
     )
+
+
+class OutOfDomainSet(StrictModel):
+    """A labelled set from another domain that every run of the suite is also scored on (the
+    leaderboard's "out of domain" column). The default is MR (Pang & Lee's movie-review sentences)."""
+
+    name: str = Field("MR", min_length=1, description="What the report calls the set.")
+    path: str | None = Field(
+        None, description="Its folder or file; default: a folder 'mr' beside the data folder, used when there."
+    )
+    format: DataFormat = Field("mr", description="Its layout, as data.format; its test part is scored.")
+
+    @model_validator(mode="after")
+    def _path_for_other_layouts(self) -> OutOfDomainSet:
+        if self.path is None and self.format != "mr":
+            raise ValueError("path: give the folder or file of an out-of-domain set that is not MR")
+        return self
 
 
 class SuiteRow(StrictModel):
@@ -61,6 +81,9 @@ class Suite(StrictModel):
     seeds: int = Field(1, ge=1, le=50)
     train_sizes: list[TrainSize] = Field(default_factory=lambda: ["full"], min_length=1)
     vary: Vary = "both"
+    out_of_domain: OutOfDomainSet | None = Field(
+        default_factory=OutOfDomainSet, description="Scored by every run as well; null: none."
+    )
 
     @field_validator("train_sizes")
     @classmethod
