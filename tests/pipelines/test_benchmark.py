@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -271,6 +273,32 @@ def test_accuracy_bars_start_at_zero_and_show_the_writeup_numbers(monkeypatch, t
     assert texts == ["89.00%", "91.00%"]
     labels = axis.get_legend_handles_labels()[1]
     assert "ours (one seed)" in labels and "write-up's claim" in labels
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+TINY_FASTTEXT = ["model.params.embedding_dim=8", "model.params.buckets=64", "model.params.min_freq=1",
+                 "training.batch_size=8", "training.epochs=1", "training.threads=1"]  # fmt: skip
+
+
+def test_under_torchrun_rank_0_alone_decides_and_writes(tiny_data, tmp_path) -> None:
+    """2 gloo processes run the suite (training and predictions are collective); rank 0 alone moves a
+    stale folder aside and tells the other rank, and alone writes the tables and the report."""
+    out = tmp_path / "bench"
+    stale = out / "fasttext"
+    stale.mkdir(parents=True)  # an earlier attempt that left nothing to resume from
+    (stale / "run.json").write_text('{"status": "failed"}')
+    launched = subprocess.run(
+        [*TORCHRUN, "-m", "imdb_sentiment.cli", "benchmark", "--models", "fasttext", "--data", str(tiny_data / "imdb"),
+         "--output-dir", str(out), *(f"--set={item}" for item in TINY_FASTTEXT), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert len(list(out.glob("fasttext.abandoned-*"))) == 1  # moved once, by rank 0 only
+    assert json.loads((stale / "run.json").read_text())["processes"] == 2
+    analysis = json.loads((stale / "analysis" / "analysis.json").read_text())
+    assert analysis["out_of_domain"]["examples"] == 5  # MR predicted by both ranks, written by rank 0
+    assert launched.stdout.count("Leaderboard and report:") == 1
+    assert pd.read_csv(out / "leaderboard.csv")["seeds"].tolist() == [1]
 
 
 # --- analysis -----------------------------------------------------------------------------------------
