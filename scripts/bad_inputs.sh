@@ -133,6 +133,14 @@ path.write_bytes(pickle.dumps({"model": Payload()}))
 Path(f"{path}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
 EOF
 
+# Benchmark / analyze: a run whose analysis/ cannot be written (a file in its place), a run whose
+# predictions.csv was edited, a suite whose out-of-domain set is not where it says.
+cp -r "$NBSVM_RUN" blocked-analysis-run && rm -rf blocked-analysis-run/analysis
+echo "not a folder" >blocked-analysis-run/analysis
+cp -r "$NBSVM_RUN" edited-predictions-run
+sed -i '2s/,0\.[0-9]*,/,x,/' edited-predictions-run/predictions.csv
+printf 'rows:\n  - config: nbsvm\nout_of_domain:\n  path: no-such-mr-folder\n' >missing-ood-suite.yaml
+
 HAS_GPU=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 
 # ------------------------------------------------------------------------------------------ cases
@@ -172,6 +180,11 @@ case_ "max_length beyond positions" 2 train minilm --data imdb --set model.param
 case_ "old-format linear run" 2 predict old-linear-run "a great film"
 case_ "crafted pickle checkpoint" 2 train --resume crafted-run --quiet
 case_ "--resume of a folder not a run" 2 train --resume not-a-run --quiet
+# benchmark / analyze
+case_ "analyze: analysis/ not writable" 2 analyze blocked-analysis-run --data imdb
+case_ "analyze: edited predictions.csv" 2 analyze edited-predictions-run --data imdb
+case_ "analyze --ood-data not MR" 2 analyze "$NBSVM_RUN" --data imdb --ood-data imdb
+case_ "benchmark: OOD path missing" 2 benchmark missing-ood-suite.yaml --data imdb "${FAST[@]}"
 
 run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
     local n=$1 args=()

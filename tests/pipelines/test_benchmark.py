@@ -19,6 +19,7 @@ from imdb_sentiment.evaluation.analysis import accuracy_by_cues, accuracy_by_len
 from imdb_sentiment.evaluation.metrics import expected_calibration_error, reliability_bins
 from imdb_sentiment.evaluation.plots import pareto_front
 from imdb_sentiment.pipelines import benchmark as benchmark_module
+from imdb_sentiment.pipelines import report as report_module
 from imdb_sentiment.pipelines.benchmark import run_benchmark
 from imdb_sentiment.pipelines.leaderboard import RunRecord, aggregate, leaderboard_table
 from imdb_sentiment.pipelines.suites import (
@@ -244,8 +245,11 @@ def test_a_one_seed_report_is_honest_dated_and_names_its_out_of_domain_set(tiny_
     assert environment["git_commit"][:12] in page and "imdb-sentiment 0." in page and "report written 20" in page
     assert "Tiny MR (out of domain)" in page and "Tiny MR (" in markdown
     assert pd.read_csv(out / "leaderboard.csv")["ood_accuracy_mean"].notna().all()
-    mistakes = json.loads((out / "tfidf-lr" / "analysis" / "analysis.json").read_text())["confident_mistakes"]
-    assert mistakes and page.count("true label ") == min(len(mistakes), 5)  # each says which label is true
+    # Each confident mistake says which label is the true one.
+    mistake = {"text": "a <b>fine</b> film", "label": 1, "prob_positive": 0.02, "confidence": 0.98}
+    assert "true label positive; predicted negative, P(positive) 0.020" in report_module._mistake(mistake)
+    assert "&lt;b&gt;" in report_module._mistake(mistake)
+    assert "| true label | predicted |" in (out / "tfidf-lr" / "analysis" / "analysis.md").read_text()
     assert result.main_process
     # The out-of-domain set: off with null, a missing path is one line naming the field.
     assert (

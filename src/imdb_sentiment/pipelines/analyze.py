@@ -152,7 +152,8 @@ def write_analysis(folder: Path, analysis: dict[str, Any], title: str) -> None:
                                "review length (deciles)")  # fmt: skip
     except OSError as exc:
         raise UserError(
-            f"Cannot write the analysis into {folder}: {exc.strerror or exc}. Free some space or make it writable."
+            f"Cannot write the analysis into {folder} ({exc.strerror or exc}): it must be a writable folder "
+            "with free space."
         ) from None
 
 
