@@ -7,11 +7,17 @@ from fastapi.testclient import TestClient
 
 from imdb_sentiment.serving.api import ServeLimits, create_app, served_model_from_run
 
+WIDE = ServeLimits(max_texts=4, max_chars=200_000, max_explain_chars=200_000)
+
 
 @pytest.fixture(scope="module")
-def client(trained_run):
-    served = served_model_from_run(trained_run("nbsvm"))
-    with TestClient(create_app(served, ServeLimits(max_texts=4, max_chars=200_000))) as test_client:
+def served(trained_run):
+    return served_model_from_run(trained_run("nbsvm"))
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    with TestClient(create_app(served, WIDE)) as test_client:
         yield test_client
 
 
@@ -43,8 +49,29 @@ def test_health_and_model_card(client, trained_run) -> None:
     card = client.get("/model").json()
     assert card["name"] == "nbsvm" and card["run"] == trained_run("nbsvm").name
     assert card["package_version"] and "accuracy" in card["metrics"]
-    assert len(card["training_data"]["train_content_sha256"]) == 64
+    data = card["training_data"]
+    assert len(data["train_used_sha256"]) == len(data["source_train_sha256"]) == 64
+    assert data["train_used_sha256"] != data["source_train_sha256"]  # a validation split was held out
+    assert data["train_reviews_used"] == data["sizes"]["train"]
     assert card["config"]["model"]["name"] == "nbsvm" and card["explanation_method"] == "linear"
+    assert card["backend"] == "scikit-learn" and card["limits"]["max_explain_chars"] == 200_000
+    assert card["test_set"] == {"reviews": data["sizes"]["test"], "full_test_set": True,
+                                "description": f"the whole test split ({data['sizes']['test']} reviews)"}  # fmt: skip
+
+
+def test_the_card_says_a_test_limit_is_a_sample(trained_run, tmp_path) -> None:
+    import shutil
+
+    from imdb_sentiment.config import build_config, read_yaml
+    from imdb_sentiment.serving.card import model_card
+
+    run = trained_run("nbsvm")
+    config = build_config(read_yaml(run / "config.yaml") | {"data": read_yaml(run / "config.yaml")["data"]
+                          | {"test_limit": 10}}, for_training=False)  # fmt: skip
+    shutil.copytree(run, tmp_path / "run")
+    card = model_card(tmp_path / "run", config, "pytorch")
+    assert not card["test_set"]["full_test_set"] and card["test_set"]["description"].startswith("a sample of")
+    assert card["backend"] == "pytorch"
 
 
 def test_openapi_schema_has_examples(client) -> None:
@@ -74,12 +101,60 @@ def test_page_is_self_contained(client) -> None:
         ('{"texts": ["a", "b", "c", "d", "e"]}', 422, "at most 4 per request"),
         ('{"texts": ["<br /><br />"]}', 422, "empty or whitespace-only"),
         ("[1, 2]", 422, "body: Input should be a valid dictionary"),
+        ('{"texts": ["caf\xe9"]}'.encode("latin-1"), 400, "not UTF-8 (byte 0xe9 at 15)"),
+        ('{"texts": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "nested too deeply"),
+        ('{"texts": ["a"], "explain": ' + "9" * 5_000 + "}", 400, "too many digits"),
     ],
-)
+    ids=["unclosed", "not-json", "string", "number-in-list", "explain-string", "empty-list", "blank-text",
+         "typo", "too-many", "html-only", "array", "latin-1", "deep-nesting", "5000-digits"],
+)  # fmt: skip
 def test_bad_input_is_a_json_error_saying_what_is_wrong(client, body, status, fragment) -> None:
     response = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text
-    assert fragment in response.json()["error"]
+    assert list(response.json()) == ["error"] and fragment in response.json()["error"]
+
+
+def test_every_status_has_the_one_error_shape(client) -> None:
+    for response, status in ((client.get("/nowhere"), 404), (client.get("/predict"), 405),
+                             (client.put("/model"), 405), (client.get("/docs"), 404), (client.get("/redoc"), 404)):  # fmt: skip
+        assert response.status_code == status and list(response.json()) == ["error"], response.text
+        assert "Traceback" not in response.text
+    assert (
+        "use POST" in client.get("/predict").json()["error"] and client.get("/predict").headers["allow"] == "POST"
+    )
+    assert client.get("/openapi.json").status_code == 200  # the schema stays; only the CDN pages are off
+
+
+def test_docs_pages_only_when_asked(served) -> None:
+    with TestClient(create_app(served, docs=True)) as docs_client:
+        assert docs_client.get("/docs").status_code == 200 and docs_client.get("/redoc").status_code == 200
+
+
+def test_only_allowed_hosts_are_answered(served) -> None:
+    from imdb_sentiment.serving.guards import LOOPBACK_HOSTS
+
+    app = create_app(served, allowed_hosts=LOOPBACK_HOSTS)
+    with TestClient(app, base_url="http://localhost:8000") as local:
+        for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"):
+            assert local.get("/health", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example", "localhost.evil.example:8000", "[::1", ""):
+            refused = local.get("/health", headers={"Host": host})
+            assert refused.status_code == 400 and "--allowed-hosts" in refused.json()["error"], host
+    with TestClient(
+        create_app(served, allowed_hosts=["*.example.org"]), base_url="http://api.example.org"
+    ) as named:
+        assert named.get("/health").status_code == 200
+        assert named.get("/health", headers={"Host": "example.org.evil"}).status_code == 400
+
+
+def test_texts_with_no_known_word_are_flagged(client) -> None:
+    body = client.post("/predict", json={"texts": ["🎬🍿😍", "great film"]}).json()
+    blind, known = body["predictions"]
+    assert blind["known_token_share"] == 0.0 and known["known_token_share"] > 0.5
+    assert body["warnings"] == [
+        "1 text(s) contain no word the model knows; their predictions are the model's prior."
+    ]
+    assert client.post("/predict", json={"texts": ["great film"]}).json()["warnings"] == []
 
 
 def test_too_long_text_is_refused(client) -> None:
@@ -87,7 +162,42 @@ def test_too_long_text_is_refused(client) -> None:
     assert response.status_code == 422
     assert "at most 200,000 per text" in response.json()["error"]
     huge = client.post("/predict", content=b'{"texts": ["' + b"a" * 10_000_000 + b'"]}')
-    assert huge.status_code == 413 and "at most 9,604,160" in huge.json()["error"]
+    assert huge.status_code == 413 and "at most 3,004,160" in huge.json()["error"]
+
+
+def test_work_per_request_is_bounded(served) -> None:
+    with TestClient(create_app(served)) as default_client:  # the defaults serve uses
+        total = default_client.post("/predict", json={"texts": ["good film " * 9_000] * 3})
+        assert total.status_code == 413 and "at most 250,000 per request" in total.json()["error"]
+        explain = default_client.post("/predict", json={"texts": ["good film " * 2_100], "explain": True})
+        assert explain.status_code == 422 and "at most 20,000 per request are explained" in explain.json()["error"]
+        one_review = default_client.post("/predict", json={"texts": ["good film " * 1_400], "explain": True})
+        assert one_review.status_code == 200 and one_review.json()["predictions"][0]["explanation"]["words"]
+
+
+def test_a_chunked_body_is_refused_while_it_arrives(served) -> None:
+    """No Content-Length: the body is counted as it comes, and reading stops once it is over the limit."""
+    import asyncio
+
+    import httpx
+
+    sent = 0
+
+    async def endless():
+        nonlocal sent
+        yield b'{"texts": ["'
+        while sent < 400:  # 400 MB if nothing stops it
+            sent += 1
+            yield b"a" * 1_000_000
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(served))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            return await client.post("/predict", content=endless())
+
+    response = asyncio.run(post())
+    assert response.status_code == 413 and response.json()["error"].startswith("Request body of more than")
+    assert sent <= 5  # the limit is 3,004,160 bytes: four 1 MB chunks, not 400
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,23 @@
 
 The app serves a :class:`ServedModel`: anything with ``predict_proba(texts) -> (n, 2) array`` (the
 PyTorch / scikit-learn :class:`~imdb_sentiment.serving.predictor.Predictor`, or another backend such as
-ONNX Runtime), its model card, and optionally a check of texts and an explainer. Every error is JSON,
-``{"error": "<one line saying what is wrong>"}``: 400 for a body that is not JSON, 422 for JSON that is
-not a valid request, 413 for a body larger than any valid request, 500 (with no traceback) for
-anything else.
+ONNX Runtime), its model card, and optionally a check of texts and an explainer. Every error, whatever
+its status, is JSON ``{"error": "<one line saying what is wrong>"}`` and never a traceback: 400 for a
+body that is not JSON (or not UTF-8, nested too deeply, a number too long) or a Host not served, 404 /
+405 for a wrong path or method, 408 for a body that arrives too slowly, 413 for a request larger than
+the limits, 422 for JSON that is not a valid request, 500 for anything else.
+
+The work of one request is bounded (texts, characters per text and per request, characters
+explained), and a big request never holds the model for long at a time (serving/batcher.py), so one
+client cannot make the server unresponsive to others.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,11 +27,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from starlette.exceptions import HTTPException
 
 from imdb_sentiment import __version__
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.serving.batcher import MicroBatcher
 from imdb_sentiment.serving.explain import Explainer, Explanation
+from imdb_sentiment.serving.guards import BodyGuard, HostGuard, error_response
+from imdb_sentiment.serving.predictor import unknown_texts_warning
 
 EXAMPLE_TEXTS = [
     "A wonderful film: the cast is superb and the ending moved me.",
@@ -38,8 +46,18 @@ EXAMPLE_TEXTS = [
 class ServeLimits:
     max_texts: int = 64  # texts per request
     max_chars: int = 100_000  # characters per text (the longest IMDB review has ~14,000)
+    max_request_chars: int = 250_000  # characters per request (64 IMDB reviews average ~85,000)
+    max_explain_chars: int = 20_000  # characters explained per request (any one IMDB review)
     max_batch: int = 32  # texts per model call, across requests
+    max_batch_chars: int = 50_000  # characters per model call: a big request goes through in pieces
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    body_timeout_s: float = 30.0  # the whole body must arrive within this
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Most bytes a valid request can need (12 per character: JSON's escaped surrogate pair
+        \\ud83c\\udfac of an emoji, plus quotes and commas): a larger body is refused while it arrives."""
+        return 12 * min(self.max_request_chars, self.max_texts * self.max_chars) + 16 * self.max_texts + 4096
 
 
 @dataclass
@@ -51,6 +69,15 @@ class ServedModel:
     check_texts: Callable[[list[str]], object] | None = None
     explainer: Explainer | None = None
     files_checked: bool = True  # False: the run has no manifest (older version), its files went unchecked
+    # (probabilities, share of each text's tokens the model knows, or None when it cannot tell), from
+    # texts cleaned once (Predictor.classify); None: predict_proba only, no shares.
+    classify: Callable[[list[str]], tuple[np.ndarray, np.ndarray | None]] | None = None
+
+    def rows(self, texts: list[str]) -> np.ndarray:
+        """What the batcher hands around: P(negative), P(positive), known-token share (NaN: unknown)."""
+        probabilities, shares = self.classify(texts) if self.classify else (self.predict_proba(texts), None)
+        shares = np.full(len(texts), np.nan) if shares is None else np.asarray(shares, dtype=float)
+        return np.column_stack([np.asarray(probabilities, dtype=float), shares])
 
 
 def served_model_from_run(run_dir: Path, predictor: Any | None = None) -> ServedModel:
@@ -67,11 +94,26 @@ def served_model_from_run(run_dir: Path, predictor: Any | None = None) -> Served
     return ServedModel(
         name=config.model.name,
         predict_proba=predictor.predict_proba,
-        card=model_card(Path(run_dir), config),
+        card=model_card(Path(run_dir), config, backend_name(predictor)),
         check_texts=getattr(predictor, "clean", None),
         explainer=explainer,
         files_checked=getattr(predictor, "files_checked", True),
+        classify=getattr(predictor, "classify", None),
     )
+
+
+def backend_name(predictor: Any) -> str:
+    """What runs the model, as the card and the page say it: "pytorch", "scikit-learn", "onnxruntime int8"..."""
+    backend = str(getattr(predictor, "backend", "native"))
+    if backend != "native":
+        return backend
+    from imdb_sentiment.models.linear import LinearModel
+    from imdb_sentiment.models.torch_base import TorchTextClassifier
+
+    model = getattr(predictor, "model", None)
+    if isinstance(model, TorchTextClassifier):
+        return "pytorch"
+    return "scikit-learn" if isinstance(model, LinearModel) else type(model).__name__
 
 
 # ------------------------------------------------------------------------------------ request / response
@@ -108,6 +150,10 @@ class ExplanationOut(BaseModel):
 class PredictionOut(BaseModel):
     label: Literal["positive", "negative"]
     prob_positive: float = Field(ge=0.0, le=1.0)
+    known_token_share: float | None = Field(
+        None, description="Share of the text's tokens the model knows; 0: it knows no word of it and its "
+        "verdict is its prior. null: the model cannot tell.",
+    )  # fmt: skip
     explanation: ExplanationOut | None = None
 
 
@@ -125,6 +171,7 @@ class PredictResponse(BaseModel):
 
     model: str
     predictions: list[PredictionOut]
+    warnings: list[str] = Field(default_factory=list, description="E.g. texts with no word the model knows.")
 
 
 class HealthResponse(BaseModel):
@@ -137,15 +184,25 @@ class ErrorResponse(BaseModel):
     error: str = Field(examples=["text 1 is empty or whitespace only (1 such text(s))"])
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 413, 422, 500)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 408, 413, 422, 500)
+}
 
 
 # ------------------------------------------------------------------------------------------------ app
-def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAPI:
+def create_app(
+    served: ServedModel,
+    limits: ServeLimits | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    docs: bool = False,
+) -> FastAPI:
+    """The API as an ASGI app. ``allowed_hosts``: the Host names it answers (None: any; ``serve`` passes
+    the loopback names unless told otherwise); ``docs``: Swagger UI at /docs and ReDoc at /redoc, whose
+    scripts come from a CDN (blank without the network; /openapi.json is always there)."""
     from imdb_sentiment.serving.page import PAGE_HTML
 
     limits = limits or ServeLimits()
-    batcher = MicroBatcher(served.predict_proba, limits.max_batch, limits.max_wait_ms)
+    batcher = MicroBatcher(served.rows, limits.max_batch, limits.max_wait_ms, limits.max_batch_chars)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -158,21 +215,14 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
         version=__version__,
         summary=f"Sentiment of movie reviews with {served.name} (run {served.card.get('run')}).",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.batcher = batcher
-
-    # Most bytes a valid request can need (12 per character: JSON's escaped surrogate pair \ud83c\udfac
-    # of an emoji): a larger body is refused from its Content-Length before it is read into memory.
-    max_body = limits.max_texts * (12 * limits.max_chars + 16) + 4096
-
-    @app.middleware("http")
-    async def refuse_huge_bodies(request: Request, call_next):
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > max_body:
-            return _error(
-                413, f"Request body of {int(length):,} bytes; at most {max_body:,} (--max-texts x --max-chars)."
-            )
-        return await call_next(request)
+    # Outermost first: a foreign Host is refused before its body is read.
+    app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
+    if allowed_hosts is not None:
+        app.add_middleware(HostGuard, allowed_hosts=list(allowed_hosts))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -180,44 +230,54 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
         malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
         if malformed is not None:
             where = malformed.get("ctx", {}).get("error", "")
-            return _error(400, f'Malformed JSON body ({where}); send {{"texts": ["..."]}}.')
-        return _error(422, "; ".join(_describe(error) for error in errors[:5]))
+            return error_response(400, f'Malformed JSON body ({where}); send {{"texts": ["..."]}}.')
+        return error_response(422, "; ".join(_describe(error) for error in errors[:5]))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        parse_failure = exc.status_code == 400 and exc.detail == "There was an error parsing the body"
+        message = _parse_failure(exc.__cause__) if parse_failure else str(exc.detail)
+        if exc.status_code == 404:
+            message = (
+                f"No {request.url.path[:200]} here; the API has POST /predict, GET /health, GET /model, GET /."
+            )
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; use {exc.headers.get('Allow', '')}."
+        response = error_response(exc.status_code, message)
+        response.headers.update({k: v for k, v in (exc.headers or {}).items() if k.lower() != "content-length"})
+        return response
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return _error(422, exc.message)
+        return error_response(exc.status if isinstance(exc, TooMuchWork) else 422, exc.message)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, f"Internal error ({type(exc).__name__}); the server log has details.")
+        return error_response(500, f"Internal error ({type(exc).__name__}); the server log has details.")
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(request: PredictRequest) -> PredictResponse:
-        """Label and P(positive) of each text; with ``explain``, each word's contribution."""
+        """Label, P(positive) and the share of known tokens of each text; with ``explain``, each word's
+        contribution."""
         texts = request.texts
-        if len(texts) > limits.max_texts:
-            raise UserError(f"{len(texts)} texts sent; at most {limits.max_texts} per request (--max-texts).")
-        too_long = [index for index, text in enumerate(texts) if len(text) > limits.max_chars]
-        if too_long:
-            raise UserError(
-                f"text {too_long[0]} has {len(texts[too_long[0]]):,} characters; at most {limits.max_chars:,} "
-                "per text (--max-chars)."
-            )
+        check_work(texts, request.explain, limits)
         if request.explain and served.explainer is None:
             raise UserError(f"{served.name} cannot explain its predictions here; send explain: false.")
         if served.check_texts is not None:  # a bad text fails its own request, not the batch it would join
             await asyncio.to_thread(served.check_texts, texts)
-        probabilities = await batcher.predict(texts)
+        rows = await batcher.predict(texts)
         explanations: list[Explanation | None] = [None] * len(texts)
         if request.explain:
             assert served.explainer is not None
-            explain = served.explainer.explain
-            explanations = await batcher.run_exclusive(lambda: [explain(text) for text in texts])
+            # One text per call to the model's thread: other requests' batches run in between.
+            explanations = [await batcher.run_exclusive(served.explainer.explain, text) for text in texts]
+        warning = unknown_texts_warning(rows[:, 2] if not np.isnan(rows[:, 2]).any() else None)
         return PredictResponse(
             model=served.name,
             predictions=[
-                _prediction(row, explanation) for row, explanation in zip(probabilities, explanations, strict=True)
+                _prediction(row, explanation) for row, explanation in zip(rows, explanations, strict=True)
             ],
+            warnings=[warning] if warning else [],
         )
 
     @app.get("/health", response_model=HealthResponse)
@@ -226,9 +286,10 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
 
     @app.get("/model")
     async def model_card() -> dict[str, Any]:
-        """The model card: name, run, config, test metrics, package version, training data checksums, and
-        the explanation method (null: the model gives none)."""
-        return {**served.card, "explanation_method": served.explainer.method if served.explainer else None}
+        """The model card: name, run, backend, config, test metrics (and on how many reviews), package
+        version, training data checksums, the explanation method (null: none) and this server's limits."""
+        return {**served.card, "explanation_method": served.explainer.method if served.explainer else None,
+                "limits": asdict(limits)}  # fmt: skip
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -237,9 +298,57 @@ def create_app(served: ServedModel, limits: ServeLimits | None = None) -> FastAP
     return app
 
 
+class TooMuchWork(UserError):
+    """A request over the work limits: 413 when it is too large as a whole, 422 for an option it may
+    not use at this size."""
+
+    def __init__(self, message: str, status: int = 413) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_work(texts: list[str], explain: bool, limits: ServeLimits) -> None:
+    """Refuse a request whose work is over the limits, before any of it is done."""
+    if len(texts) > limits.max_texts:
+        raise UserError(f"{len(texts)} texts sent; at most {limits.max_texts} per request (--max-texts).")
+    too_long = [index for index, text in enumerate(texts) if len(text) > limits.max_chars]
+    if too_long:
+        raise UserError(
+            f"text {too_long[0]} has {len(texts[too_long[0]]):,} characters; at most {limits.max_chars:,} "
+            "per text (--max-chars)."
+        )
+    total = sum(map(len, texts))
+    if total > limits.max_request_chars:
+        raise TooMuchWork(
+            f"{total:,} characters in {len(texts)} texts; at most {limits.max_request_chars:,} per request "
+            "(--max-request-chars): send them in several requests."
+        )
+    if explain and total > limits.max_explain_chars:
+        raise TooMuchWork(
+            f"explain: true for {total:,} characters; at most {limits.max_explain_chars:,} per request are "
+            "explained (--max-explain-chars): send fewer or shorter texts, or explain: false.", status=422,
+        )  # fmt: skip
+
+
+def _parse_failure(cause: BaseException | None) -> str:
+    """Why a body could not be read as JSON (FastAPI's 400 keeps the cause)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"The body is not UTF-8 (byte 0x{cause.object[cause.start]:02x} at {cause.start}); send JSON in UTF-8."
+        )
+    if isinstance(cause, RecursionError):
+        return 'The JSON body is nested too deeply; send {"texts": ["..."]}.'
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return 'The JSON body holds a number with too many digits; send {"texts": ["..."]}.'
+    return f'The body could not be read as JSON ({type(cause).__name__}); send {{"texts": ["..."]}}.'
+
+
 def _prediction(row: np.ndarray, explanation: Explanation | None) -> PredictionOut:
     probability = float(row[1])
-    out = PredictionOut(label="positive" if probability >= 0.5 else "negative", prob_positive=probability)
+    share = None if np.isnan(row[2]) else float(row[2])
+    out = PredictionOut(
+        label="positive" if probability >= 0.5 else "negative", prob_positive=probability, known_token_share=share
+    )
     if explanation is not None:
         out.explanation = ExplanationOut(
             method=explanation.method,
@@ -254,7 +363,3 @@ def _describe(error: dict[str, Any]) -> str:
     path = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in where).lstrip(".") or "body"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     return f"{path}: {message}"
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": " ".join(message.split())})
