@@ -186,16 +186,112 @@ case_ "analyze: edited predictions.csv" 2 analyze edited-predictions-run --data 
 case_ "analyze --ood-data not MR" 2 analyze "$NBSVM_RUN" --data imdb --ood-data imdb
 case_ "benchmark: OOD path missing" 2 benchmark missing-ood-suite.yaml --data imdb "${FAST[@]}"
 
+# server: hostile HTTP requests to the real `serve` on 127.0.0.1 (the tiny nbsvm run). A case passes
+# (exit 0) when the answer has the expected status, a JSON body {"error": ...} (or, for a 200, the
+# expected fields) and /health still answers; its message line is the answer's error.
+SERVE_PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$CLI" serve "$NBSVM_RUN" --port "$SERVE_PORT" --header-timeout 2 --body-timeout 3 >logs/serve.out 2>logs/serve.err &
+SERVER_PID=$!
+cat >http_case.py <<'EOF_HTTP'
+import json, select, socket, sys, time
+port, expected, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+HEAD = f"POST /predict HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\n"
+BODIES = {
+    "latin1": '{"texts": ["caf\xe9"]}'.encode("latin-1"),
+    "deep-nesting": ('{"texts": ' + "[" * 100_000 + "]" * 100_000 + "}").encode(),
+    "digits": ('{"texts": ["a"], "explain": ' + "9" * 5_000 + "}").encode(),
+    "request-chars": json.dumps({"texts": ["good film " * 9_000] * 3}).encode(),
+    "explain-chars": json.dumps({"texts": ["good film " * 2_100], "explain": True}).encode(),
+    "no-known-word": json.dumps({"texts": ["\U0001f3ac\U0001f37f\U0001f60d"]}).encode(),
+}
+def exchange(request, trickle=None):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        sock.sendall(request)
+        sent = 0
+        while trickle and sent < 400_000_000 and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(trickle)
+            sent += len(trickle)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+def wait_for_server():
+    for _ in range(480):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.25)
+wait_for_server()
+if kind in BODIES:
+    body = BODIES[kind]
+    answer = exchange(HEAD.encode() + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+elif kind == "chunked-400mb":
+    chunk = b"a" * 65536
+    answer = exchange(HEAD.encode() + b"Transfer-Encoding: chunked\r\n\r\n", f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+elif kind == "slow-head":
+    answer = exchange(b"GET /health HTTP/1.1\r\nHo")
+else:  # a request line: "GET /nowhere", "GET /predict" (405), "GET /docs", "GET /health" with a foreign Host
+    method, path, host = {"not-found": ("GET", "/nowhere", "localhost"), "method": ("GET", "/predict", "localhost"),
+                          "docs": ("GET", "/docs", "localhost"), "foreign-host": ("GET", "/health", "rebound.example")}[kind]
+    answer = exchange(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+head, _, body = answer.partition(b"\r\n\r\n")
+status = int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+try:
+    payload = json.loads(body)
+except ValueError:
+    payload = None
+health = exchange(f"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+if expected == 200:
+    share = payload["predictions"][0]["known_token_share"] if payload else None
+    good = status == 200 and share == 0 and payload["warnings"]
+    line = f"known_token_share {share}; warning: {payload['warnings'][0] if good else None}"
+else:
+    good = status == expected and isinstance(payload, dict) and list(payload) == ["error"]
+    line = f"error: HTTP {status}: {payload['error'] if good else body[:100]!r}"
+print(line, file=sys.stderr)
+if not health.startswith(b"HTTP/1.1 200"):
+    print("FAIL: /health no longer answers", file=sys.stderr)
+    sys.exit(1)
+sys.exit(0 if good else 1)
+EOF_HTTP
+http_case_() {  # http_case_ NAME STATUS KIND: one request of KIND must be answered with STATUS
+    case_ "server: $1" 0 http "$SERVE_PORT" "$2" "$3"
+}
+http_case_ "chunked 400 MB body -> 413" 413 chunked-400mb
+http_case_ "Latin-1 bytes -> 400" 400 latin1
+http_case_ "100k-deep nesting -> 400" 400 deep-nesting
+http_case_ "5,000-digit number -> 400" 400 digits
+http_case_ "270,000 characters -> 413" 413 request-chars
+http_case_ "explain 21,000 chars -> 422" 422 explain-chars
+http_case_ "unknown path -> 404" 404 not-found
+http_case_ "GET /predict -> 405" 405 method
+http_case_ "/docs (CDN scripts) -> 404" 404 docs
+http_case_ "DNS-rebound Host -> 400" 400 foreign-host
+http_case_ "head never finished -> 408" 408 slow-head
+http_case_ "emoji only: known share 0" 200 no-known-word
+
 run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
     local n=$1 args=()
     mapfile -d '' args <"cases/$n.args"
-    "$CLI" "${args[@]:1}" >"logs/$n.out" 2>"logs/$n.err" </dev/null
+    if [[ "${args[1]}" == http ]]; then  # a request to the server (section "server")
+        "$PYTHON" http_case.py "${args[@]:2}" >"logs/$n.out" 2>"logs/$n.err" </dev/null
+    else
+        "$CLI" "${args[@]:1}" >"logs/$n.out" 2>"logs/$n.err" </dev/null
+    fi
     echo $? >"cases/$n.code"
 }
 export -f run_case
-export CLI
+export CLI PYTHON
 seq 1 "${#CASES[@]}" | while read -r n; do [[ -f "cases/$n.args" ]] && echo "$n"; done |
     xargs -P "$JOBS" -I{} bash -c 'run_case {}'
+kill -INT "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID"
 
 message() {  # the line that says what went wrong (see the header)
     local err=$1 line

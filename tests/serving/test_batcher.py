@@ -49,10 +49,41 @@ def test_concurrent_requests_share_model_calls() -> None:
         assert rows[:, 0].tolist() == [len(text) for text in texts]  # each request gets its own rows
 
 
-def test_a_request_larger_than_a_batch_runs_alone() -> None:
+def test_a_request_larger_than_a_batch_goes_through_in_pieces() -> None:
     model = FakeModel()
     results, _ = asyncio.run(serve(model, [["a"] * 5, ["bb"]], max_batch=2, max_wait_ms=5))
-    assert results[0].shape == (5, 2) and results[1][:, 0].tolist() == [2]
+    assert results[0].shape == (5, 2) and results[0][:, 0].tolist() == [1] * 5 and results[1][:, 0].tolist() == [2]
+    assert max(model.calls) <= 2 and sum(model.calls) == 6
+
+
+def test_a_small_request_does_not_wait_for_a_big_one() -> None:
+    """64 long texts take 16 model calls of 4 texts (or 40 characters); a one-text request sent while
+    the first of them runs is answered after at most two calls, not after all 16."""
+    model = FakeModel(delay=0.02)
+
+    async def scenario() -> tuple[int, np.ndarray, np.ndarray]:
+        batcher = MicroBatcher(model, max_batch=8, max_wait_ms=1, max_batch_chars=40)
+        await batcher.start()
+        big = asyncio.create_task(batcher.predict([f"{i:02d}" + "x" * 8 for i in range(64)]))
+        await asyncio.sleep(0.01)  # the big request's first piece is running
+        small = await batcher.predict(["tiny"])
+        calls_when_small_answered = len(model.calls)
+        rows = await big
+        await batcher.stop()
+        return calls_when_small_answered, small, rows
+
+    calls, small, rows = asyncio.run(scenario())
+    assert calls <= 3 and small[:, 0].tolist() == [4]
+    assert rows[:, 0].tolist() == [10] * 64 and len(model.calls) >= 16 and max(model.calls) <= 4
+    order = rows[:, 1]  # pieces come back in order, each row from its own call
+    assert (np.diff(order) >= 0).all()
+
+
+def test_one_text_longer_than_the_character_budget_still_runs() -> None:
+    results, _ = asyncio.run(
+        serve(FakeModel(), [["y" * 500, "z"]], max_batch=8, max_wait_ms=1, max_batch_chars=10)
+    )
+    assert results[0][:, 0].tolist() == [500, 1]
 
 
 def test_one_bad_request_does_not_fail_its_neighbours() -> None:
@@ -90,3 +121,5 @@ def test_the_model_runs_in_one_worker_thread_and_the_loop_stays_free() -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(FakeModel(), max_batch=0)
+    with pytest.raises(ValueError, match="max_batch_chars"):
+        MicroBatcher(FakeModel(), max_batch_chars=0)

@@ -95,9 +95,15 @@ def test_page_in_headless_chromium(server, tmp_path) -> None:
             assert shaded.count() > 0 and page.locator("#review .w.pos").count() > 0
             assert page.inner_text("#review") == REVIEW  # the review as typed, only shaded
             page.wait_for_selector("#card-fields dd")
-            assert "nbsvm" in page.inner_text("#card-fields")
-            assert not errors, errors
+            card = page.inner_text("#card-fields")
+            assert "nbsvm" in card and "scikit-learn" in card and "the whole test split" in card
+            assert page.locator("#warning").is_hidden()
             page.screenshot(path=str(tmp_path / "serve-page.png"), full_page=True)
+            page.fill("#text", "🎬🍿😍👍")  # no word the model knows: the page says so
+            page.click("#classify")
+            page.wait_for_selector("#warning:not([hidden])", timeout=30_000)
+            assert "knows no word" in page.inner_text("#warning")
+            assert not errors, errors
             if os.environ.get("IMDB_SENTIMENT_SCREENSHOT"):
                 shutil.copy(tmp_path / "serve-page.png", os.environ["IMDB_SENTIMENT_SCREENSHOT"])
         finally:

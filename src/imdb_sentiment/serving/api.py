@@ -49,7 +49,7 @@ class ServeLimits:
     max_request_chars: int = 250_000  # characters per request (64 IMDB reviews average ~85,000)
     max_explain_chars: int = 20_000  # characters explained per request (any one IMDB review)
     max_batch: int = 32  # texts per model call, across requests
-    max_batch_chars: int = 50_000  # characters per model call: a big request goes through in pieces
+    max_batch_chars: int = 20_000  # characters per model call: a big request goes through in pieces
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
     body_timeout_s: float = 30.0  # the whole body must arrive within this
 

@@ -9,6 +9,7 @@ read. Their answers have the API's one error shape, ``{"error": "..."}``.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 
 from starlette.responses import JSONResponse
@@ -71,11 +72,8 @@ class BodyGuard:
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
-    def too_big(self, size: str) -> JSONResponse:
-        return error_response(
-            413, f"Request body of {size} bytes; at most {self.max_bytes:,} (--max-request-chars, --max-texts).",
-            close=True,
-        )  # fmt: skip
+    def too_big(self, size: str) -> tuple[int, str]:
+        return 413, f"Request body of {size} bytes; at most {self.max_bytes:,} (--max-request-chars, --max-texts)."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +81,7 @@ class BodyGuard:
             return
         length = next((value for key, value in scope["headers"] if key == b"content-length"), b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            await self.too_big(f"{int(length):,}")(scope, receive, send)
+            await _refuse(receive, send, *self.too_big(f"{int(length):,}"))
             return
         messages: list[Message] = []
         size = 0
@@ -94,18 +92,45 @@ class BodyGuard:
                 message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
             except (TimeoutError, asyncio.TimeoutError):
                 timeout = f"The request body did not arrive within {self.timeout_s:g} s (--body-timeout)."
-                await error_response(408, timeout, close=True)(scope, receive, send)
+                await _refuse(receive, send, 408, timeout)
                 return
             if message["type"] != "http.request":  # the client left
                 return
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self.too_big(f"more than {self.max_bytes:,}")(scope, receive, send)
+                await _refuse(receive, send, *self.too_big(f"more than {self.max_bytes:,}"))
                 return
             messages.append(message)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(messages, receive), send)
+
+
+LINGER_S = 1.0  # how long a refused body is still read (and dropped) after the answer
+LINGER_BYTES = 64 * 2**20
+
+
+async def _refuse(receive: Receive, send: Send, status: int, message: str) -> None:
+    """Answer with an error before the body was read, then close the connection the way nginx does
+    ("lingering close"): for up to a second, read and drop what the client is still sending. Closing
+    with unread bytes makes the kernel reset the connection, and a reset can destroy the answer in
+    the client's buffers before the client reads it."""
+    body = json.dumps({"error": " ".join(message.split())}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": True})  # whole, the close waits
+    loop = asyncio.get_running_loop()
+    deadline, dropped = loop.time() + LINGER_S, 0
+    while dropped < LINGER_BYTES and (remaining := deadline - loop.time()) > 0:
+        try:
+            received = await asyncio.wait_for(receive(), remaining)
+        except (TimeoutError, asyncio.TimeoutError):
+            break
+        if received["type"] != "http.request" or not received.get("more_body", False):
+            break
+        dropped += len(received.get("body", b""))
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

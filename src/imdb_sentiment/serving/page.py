@@ -28,6 +28,7 @@ PAGE_HTML = """<!doctype html>
   #review .w { border-radius: 3px; padding: 1px 0; }
   .legend { font-size: .85rem; color: #5b6372; }
   #error { color: #c62828; font-weight: 600; }
+  #warning { color: #8a5a00; background: #fff4d6; border-radius: 6px; padding: 6px 10px; }
   dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; font-size: .9rem; }
   dt { color: #5b6372; } dd { margin: 0; overflow-wrap: anywhere; }
   [hidden] { display: none !important; }
@@ -43,6 +44,7 @@ PAGE_HTML = """<!doctype html>
     <div id="verdict"></div>
     <div class="bar" title="P(positive)"><div id="bar-fill"></div></div>
     <div id="probability"></div>
+    <p id="warning" role="status" hidden></p>
     <p class="legend" id="legend"></p>
     <div id="review"></div>
   </section>
@@ -55,6 +57,7 @@ PAGE_HTML = """<!doctype html>
 "use strict";
 const $ = (id) => document.getElementById(id);
 let explains = true;  // the model card says whether this model explains its verdicts
+let explainChars = Infinity;  // and how long a text the server explains
 
 function showError(message) {
   $("error").textContent = message;
@@ -100,7 +103,7 @@ async function classify() {
   try {
     const response = await fetch("predict", {
       method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({texts: [text], explain: explains}),
+      body: JSON.stringify({texts: [text], explain: explains && text.length <= explainChars}),
     });
     const body = await response.json();
     if (!response.ok) { showError(body.error || ("HTTP " + response.status)); return; }
@@ -110,6 +113,13 @@ async function classify() {
     $("verdict").className = prediction.label;
     $("bar-fill").style.width = (100 * prediction.prob_positive).toFixed(1) + "%";
     $("probability").textContent = "P(positive) = " + prediction.prob_positive.toFixed(3);
+    const share = prediction.known_token_share;
+    $("warning").textContent = share === 0
+      ? "The model knows no word of this text (another language, emoji only?): the verdict is only its prior."
+      : explains && !prediction.explanation
+        ? "Texts over " + explainChars.toLocaleString() + " characters are classified without an explanation."
+        : "";
+    $("warning").hidden = !$("warning").textContent;
     renderReview(text, prediction.explanation, positive);
     $("result").hidden = false;
   } catch (error) {
@@ -124,15 +134,22 @@ async function loadCard() {
   if (!response.ok) return;
   const card = await response.json();
   explains = card.explanation_method !== null;
+  if (card.limits && card.limits.max_explain_chars !== undefined) explainChars = card.limits.max_explain_chars;
   const metrics = card.headline_metrics || {};
   const data = card.training_data || {};
+  const tested = card.test_set && card.test_set.description ? " (on " + card.test_set.description + ")" : "";
   const fields = [
     ["model", card.name + (card.description ? " — " + card.description : "")],
-    ["run", card.run], ["trained", card.trained], ["explanations", card.explanation_method || "none"],
-    ["test accuracy", metrics.accuracy !== undefined ? metrics.accuracy.toFixed(4) : null],
+    ["run", card.run], ["trained", card.trained], ["backend", card.backend],
+    ["explanations", card.explanation_method || "none"],
+    ["test accuracy", metrics.accuracy !== undefined ? metrics.accuracy.toFixed(4) + tested : null],
     ["ROC AUC", metrics.roc_auc !== undefined ? metrics.roc_auc.toFixed(4) : null],
     ["parameters", metrics.parameters !== undefined ? metrics.parameters.toLocaleString() : null],
-    ["training data", data.source], ["train sha256", data.train_content_sha256],
+    ["training data", data.source],
+    ["trained on", data.train_reviews_used !== undefined && data.train_reviews_used !== null
+      ? data.train_reviews_used.toLocaleString() + " reviews" : null],
+    ["their sha256", data.train_used_sha256],
+    ["source train part sha256", data.source_train_sha256],
     ["package version", card.package_version],
   ];
   for (const [name, value] of fields) {

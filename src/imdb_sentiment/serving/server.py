@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import sys
 from dataclasses import dataclass
 
 import h11
@@ -107,6 +108,10 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11P
 def run_server(app: ASGIApp, host: str, port: int, limits: ServerLimits) -> None:
     import uvicorn
 
+    # The model thread (tokenising in Python, scikit-learn) and the event loop share the GIL: by default
+    # a thread holds it up to 5 ms before another may run, and a small request needs the loop a dozen
+    # times, so it waited 50+ ms behind a big request's model call. 1 ms lets the loop in sooner.
+    sys.setswitchinterval(0.001)
     max_connections = limits.max_connections or default_max_connections()
     uvicorn.run(
         app,
