@@ -76,3 +76,8 @@ def test_a_run_saved_before_manifests_still_loads_unchecked(run_copy) -> None:
     served = served_model_from_run(run_copy)  # serve prints a warning for this
     assert not served.files_checked
     assert served.predict_proba(["great film"]).shape == (1, 2)
+
+
+def test_allowed_hosts_that_name_nothing_are_one_line_errors(trained_run, capsys) -> None:
+    code, _, err = run_cli(["serve", str(trained_run("nbsvm")), "--port", "0", "--allowed-hosts", " , "], capsys)
+    assert code == 2 and "--allowed-hosts names no host" in err and len(err.strip().splitlines()) == 1, err

@@ -83,7 +83,9 @@ def serve(
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_request_chars=max_request_chars,
                          max_explain_chars=max_explain_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
                          body_timeout_s=body_timeout)  # fmt: skip
-    answered = hosts or list(LOOPBACK_HOSTS)
+    # Default: the loopback names, and the address bound when it is one (a wildcard is not a name).
+    bound = f"[{host}]" if ":" in host else host
+    answered = hosts or [*LOOPBACK_HOSTS, *([bound] if bound not in (*LOOPBACK_HOSTS, "0.0.0.0", "[::]") else [])]
     console.print(
         f"Serving [bold]{served.name}[/bold] ({run}, {served.card.get('backend')}) on http://{host}:{port}  "
         f"(Ctrl-C stops; answers Host: {', '.join(answered)})", highlight=False, soft_wrap=True
