@@ -66,3 +66,34 @@ def test_data_seed_alone_decides_the_validation_split_and_limit(tmp_path) -> Non
 @pytest.mark.parametrize("limit", [4, 10])
 def test_tiny_subsamples_keep_both_classes(limit: int) -> None:
     assert set(stratified_sample(imbalanced(100, 0.5), limit, seed=0).labels.tolist()) == {0, 1}
+
+
+def test_without_repeated_reviews_the_split_is_the_plain_stratified_row_split() -> None:
+    """Splitting by review changes nothing for data without repeats: earlier runs' splits still hold."""
+    from sklearn.model_selection import train_test_split
+
+    from imdb_sentiment.data.splits import stratified_split
+
+    data = imbalanced(500, 0.3)
+    kept, held = stratified_split(data, 0.2, seed=9)
+    expected_kept, expected_held = train_test_split(
+        np.arange(500), test_size=100, stratify=data.labels, random_state=9
+    )
+    assert kept.ids == [str(i) for i in sorted(expected_kept)]
+    assert held.ids == [str(i) for i in sorted(expected_held)]
+
+
+def test_nested_limits_and_stratification_hold_with_repeated_reviews() -> None:
+    from imdb_sentiment.data.dataset import DatasetSplits
+
+    base = imbalanced(400, 0.3)
+    rows = np.concatenate([np.arange(400), np.arange(0, 400, 4)])  # a quarter of the reviews twice
+    data = TextDataset([base.texts[i] for i in rows], base.labels[rows], [f"r{j}" for j in range(len(rows))])
+    raw = DatasetSplits(train=data, test=None)
+    small, large = (prepare_splits(raw, DataConfig(seed=2, limit=limit)) for limit in (100, 300))
+    assert small.test.ids == large.test.ids  # the held-out test split does not depend on the limit
+    assert set(small.train.ids) | set(small.valid.ids) <= set(large.train.ids) | set(large.valid.ids)
+    for part in (small.train, large.train, large.test):
+        assert abs(part.labels.mean() - 0.3) < 0.06
+    assert not set(large.train.texts) & set(large.test.texts)
+    assert not set(large.train.texts) & set(large.valid.texts)

@@ -15,44 +15,26 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from imdb_sentiment.config import DataConfig
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.dataset import UNLABELED, DatasetSplits, TextDataset
 from imdb_sentiment.data.encoding import decode
+from imdb_sentiment.data.tables import (
+    map_labels,
+    read_bytes,
+    read_parquet,
+    read_table_file,
+    require_columns,
+    text_cells,
+    unreadable_message,
+)
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import sha256_file
 
-LABEL_ALIASES = {
-    "1": 1, "pos": 1, "positive": 1, "true": 1,
-    "0": 0, "neg": 0, "negative": 0, "false": 0,
-}  # fmt: skip
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 ACLIMDB_NAME = re.compile(r"(?:^|/)(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 KAGGLE_FILES = ("labeledTrainData.tsv", "testData.tsv", "unlabeledTrainData.tsv")
-
-
-def map_labels(values: Iterable[object], where: str, column: str) -> np.ndarray:
-    """Map pos/neg/positive/negative/1/0 (any case) to 1/0; reject anything else clearly."""
-    mapped, bad, first_bad_row = [], {}, None
-    for row, value in enumerate(values):
-        key = str(value).strip().lower()
-        if key.endswith(".0"):  # integers read back as floats from CSV
-            key = key[:-2]
-        label = LABEL_ALIASES.get(key)
-        if label is None:
-            bad[str(value)] = bad.get(str(value), 0) + 1
-            first_bad_row = row if first_bad_row is None else first_bad_row
-            label = UNLABELED
-        mapped.append(label)
-    if bad:
-        shown = ", ".join(f"{value!r} ({count}x)" for value, count in list(bad.items())[:5])
-        raise UserError(
-            f"{where}: column {column!r} has labels outside pos/neg/positive/negative/1/0: {shown}, "
-            f"first at row {first_bad_row + 1}. Fix or drop those rows, or choose another --label-column."
-        )
-    return np.asarray(mapped, dtype=np.int64)
 
 
 def check_texts(texts: list[str], where: str) -> None:
@@ -69,6 +51,13 @@ def check_texts(texts: list[str], where: str) -> None:
 
 
 def detect_format(path: Path) -> str:
+    try:
+        return _detect_format(path)
+    except OSError as exc:  # a folder we may not list (mode 000), a broken disk
+        raise UserError(unreadable_message(Path(exc.filename or path), exc)) from None
+
+
+def _detect_format(path: Path) -> str:
     if not path.exists():
         raise UserError(
             f"Data path {path} does not exist. Point --data at an aclImdb folder, aclImdb_v1.tar.gz, "
@@ -118,7 +107,7 @@ def read_imdb_parquet(path: Path, spec: DataConfig) -> DatasetSplits:
             continue
         frame = read_parquet(file)
         require_columns(frame, ["text", "label"], file)
-        texts = frame["text"].fillna("").astype(str).tolist()
+        texts = text_cells(frame["text"], file, "text")
         labels = (
             np.full(len(frame), UNLABELED, dtype=np.int64)
             if split == "unsup"
@@ -138,7 +127,7 @@ def read_aclimdb_folder(path: Path, spec: DataConfig) -> DatasetSplits:
 
     def members() -> Iterable[tuple[str, Callable[[], bytes]]]:
         for file in sorted(root.glob("*/*/*.txt")):
-            yield file.relative_to(root).as_posix(), file.read_bytes
+            yield file.relative_to(root).as_posix(), lambda file=file: read_bytes(file)
 
     return _collect_aclimdb(members(), encoding, str(root))
 
@@ -215,7 +204,7 @@ def read_kaggle(path: Path, spec: DataConfig) -> DatasetSplits:
             labels = np.asarray([_label_from_rating(item_id, file) for item_id in ids], dtype=np.int64)
         else:
             labels = np.full(len(ids), UNLABELED, dtype=np.int64)
-        result[split] = TextDataset(frame["review"].astype(str).tolist(), labels, ids)
+        result[split] = TextDataset(text_cells(frame["review"], file, "review"), labels, ids)
         files[str(file)] = sha256_file(file)
     if "train" not in result and "test" not in result:
         raise UserError(f"{folder} has neither labeledTrainData.tsv nor testData.tsv.")
@@ -242,7 +231,7 @@ def read_mr(path: Path, spec: DataConfig) -> DatasetSplits:
         if not file.exists():
             raise UserError(f"{folder} lacks rt-polarity.{polarity}; MR needs both .pos and .neg files.")
         # split("\n"), not splitlines(): Latin-1 byte 0x85 decodes to U+0085, which splitlines() breaks on.
-        lines = decode(file.read_bytes(), encoding, str(file)).split("\n")
+        lines = decode(read_bytes(file), encoding, str(file)).split("\n")
         for number, line in enumerate(lines):
             if line.strip():
                 texts.append(line)
@@ -278,7 +267,7 @@ def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
     if frame[spec.label_column].isna().any():
         row = int(np.flatnonzero(frame[spec.label_column].isna().to_numpy())[0]) + 1
         raise UserError(f"{path}: column {spec.label_column!r} is empty at row {row}. Fill or drop it.")
-    texts = frame[spec.text_column].fillna("").astype(str).tolist()
+    texts = text_cells(frame[spec.text_column], path, spec.text_column)
     labels = map_labels(frame[spec.label_column].tolist(), str(path), spec.label_column)
     ids = frame[spec.id_column].astype(str).tolist() if spec.id_column else []
     return TextDataset(texts, labels, ids)
@@ -301,7 +290,7 @@ def read_texts_table(
                 f"{path} holds no texts (it is empty or has only blank lines; one text per line expected)."
             )
         return texts, [str(i) for i in range(len(texts))]
-    if kind != "parquet" and path.is_file() and path.stat().st_size < 4096 and not path.read_bytes().strip():
+    if kind != "parquet" and path.is_file() and path.stat().st_size < 4096 and not read_bytes(path).strip():
         raise UserError(f"{path} holds no texts (the file is empty).")
     frame = read_table_file(path, kind, encoding)
     if frame.empty:
@@ -311,58 +300,13 @@ def read_texts_table(
     if id_column is None and "id" in frame.columns:
         id_column = "id"
     require_columns(frame, [text_column] + ([id_column] if id_column else []), path)
-    texts = frame[text_column].fillna("").astype(str).tolist()
+    texts = text_cells(frame[text_column], path, text_column)
     if not any(text.strip() for text in texts):
         raise UserError(f"{path} holds no texts: every value of column {text_column!r} is empty.")
     ids = (
         frame[id_column].astype(str).str.strip('"').tolist() if id_column else [str(i) for i in range(len(texts))]
     )
     return texts, ids
-
-
-def read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise UserError(f"File {path} does not exist.")
-    return path.read_bytes()
-
-
-def read_table_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
-    if kind == "parquet":
-        return read_parquet(path)
-    import io
-
-    text = decode(read_bytes(path), encoding, str(path))
-    try:
-        if kind == "jsonl":
-            return pd.read_json(io.StringIO(text), lines=True, dtype=False)
-        separator = "\t" if kind == "tsv" else ","
-        # Kaggle's TSVs quote fields with '"' and escape inner quotes with a backslash.
-        return pd.read_csv(io.StringIO(text), sep=separator, escapechar="\\", dtype=str, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise UserError(f"{path} is not a valid {kind.upper()} file: {str(exc).splitlines()[0]}") from None
-
-
-def read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise UserError(
-            f"{path} is not a readable Parquet file (corrupt or truncated: {str(exc).splitlines()[0][:120]}). "
-            "Replace it with a good copy."
-        ) from None
-
-
-def require_columns(frame: pd.DataFrame, columns: list[str], where: Path | str) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns)) or "none"
-        raise UserError(
-            f"{where}: missing column(s) {', '.join(missing)}; found: {found}. "
-            "Name the right ones with --text-column / --label-column."
-        )
 
 
 READERS: dict[str, Callable[[Path, DataConfig], DatasetSplits]] = {
