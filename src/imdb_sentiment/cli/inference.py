@@ -48,6 +48,8 @@ def evaluate(
         run, data=data, format=format, text_column=text_column, label_column=label_column,
         encoding=encoding, limit=limit, batch_size=batch_size, onnx=onnx,
     )  # fmt: skip
+    if metrics.get("note"):  # e.g. --data without a test split: which reviews were scored instead
+        err_console.print(f"[bold yellow]note:[/bold yellow] {metrics['note']}", highlight=False, soft_wrap=True)
     print_metrics(metrics, f"{run.name} on {metrics['examples']:,} reviews of {metrics['dataset']}")
     console.print(f"Saved: [bold]{output}[/bold]")
 

@@ -143,7 +143,7 @@ def run_experiment(
                 "device": str(runtime.device) if runtime is not None else "cpu",
                 "seed": config.seed,
                 "data_seed": config.data.seed,
-                "full_test_set": config.data.test_limit is None,
+                "full_test_set": data.full_test_set,  # what was used: a test_limit above the test size is all of it
                 "validation": {k: v for k, v in context.extra_metrics.items() if k.startswith("valid")},
                 "details": {k: v for k, v in context.extra_metrics.items() if not k.startswith("valid")},
             }

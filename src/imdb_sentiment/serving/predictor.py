@@ -15,7 +15,7 @@ import numpy as np
 from imdb_sentiment.config import ExperimentConfig, build_config, build_data_config, read_yaml
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
-from imdb_sentiment.data.splits import resolve_data_path, stratified_sample
+from imdb_sentiment.data.splits import evaluation_split, resolve_data_path, stratified_sample
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import write_json_atomic
@@ -143,6 +143,7 @@ def evaluate_run(
     """Evaluate a run on a dataset's test split (or, for a plain labelled table, all of it); ``onnx``:
     with its ONNX export (onnxruntime) instead of the saved model."""
     predictor = Predictor.from_run(run_dir, onnx=onnx)
+    note = None
     if data is None:
         # The run's own test split, rebuilt exactly as in training (same seed, same carving).
         from imdb_sentiment.data.splits import load_data
@@ -158,14 +159,17 @@ def evaluate_run(
         )
         source = resolve_data_path(spec.path)
         splits = read_dataset(source, spec)
-        dataset = splits.test if splits.test is not None else splits.train
-        fmt, split = splits.format, "test" if splits.test is not None else "all"
+        # Its test split; the run's own held-out split of its own training data; never reviews it trained on.
+        dataset, split, note = evaluation_split(splits, spec, run_dir / "data.json")
+        fmt = splits.format
     assert dataset is not None
     if limit:
         dataset = stratified_sample(dataset, limit, predictor.config.data.seed)
     metrics, _ = evaluate_model(predictor.model, dataset.texts, dataset.labels, batch_size)
     metrics.update({"dataset": str(source), "format": fmt, "split": split,
                     "content_sha256": dataset.content_digest(), "backend": predictor.backend})  # fmt: skip
+    if note:
+        metrics["note"] = note
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     output = run_dir / "evaluations" / f"{Path(str(source)).name}-{stamp}.json"
     write_json_atomic(output, metrics)
