@@ -77,6 +77,36 @@ Path("empty.txt").write_text("")
 Path("header-only.csv").write_text("id,text\n")
 Path("not-a-run").mkdir()
 Path("not-a-run/notes.txt").write_text("no run here\n")
+
+# data files
+import gzip
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+Path("gzipped.csv").write_bytes(gzip.compress(table.encode()))
+Path("nul-bytes.csv").write_bytes(table.encode().replace(b"great", b"gr\0eat"))
+pd.DataFrame({"text": ["a"], "label": [1]}).to_parquet("parquet-bytes.csv")
+Path("array.json").write_text(json.dumps([{"text": t, "label": l} for t, l in rows * 20]))
+Path("nested.jsonl").write_text(
+    "".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows) + '{"text": {"a": 1}, "label": 1}\n'
+)
+pd.DataFrame({"text": list(range(12)), "label": [1, 0] * 6}).to_parquet("numbers.parquet")
+Path("unreadable.csv").write_text(table)
+if os.geteuid() == 0:  # root reads a mode-000 file: an I/O error stands in for it
+    Path("unreadable.csv").unlink()
+    Path("unreadable.csv").symlink_to("/proc/self/mem")
+else:
+    Path("unreadable.csv").chmod(0)
+rng = np.random.default_rng(0)
+words = [f"word{i}" for i in range(500)]
+texts = [" ".join(rng.choice(words, 12)) for _ in range(200)]
+labels = rng.permutation(np.arange(200) % 2).tolist()
+pd.DataFrame({"text": texts * 3, "label": labels * 3}).to_csv("tripled.csv", index=False)
+shutil.copytree("imdb", "imdb-train-only")
+os.remove("imdb-train-only/test.parquet")
 EOF
 
 train_tiny() {  # train_tiny NAME MODEL ARGS...: a finished run folder under runs/NAME-*
@@ -185,6 +215,20 @@ case_ "analyze: analysis/ not writable" 2 analyze blocked-analysis-run --data im
 case_ "analyze: edited predictions.csv" 2 analyze edited-predictions-run --data imdb
 case_ "analyze --ood-data not MR" 2 analyze "$NBSVM_RUN" --data imdb --ood-data imdb
 case_ "benchmark: OOD path missing" 2 benchmark missing-ood-suite.yaml --data imdb "${FAST[@]}"
+# data files
+case_ "gzip bytes under .csv" 2 data stats --data gzipped.csv
+case_ "UTF-8 text with NUL bytes" 2 data stats --data nul-bytes.csv
+case_ "Parquet bytes under .csv" 2 train nbsvm --data parquet-bytes.csv "${FAST[@]}"
+case_ "unreadable CSV (mode 000 / EIO)" 2 data stats --data unreadable.csv
+case_ "JSON array as .json" 2 data stats --data array.json
+case_ "predict --file JSON array" 2 predict "$NBSVM_RUN" --file array.json
+case_ "JSON Lines: object as text" 2 train nbsvm --data nested.jsonl "${FAST[@]}"
+case_ "Parquet: numbers as text" 2 data stats --data numbers.parquet
+NBSVM_TINY=(--set model.params.min_df=1 --set model.params.max_features=null)
+case_ "every review 3 times (warns)" 0 train nbsvm --data tripled.csv "${NBSVM_TINY[@]}" "${FAST[@]}"
+case_ "--test-limit above the test (warns)" 0 train nbsvm --data imdb --test-limit 100000 "${NBSVM_TINY[@]}" \
+    "${FAST[@]}"
+case_ "evaluate: data without a test split" 2 evaluate "$NBSVM_RUN" --data imdb-train-only
 
 # server: hostile HTTP requests to the real `serve` on 127.0.0.1 (the tiny nbsvm run). A case passes
 # (exit 0) when the answer has the expected status, a JSON body {"error": ...} (or, for a 200, the
