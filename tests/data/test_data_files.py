@@ -407,3 +407,14 @@ def test_evaluate_refuses_the_training_data_of_a_run_with_a_separate_test(tmp_pa
     assert held_out.ids == prepare_splits(splits, DataConfig(seed=4)).test.ids
     table = DatasetSplits(train=train, test=None, source="t.csv", format="table")
     assert evaluation_split(table, DataConfig(), tmp_path / "missing.json")[1] == "all"
+
+
+def test_unreadable_archive_is_not_called_corrupt(tiny_archive: Path, monkeypatch) -> None:
+    import tarfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tiny_archive))
+
+    monkeypatch.setattr(tarfile, "open", denied)
+    message = one_line_user_error(lambda: read_dataset(tiny_archive, DataConfig()), "permission denied")
+    assert "corrupt" not in message

@@ -150,6 +150,8 @@ def read_aclimdb_archive(path: Path, spec: DataConfig) -> DatasetSplits:
             # tarfile stops quietly at a cut-off plain .tar; a complete one ends in a zero block.
             if archive.fileobj.tell() - archive.offset != tarfile.BLOCKSIZE:
                 raise tarfile.ReadError("truncated: no end-of-archive marker")
+    except PermissionError as exc:  # unreadable, not corrupt: keep the copy
+        raise UserError(unreadable_message(path, exc)) from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise UserError(
             f"{path} is corrupt or truncated ({type(exc).__name__}). Delete it and run "
