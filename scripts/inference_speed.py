@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from imdb_sentiment.config import build_config, dump_config
+from imdb_sentiment.config import dump_config
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.splits import stratified_sample
 from imdb_sentiment.io_utils import write_json_atomic, write_text_atomic
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.torch_base import TorchTextClassifier
 from imdb_sentiment.pipelines.export import export_onnx
 from imdb_sentiment.runs import save_model_atomically
@@ -49,7 +50,7 @@ def untrained_minilm_run(folder: Path, max_length: int) -> Path:
     from imdb_sentiment.models.registry import get_model_class
     from imdb_sentiment.models.torch_base import NetworkRequest
 
-    config = build_config({"model": {"name": "minilm", "params": {"max_length": max_length}}})
+    config = configure({"model": {"name": "minilm", "params": {"max_length": max_length}}})
     model = get_model_class("minilm")(config.model.params)
     torch.manual_seed(0)
     model.encoder = model.build_encoder(Texts(["a"], np.array([1])), FitContext(training=config.training))

@@ -2,25 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from imdb_sentiment.config import (
-    ExperimentConfig,
-    build_config,
-    dump_config,
-    load_config,
-    parse_override,
-    read_yaml,
-)
+from imdb_sentiment.config import ExperimentConfig, dump_config, parse_override, read_yaml
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.configure import configure, load_config
 
 
 def test_defaults_validate_and_fill_model_params() -> None:
-    config = build_config({"model": {"name": "tfidf-lr"}})
+    config = configure({"model": {"name": "tfidf-lr"}})
     assert config.model.params["C"] == 8.0  # model defaults are filled in and recorded
     assert config.data.valid_fraction == 0.1
 
 
 def test_overrides_parse_yaml_values() -> None:
-    config = build_config({}, ["training.learning_rate=3e-4", "model.name=tfidf-lr", "data.limit=100"])
+    config = configure({}, ["training.learning_rate=3e-4", "model.name=tfidf-lr", "data.limit=100"])
     assert config.training.learning_rate == pytest.approx(3e-4)
     assert config.data.limit == 100
     assert parse_override("name=null") == (["name"], None)
@@ -42,14 +36,14 @@ def test_overrides_parse_yaml_values() -> None:
 )
 def test_bad_fields_are_named_in_one_line(overrides: list[str], field: str) -> None:
     with pytest.raises(UserError) as error:
-        build_config({}, overrides)
+        configure({}, overrides)
     message = str(error.value)
     assert field in message and "\n" not in message
 
 
 def test_unknown_model_lists_registered_ones() -> None:
     with pytest.raises(UserError, match=r"Registered models: .*nbsvm"):
-        build_config({"model": {"name": "nope"}})
+        configure({"model": {"name": "nope"}})
 
 
 def test_load_config_from_yaml_and_model_name(tmp_path) -> None:
@@ -68,7 +62,7 @@ def test_load_config_from_yaml_and_model_name(tmp_path) -> None:
 def test_dump_round_trips() -> None:
     import yaml
 
-    config = build_config({"model": {"name": "nbsvm"}})
+    config = configure({"model": {"name": "nbsvm"}})
     assert ExperimentConfig.model_validate(yaml.safe_load(dump_config(config))) == config
 
 
@@ -79,9 +73,9 @@ def test_every_bundled_config_validates() -> None:
     assert configs
     for path in configs:
         raw = read_yaml(path)
-        build_config(raw, for_training=False)  # well-formed
+        configure(raw, for_training=False)  # well-formed
         try:  # and runnable here, unless it needs what this offline machine may lack: a hub checkpoint,
-            build_config(raw)  # a fetched LLM (imdb-sentiment llm fetch) or a running LLM server
+            configure(raw)  # a fetched LLM (imdb-sentiment llm fetch) or a running LLM server
         except UserError as exc:
             allowed = ("Hugging Face hub cannot be reached", "is not fetched yet", "cannot reach http://127.0.0.1")
             assert any(reason in str(exc) for reason in allowed), (path, exc)
@@ -89,7 +83,7 @@ def test_every_bundled_config_validates() -> None:
 
 def test_trainer_backend_rejected_for_word_models() -> None:
     with pytest.raises(UserError, match=r"training\.backend"):
-        build_config({"model": {"name": "cnn", "params": {"embeddings": "random"}}}, ["training.backend=trainer"])
+        configure({"model": {"name": "cnn", "params": {"embeddings": "random"}}}, ["training.backend=trainer"])
 
 
 @pytest.mark.parametrize(

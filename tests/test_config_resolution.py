@@ -10,19 +10,19 @@ import pydantic
 import pytest
 import torch
 
-from imdb_sentiment.config import build_config
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.configure import configure
 
 
 def test_model_params_are_completed_without_touching_the_input() -> None:
     raw = {"model": {"name": "cnn", "params": {"embeddings": "random"}}}
-    config = build_config(raw)
+    config = configure(raw)
     assert raw == {"model": {"name": "cnn", "params": {"embeddings": "random"}}}
     assert config.model.params["embedding_dim"] == 200 and config.model.params["embeddings"] == "random"
 
 
 def test_a_validated_config_cannot_be_changed() -> None:
-    config = build_config({})
+    config = configure({})
     with pytest.raises(pydantic.ValidationError):
         config.training.backend = "trainer"  # type: ignore[misc]
     with pytest.raises(pydantic.ValidationError):
@@ -31,17 +31,17 @@ def test_a_validated_config_cannot_be_changed() -> None:
 
 def test_unknown_objective_names_the_field() -> None:
     with pytest.raises(UserError, match=r"training\.objective\.name: unknown objective 'focal'"):
-        build_config({"training": {"objective": {"name": "focal"}}})
+        configure({"training": {"objective": {"name": "focal"}}})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_unavailable_device_is_refused_before_a_run_folder_exists(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"training\.device: cuda was asked for but no CUDA GPU"):
-        build_config({"model": {"name": "fasttext"}, "training": {"device": "cuda"}})
+        configure({"model": {"name": "fasttext"}, "training": {"device": "cuda"}})
     with pytest.raises(UserError, match=r"training\.device: unknown device 'tpu9'"):
-        build_config({"model": {"name": "fasttext"}, "training": {"device": "tpu9"}})
+        configure({"model": {"name": "fasttext"}, "training": {"device": "tpu9"}})
     # a finished run trained on a GPU still loads here, to predict on the CPU
-    build_config({"model": {"name": "fasttext"}, "training": {"device": "cuda"}}, for_training=False)
+    configure({"model": {"name": "fasttext"}, "training": {"device": "cuda"}}, for_training=False)
     cli = Path(sys.executable).with_name("imdb-sentiment")
     result = subprocess.run(
         [str(cli), "train", "fasttext", "--set", "training.device=cuda", "--output-dir", str(tmp_path / "runs"),
@@ -55,7 +55,7 @@ def test_unavailable_device_is_refused_before_a_run_folder_exists(tmp_path: Path
 
 def test_seeds_stay_within_what_numpy_and_scikit_learn_take() -> None:
     with pytest.raises(UserError, match=r"seed: Input should be less than or equal to 4294967295"):
-        build_config({"seed": 2**32})
+        configure({"seed": 2**32})
     with pytest.raises(UserError, match=r"data\.seed"):
-        build_config({"data": {"seed": 2**32}})
-    assert build_config({"seed": 2**32 - 1}).data.seed == 2**32 - 1
+        configure({"data": {"seed": 2**32}})
+    assert configure({"seed": 2**32 - 1}).data.seed == 2**32 - 1

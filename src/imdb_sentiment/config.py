@@ -4,15 +4,19 @@ Every experiment is one YAML file (see ``configs/``) that parses into :class:`Ex
 Validation happens before any data is read or any model is built, and every problem is reported on
 one line that names the offending field (``training.learning_rate: ...``).
 
-The validated config is complete and final: what is not written is *derived* while validating (each
-model's parameters with their defaults, a preset's training backend, the data seed), never patched
-into the object afterwards. Validating for a new run (``for_training``, the default) also checks what
-the run will need from this machine (the device, model folders, the checkpoint's position limit), so
-no problem is found after a run folder exists.
+This module is the schema only: it imports nothing from ``models/`` or ``training/`` and does no
+file or network I/O while validating. :func:`imdb_sentiment.models.configure.configure` is the one
+way to a config: it applies overrides, fills in the model's parameters and defaults, validates with
+this schema, then runs the model's checks, the objective check and (for a new run) the device and
+machine checks, so no problem is found after a run folder exists.
+
+YAML is read with a bound on alias expansion (:func:`load_yaml_text`), numbers must be finite, and a
+validation message quotes at most a short excerpt of what was given.
 """
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +37,7 @@ from imdb_sentiment.errors import UserError
 class StrictModel(BaseModel):
     """Base for config sections: unknown fields are errors, and a validated config is never changed."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=())
 
 
 class CleaningConfig(StrictModel):
@@ -79,7 +83,10 @@ class DataConfig(StrictModel):
 
 
 class ObjectiveConfig(StrictModel):
-    name: str = Field("cross-entropy", description="A registered objective: cross-entropy, r-drop, supcon.")
+    name: str = Field(
+        "cross-entropy",
+        description="A registered objective: cross-entropy, r-drop, supcon (checked by configure).",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     rdrop_alpha: float = Field(
         1.0,
@@ -90,15 +97,6 @@ class ObjectiveConfig(StrictModel):
     )
     supcon_temperature: float = Field(0.1, gt=0.0, le=10.0)
     supcon_weight: float = Field(0.5, ge=0.0, le=10.0, description="Weight of the contrastive term.")
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        from imdb_sentiment.training.objectives import OBJECTIVES
-
-        if value not in OBJECTIVES:
-            raise ValueError(f"unknown objective {value!r}; registered: {', '.join(OBJECTIVES)}")
-        return value
 
 
 # Learning rates outside these bounds are almost surely mistakes (the write-up used 0.8).
@@ -172,40 +170,15 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _derive(cls, raw: Any) -> Any:
-        """Complete the written config: the model's parameters with their defaults (validated by the
-        model's own ``Params``), defaults the model supplies for other sections (a preset's backend),
-        and ``data.seed`` from ``seed``. Only keys the config leaves out are filled."""
+        """``data.seed`` defaults to ``seed`` (only when the config leaves it out). The model's own
+        parameters and defaults are filled in by the configure step before this schema sees them."""
         if not isinstance(raw, dict):
             return raw
-        from imdb_sentiment.models.registry import get_model_class
-
         raw = {key: _plain(value) for key, value in raw.items()}
-        model = dict(raw.get("model") or {})
-        model_class = get_model_class(model.get("name", ModelConfig.model_fields["name"].default))
-        try:
-            params = model_class.Params.model_validate(model.get("params") or {})
-        except ValidationError as exc:
-            raise ValueError(format_validation_error(exc, prefix="model.params")) from None
-        raw["model"] = {**model, "params": params.model_dump(mode="json")}
-        for section, defaults in model_class.config_defaults(params).items():
-            raw[section] = {**defaults, **(raw.get(section) or {})}
-        data = dict(raw.get("data") or {})
-        data.setdefault("seed", raw.get("seed", cls.model_fields["seed"].default))
-        raw["data"] = data
+        data = raw.get("data")
+        if data is None or isinstance(data, dict):
+            raw["data"] = {"seed": raw.get("seed", cls.model_fields["seed"].default), **(data or {})}
         return raw
-
-    @model_validator(mode="after")
-    def _check(self, info: ValidationInfo) -> ExperimentConfig:
-        from imdb_sentiment.models.registry import get_model_class
-
-        model_class = get_model_class(self.model.name)
-        params = model_class.Params.model_validate(self.model.params)
-        model_class.check_config(self, params)
-        if (info.context or {}).get("for_training", True):
-            if model_class.uses_training_loop:
-                check_device(self.training.device)
-            model_class.check_runnable(self, params)
-        return self
 
     @property
     def run_name(self) -> str:
@@ -217,22 +190,23 @@ def _plain(value: Any) -> Any:
     return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
 
 
-def check_device(name: str) -> None:
-    """``training.device`` must exist on this machine (torch is imported only to look for a GPU)."""
-    if name in ("auto", "cpu"):
-        return
-    from imdb_sentiment.training.runtime import parse_device
+# What a message quotes of the input: a few items and characters, never the whole (possibly huge) value.
+_EXCERPT = reprlib.Repr()  # (Python 3.11's Repr takes no keyword arguments)
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 2, 60, 60, 40
+_EXCERPT.maxtuple = _EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxset = 4
+MAX_PROBLEMS = 5  # problems listed in one message; the rest are counted
 
-    try:
-        parse_device(name)
-    except UserError as exc:
-        raise ValueError(str(exc)) from None
+
+def excerpt(value: Any) -> str:
+    """A short repr of any value (bounded work and length, however large or nested the value is)."""
+    return _EXCERPT.repr(value)
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """Turn a pydantic error into one line per problem, each naming the field."""
+    """Turn a pydantic error into one line: each problem (at most ``MAX_PROBLEMS``) naming its field."""
     parts = []
-    for error in exc.errors():
+    errors = exc.errors()
+    for error in errors[:MAX_PROBLEMS]:
         location = ".".join(str(item) for item in (prefix, *error["loc"]) if item != "")
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
@@ -241,29 +215,77 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
             "input" in error
             and error["type"] != "missing"
             and not isinstance(error["input"], dict)
-            and str(error["input"]) not in message
+            and excerpt(error["input"]).strip("'") not in message
         ):
-            message += f" (got {error['input']!r})"
+            message += f" (got {excerpt(error['input'])})"
         parts.append(f"{location}: {message}" if location else message)
+    if len(errors) > MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS} more problem(s)")
     return "; ".join(parts)
+
+
+# A config or suite holds hundreds of values; YAML aliases can make a 1 KB file expand to billions
+# (a "billion laughs" file), which would hang whatever walks it. Past this many values it is refused.
+MAX_YAML_VALUES = 100_000
+
+
+class YAMLTooLarge(yaml.YAMLError):
+    """YAML whose aliases expand beyond ``MAX_YAML_VALUES`` values, or that nests beyond Python's stack."""
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` with a bound on what aliases expand to, checked on the composed node graph
+    (shared nodes counted once per use, each node visited once) before anything is constructed."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        values = _expanded_size(node, {})
+        if values > MAX_YAML_VALUES:
+            raise YAMLTooLarge(
+                f"its aliases expand to {values:,} values (more than {MAX_YAML_VALUES:,}); write it out "
+                "without anchors and aliases"
+            )
+        return loader.construct_document(node)
+    except RecursionError:
+        raise YAMLTooLarge("it nests too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's 4,300-digit conversion limit
+        raise YAMLTooLarge(f"a value cannot be read ({excerpt(str(exc))})") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    if id(node) not in sizes:
+        if isinstance(node, yaml.SequenceNode):
+            sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            sizes[id(node)] = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+        else:
+            sizes[id(node)] = 1
+    return sizes[id(node)]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``training.learning_rate=3e-4`` into (["training", "learning_rate"], 0.0003)."""
     if "=" not in text:
-        raise UserError(f"Override {text!r} must look like section.field=value, e.g. training.epochs=2.")
+        raise UserError(f"Override {excerpt(text)} must look like section.field=value, e.g. training.epochs=2.")
     key, raw_value = text.split("=", 1)
     keys = [part for part in key.strip().split(".") if part]
     if not keys:
-        raise UserError(f"Override {text!r} has no field name before '='.")
+        raise UserError(f"Override {excerpt(text)} has no field name before '='.")
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        value = load_yaml_text(raw_value) if raw_value.strip() else None
+    except YAMLTooLarge as exc:
+        raise UserError(f"Override {'.'.join(keys)}: {exc}.") from None
     except yaml.YAMLError:
         value = raw_value
     return keys, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.field=value`` overrides to ``raw`` in place (the caller passes a copy)."""
     for override in overrides:
         keys, value = parse_override(override)
         node = raw
@@ -272,31 +294,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if child is None:
                 child = node[key] = {}
             if not isinstance(child, dict):
-                raise UserError(f"Override {override!r}: {key} is a value, not a section.")
+                raise UserError(f"Override {excerpt(override)}: {key} is a value, not a section.")
             node = child
         node[keys[-1]] = value
     return raw
 
 
-def build_config(
-    raw: dict[str, Any], overrides: list[str] | None = None, for_training: bool = True
-) -> ExperimentConfig:
-    """Validate a raw config; ``for_training=False`` skips the checks of this machine (device, model
-    folders) for a finished run's config, which only needs to describe the saved model."""
-    raw = apply_overrides(dict(raw), overrides or [])
+def validated(schema: type[BaseModel], raw: Any, prefix: str = "", lead: str = "") -> Any:
+    """``schema.model_validate(raw)``, or one UserError line naming each bad field under ``prefix``."""
     try:
-        return ExperimentConfig.model_validate(raw, context={"for_training": for_training})
+        return schema.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"Invalid config: {format_validation_error(exc)}") from None
+        raise UserError(lead + format_validation_error(exc, prefix)) from None
 
 
 def build_data_config(raw: dict[str, Any]) -> DataConfig:
     """A validated data section on its own (command-line options of evaluate / data stats); a bad
     value is a UserError naming the field, e.g. ``data.format``."""
-    try:
-        return DataConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise UserError(format_validation_error(exc, "data")) from None
+    return validated(DataConfig, raw, "data")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -304,42 +319,30 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"Config file {path} does not exist. Pass a YAML file or a model name.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml_text(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise UserError(f"Config file {path} is not valid YAML: {exc}. Save it as UTF-8.") from None
+    except YAMLTooLarge as exc:
+        raise UserError(f"Config file {path} is refused: {exc}.") from None
     except yaml.YAMLError as exc:
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-        if mark is None or not problem:
-            raise UserError(f"Config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        where = f"line {mark.line + 1}, column {mark.column + 1}"  # yaml counts from 0
-        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and context_mark is not None and context_mark.line != mark.line:
-            problem += f" ({context} started at line {context_mark.line + 1}, column {context_mark.column + 1})"
-        if "'\\t'" in problem:
-            problem += "; YAML indents with spaces, not tabs"
-        raise UserError(f"Config file {path} is not valid YAML: {where}: {problem}.") from None
+        raise UserError(f"Config file {path} is not valid YAML: {describe_yaml_error(exc)}.") from None
     if not isinstance(raw, dict):
         raise UserError(f"Config file {path} must hold a mapping of sections (model, data, training).")
     return raw
 
 
-def load_config(config_or_model: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Resolve a YAML path, a name under ``configs/``, or a registered model name into a config."""
-    from imdb_sentiment.models.registry import available_models
-
-    candidate = Path(config_or_model)
-    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
-        return build_config(read_yaml(candidate), overrides)
-    for folder in config_search_paths():
-        path = folder / f"{config_or_model}.yaml"
-        if path.is_file():
-            return build_config(read_yaml(path), overrides)
-    if config_or_model in available_models():
-        return build_config({"model": {"name": config_or_model}}, overrides)
-    raise UserError(
-        f"{config_or_model!r} is neither a config file nor a registered model. "
-        f"Models: {', '.join(available_models())}."
-    )
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """Where and what, in one line (yaml's own message spans several)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}"  # yaml counts from 0
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        problem += f" ({context} started at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    if "'\\t'" in problem:
+        problem += "; YAML indents with spaces, not tabs"
+    return f"{where}: {problem}"
 
 
 def config_search_paths() -> list[Path]:

@@ -7,9 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from imdb_sentiment.config import DataConfig, build_config
+from imdb_sentiment.config import DataConfig
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.splits import nested_stratified_order, prepare_splits, stratified_sample
+from imdb_sentiment.models.configure import configure
 
 
 def imbalanced(size: int = 1000, positive_share: float = 0.3) -> TextDataset:
@@ -41,8 +42,8 @@ def test_subsamples_are_nested_across_sizes_and_differ_across_seeds() -> None:
 
 
 def test_data_seed_defaults_to_seed_and_can_vary_alone() -> None:
-    assert build_config({"seed": 5}).data.seed == 5
-    config = build_config({"seed": 5, "data": {"seed": 11}})
+    assert configure({"seed": 5}).data.seed == 5
+    config = configure({"seed": 5, "data": {"seed": 11}})
     assert (config.seed, config.data.seed) == (5, 11)
 
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from helpers import tiny_reviews
 
-from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.hf.model import HFClassifier
 
 METHODS = {
@@ -129,7 +130,7 @@ def test_prefix_tuning_works_on_roberta_and_refuses_deberta_before_training(chec
     config = {"model": {"name": "hf", "params": {"checkpoint": str(checkpoints["deberta-v2"]), "pooling": "mean",
                                                  "adapter": METHODS["prefix"]}}}  # fmt: skip
     with pytest.raises(UserError, match=r"model\.params\.adapter: prefix tuning does not support 'deberta-v2'"):
-        build_config(config)
+        configure(config)
 
 
 def test_lora_merges_into_the_base_with_the_same_predictions(checkpoints) -> None:
@@ -155,15 +156,13 @@ def test_lora_with_the_checkpoints_own_head(checkpoints, tmp_path) -> None:
 
 def test_config_errors_name_the_field(checkpoints) -> None:
     with pytest.raises(UserError, match=r"model\.params\.pooling: prompt"):
-        build_config(
-            {"model": {"name": "minilm", "params": {"pooling": "model", "adapter": {"method": "prompt"}}}}
-        )
+        configure({"model": {"name": "minilm", "params": {"pooling": "model", "adapter": {"method": "prompt"}}}})
     with pytest.raises(UserError, match=r"model\.params\.adapter: lora adapts pretrained weights"):
-        build_config({"model": {"name": "bert-scratch", "params": {"adapter": {"method": "lora"}}}})
+        configure({"model": {"name": "bert-scratch", "params": {"adapter": {"method": "lora"}}}})
     with pytest.raises(UserError, match=r"model\.params\.adapter\.lora\.rank"):
-        build_config({"model": {"name": "minilm", "params": {"adapter": {"method": "lora", "rank": 0}}}})
+        configure({"model": {"name": "minilm", "params": {"adapter": {"method": "lora", "rank": 0}}}})
     with pytest.raises(UserError, match=r"model\.params\.adapter"):
-        build_config({"model": {"name": "minilm", "params": {"adapter": {"method": "ia3"}}}})
+        configure({"model": {"name": "minilm", "params": {"adapter": {"method": "ia3"}}}})
 
 
 @pytest.mark.parametrize("method", ["lora", "prompt"])
@@ -179,4 +178,4 @@ def test_an_int8_base_trains_its_adapter_on_cpu(method: str, checkpoints, tmp_pa
         SentimentModel.load(tmp_path / "saved").predict_proba(texts), probabilities, atol=1e-5
     )
     with pytest.raises(UserError, match=r"model\.params\.quantize_base"):
-        build_config({"model": {"name": "minilm", "params": {"quantize_base": "int8"}}})
+        configure({"model": {"name": "minilm", "params": {"quantize_base": "int8"}}})

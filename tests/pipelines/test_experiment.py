@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imdb_sentiment.config import build_config
 from imdb_sentiment.errors import RunInterrupted, UserError
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.pipelines.experiment import run_experiment
 from imdb_sentiment.training.loop import Trainer
 
@@ -24,7 +24,7 @@ TINY_CNN = ["model.name=cnn", "model.params.embeddings=random", "model.params.em
 
 
 def config(tiny_imdb_80: Path, tmp_path: Path, *overrides: str):
-    return build_config({}, [f"data.path={json.dumps(str(tiny_imdb_80))}", f"output_dir={json.dumps(str(tmp_path))}",
+    return configure({}, [f"data.path={json.dumps(str(tiny_imdb_80))}", f"output_dir={json.dumps(str(tmp_path))}",
                              *TINY_CNN, *overrides])  # fmt: skip
 
 

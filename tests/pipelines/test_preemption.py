@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from helpers import one_line_user_error, run_cli
 
-from imdb_sentiment.config import build_config, dump_config, load_config
+from imdb_sentiment.config import dump_config
+from imdb_sentiment.models.configure import configure, load_config
 from imdb_sentiment.pipelines.experiment import run_experiment
 from imdb_sentiment.runs import check_resumable
 
@@ -29,7 +30,7 @@ SETTINGS = ["model.name=cnn", "model.params.embeddings=random", "model.params.em
 @pytest.fixture(scope="module")
 def config_file(tiny_imdb_80, tmp_path_factory) -> Path:
     file = tmp_path_factory.mktemp("config") / "tiny-cnn.yaml"
-    file.write_text(dump_config(build_config({}, [f"data.path={json.dumps(str(tiny_imdb_80))}", *SETTINGS])))
+    file.write_text(dump_config(configure({}, [f"data.path={json.dumps(str(tiny_imdb_80))}", *SETTINGS])))
     return file
 
 

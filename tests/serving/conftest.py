@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import write_tiny_parquet_imdb
 
-from imdb_sentiment.config import build_config
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.pipelines.experiment import run_experiment
 
 WORD = ["model.params.embeddings=random", "model.params.embedding_dim=16", "model.params.max_length=40",
@@ -44,7 +44,7 @@ def trained_run(tiny_imdb, tmp_path_factory):
         if name not in runs:
             overrides = [f"model.name={name}", f"data.path={json.dumps(str(tiny_imdb))}",
                          f"output_dir={json.dumps(str(output))}", *RUNS[name]]  # fmt: skip
-            runs[name] = run_experiment(build_config({}, overrides), show_progress=False).run_dir
+            runs[name] = run_experiment(configure({}, overrides), show_progress=False).run_dir
         return runs[name]
 
     return run

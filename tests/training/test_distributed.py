@@ -16,7 +16,8 @@ import pytest
 import torch
 from helpers import tiny_reviews, write_tiny_parquet_imdb
 
-from imdb_sentiment.config import build_config, dump_config, load_config
+from imdb_sentiment.config import dump_config
+from imdb_sentiment.models.configure import configure, load_config
 from imdb_sentiment.pipelines.experiment import run_experiment
 from imdb_sentiment.training.batching import LengthBucketBatchSampler
 
@@ -99,7 +100,7 @@ def test_two_gloo_processes_train_like_one(tmp_path, launcher) -> None:
     on losses and weights, and equal accuracy."""
     write_tiny_parquet_imdb(tmp_path / "data", size=80)
     config_file = tmp_path / "tiny.yaml"
-    config_file.write_text(dump_config(build_config({}, [f"data.path={json.dumps(str(tmp_path / 'data'))}",
+    config_file.write_text(dump_config(configure({}, [f"data.path={json.dumps(str(tmp_path / 'data'))}",
                                                          *TINY_FASTTEXT])))  # fmt: skip
     launched = subprocess.run(launch(str(config_file), "--output-dir", str(tmp_path / "ddp"), launcher=launcher),
                               capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -137,7 +138,7 @@ def test_sigterm_to_torchrun_checkpoints_every_rank_and_a_resume_under_torchrun_
     config_file = tmp_path / "tiny.yaml"
     settings = [f"data.path={json.dumps(str(tmp_path / 'data'))}", *TINY_FASTTEXT, "training.epochs=12",
                 "training.checkpoint_every_steps=1"]  # fmt: skip
-    config_file.write_text(dump_config(build_config({}, settings)))
+    config_file.write_text(dump_config(configure({}, settings)))
     reference_runs, stopped_runs = tmp_path / "reference", tmp_path / "stopped"
     # Side by side: the uninterrupted run and the one we stop.
     reference = subprocess.Popen(launch(str(config_file), "--output-dir", str(reference_runs)),
@@ -195,7 +196,7 @@ def test_the_trainer_backend_under_torchrun_trains_like_one_process(tmp_path) ->
                 "training.learning_rate=1e-2", "training.early_stopping_patience=null", "training.threads=1",
                 "training.precision=fp32"]  # fmt: skip
     config_file = tmp_path / "tiny-bert.yaml"
-    config_file.write_text(dump_config(build_config({}, settings)))
+    config_file.write_text(dump_config(configure({}, settings)))
     launched = subprocess.run(launch(str(config_file), "--output-dir", str(tmp_path / "ddp")),
                               capture_output=True, text=True, timeout=300)  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]

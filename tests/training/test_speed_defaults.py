@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.training.optimization import build_optimizer
 
 
@@ -46,7 +47,7 @@ def test_auto_fuses_and_every_kernel_takes_the_same_steps(optimizer: str) -> Non
 
 def test_an_unknown_kernel_is_one_line_naming_the_field() -> None:
     with pytest.raises(UserError, match=r"training\.optimizer_kernel"):
-        build_config({"model": {"name": "nbsvm"}, "training": {"optimizer_kernel": "turbo"}})
+        configure({"model": {"name": "nbsvm"}, "training": {"optimizer_kernel": "turbo"}})
 
 
 def _policy_after_import(env: dict[str, str]) -> str:

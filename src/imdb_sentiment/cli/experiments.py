@@ -32,8 +32,11 @@ from imdb_sentiment.errors import UserError
 @app.command()
 def train(
     config: Annotated[
-        str, typer.Argument(help="A YAML config, a name under configs/, or a model name.")
-    ] = "nbsvm",
+        str | None,
+        typer.Argument(
+            help="A YAML config, a name under configs/, or a model name (default nbsvm; with --resume: the run's)."
+        ),
+    ] = None,
     data: DataOption = None,
     format: FormatOption = None,
     text_column: TextColumnOption = None,
@@ -58,7 +61,7 @@ def train(
 
     Several processes or machines: launch it with torchrun (e.g. ``torchrun --nproc-per-node 4 -m
     imdb_sentiment.cli train CONFIG``); rank 0 writes the run folder."""
-    from imdb_sentiment.config import build_config, load_config, read_yaml
+    from imdb_sentiment.models.configure import load_config, resume_config
     from imdb_sentiment.pipelines.experiment import run_experiment
     from imdb_sentiment.runs import check_resumable
 
@@ -70,9 +73,9 @@ def train(
     overrides += set_ or []
     if resume is not None:
         check_resumable(resume, overwrite)
-        experiment = build_config(read_yaml(resume / "config.yaml"), overrides)
+        experiment = resume_config(resume, overrides, config)  # refuses what the checkpoint cannot take
     else:
-        experiment = load_config(config, overrides)
+        experiment = load_config(config or "nbsvm", overrides)
     from imdb_sentiment.training.distributed import launcher_ranks, leave_process_group
 
     quiet = quiet or launcher_ranks()[0] != 0  # under a launcher, rank 0 speaks for all
@@ -219,8 +222,9 @@ def models() -> None:
         except ImportError as exc:  # an optional dependency is missing: shown, not hidden
             table.add_row(model_name, "unavailable", str(exc))
             continue
-        kind = "pytorch (shared loop)" if cls.uses_training_loop else "scikit-learn"
-        table.add_row(model_name, kind, cls.description or (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row(
+            model_name, cls.capabilities.kind, cls.description or (cls.__doc__ or "").strip().splitlines()[0]
+        )
     console.print(table)
 
 
@@ -230,6 +234,7 @@ def show_config(
     set_: SetOption = None,
 ) -> None:
     """Print the fully resolved and validated config (every default filled in)."""
-    from imdb_sentiment.config import dump_config, load_config
+    from imdb_sentiment.config import dump_config
+    from imdb_sentiment.models.configure import load_config
 
     console.print(dump_config(load_config(config, set_ or [])), markup=False, highlight=False)

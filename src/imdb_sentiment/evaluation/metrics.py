@@ -83,7 +83,7 @@ def single_review_latency(model: SentimentModel, texts: list[str], reviews: int 
     """Predict up to ``reviews`` texts one call each, as a service answering one user at a time does;
     batched throughput alone hides the per-call cost (padding, Python overhead, thread start-up)."""
     sample = texts[:reviews]
-    if not sample or model.tags().remote:
+    if not sample or model.capabilities.remote:
         # A remote model answers these test reviews from its response cache: that would time the cache,
         # not the server. Its requests/s over the test run is the honest rate.
         return {}

@@ -1,17 +1,20 @@
-"""The contract every model follows (scikit-learn style: fit / predict_proba / save / load)."""
+"""The contract every model follows (scikit-learn style: fit / predict_proba / save / load), and the
+one record of what each model family can do (:class:`Capabilities`)."""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.errors import UserError
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig, TrainingConfig
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 class ModelParams(BaseModel):
     """Base of every model's ``Params``: unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
 
 @dataclass
@@ -42,14 +45,24 @@ class FitContext:
     extra_metrics: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ModelTags:
-    """What a model can do; the conformance checks (:mod:`imdb_sentiment.models.checks`) pick by these."""
+ExplanationMethod = Literal["linear", "attention", "integrated-gradients", "occlusion"]
 
-    trains_with_loop: bool = False  # fitted by the shared loop (training/loop.py): history, checkpoints
-    weights_on_disk: bool = True  # save() writes what load() needs to predict the same again
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model family is and can do, said once; the configure step, the pipeline, ``models``,
+    the conformance checks (:mod:`imdb_sentiment.models.checks`), export and serving read it instead
+    of testing class names or probing attributes. Override with ``dataclasses.replace`` in a subclass."""
+
+    kind: str = "scikit-learn"  # shown by `imdb-sentiment models`
+    needs_torch_runtime: bool = False  # training.device / precision / threads apply: checked before a run folder
+    trains_with_loop: bool = False  # fitted by the shared loop (training/loop.py): history, checkpoints, launchers
     supports_resume: bool = False  # fit(..., context.resume) continues from the run folder's checkpoint
+    weights_on_disk: bool = True  # save() writes what load() needs to predict the same again
     remote: bool = False  # predictions come from a server (an LLM endpoint): nothing local to count
+    exportable_to_onnx: bool = False  # its network becomes an ONNX graph (export --onnx)
+    explanation: ExplanationMethod | None = None  # how serving explains a prediction (None: it does not)
+    training_backends: tuple[str, ...] = ("native",)  # training.backend values that can fit it
 
 
 class SentimentModel(ABC):
@@ -57,19 +70,16 @@ class SentimentModel(ABC):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[ModelParams]] = ModelParams
-    uses_training_loop: ClassVar[bool] = False  # True for models trained by imdb_sentiment.training
-    supports_trainer_backend: ClassVar[bool] = False  # Hugging Face Trainer ("trainer") can fit it
+    capabilities: ClassVar[Capabilities] = Capabilities()
     description: ClassVar[str] = ""
-
-    @classmethod
-    def tags(cls) -> ModelTags:
-        return ModelTags(trains_with_loop=cls.uses_training_loop, supports_resume=cls.uses_training_loop)
 
     def __init__(self, params: ModelParams | dict[str, Any] | None = None) -> None:
         if params is None or isinstance(params, dict):
             params = self.Params.model_validate(params or {})
         self.params = params
 
+    # The configure step (models/configure.py) calls these after the schema has validated the config;
+    # each raises UserError naming the field. None of them runs inside pydantic validation.
     @classmethod
     def config_defaults(cls, params: ModelParams) -> dict[str, dict[str, Any]]:
         """Defaults this model supplies for other config sections (e.g. a preset's
@@ -77,18 +87,31 @@ class SentimentModel(ABC):
         return {}
 
     @classmethod
-    def check_runnable(cls, config: ExperimentConfig, params: ModelParams) -> None:
-        """Checks of this machine before a new run starts (files and folders exist, the checkpoint
-        fits ``max_length``...); raise ValueError naming the field. Skipped for finished runs."""
+    def check_config(cls, config: ExperimentConfig, params: ModelParams) -> None:
+        """Pure cross-field checks against the whole experiment (no file or network access)."""
+        backend = config.training.backend
+        if backend not in cls.capabilities.training_backends:
+            raise UserError(
+                f"training.backend: {backend!r} cannot train {cls.name!r}; it trains with "
+                f"{', '.join(repr(name) for name in cls.capabilities.training_backends)}."
+            )
 
     @classmethod
-    def check_config(cls, config: ExperimentConfig, params: ModelParams) -> None:
-        """Cross-field checks against the whole experiment; raise ValueError naming the field."""
-        if config.training.backend == "trainer" and not cls.supports_trainer_backend:
-            raise ValueError(
-                f"training.backend: 'trainer' (Hugging Face Trainer) cannot train {cls.name!r}; "
-                "it works for hf, minilm and bert-scratch. Use 'native'."
-            )
+    def torch_devices(cls, config: ExperimentConfig, params: ModelParams) -> dict[str, str]:
+        """The torch devices a new run will use, by the config field that names each; the configure
+        step checks they exist here before a run folder does (an ensemble lists its members')."""
+        return {"training.device": config.training.device} if cls.capabilities.needs_torch_runtime else {}
+
+    @classmethod
+    def check_runnable(cls, config: ExperimentConfig, params: ModelParams) -> None:
+        """Checks of this machine before a new run starts (files and folders exist, a server answers,
+        the checkpoint fits ``max_length``...). Skipped for finished runs."""
+
+    @classmethod
+    def runnable_key(cls, config: ExperimentConfig, params: ModelParams) -> Hashable | None:
+        """What :meth:`check_runnable`'s outcome depends on, when that is less than the whole config: a
+        command that configures many runs (a suite) checks each distinct key once. None: every time."""
+        return None
 
     @abstractmethod
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> SentimentModel: ...
@@ -120,6 +143,10 @@ class SentimentModel(ABC):
     @abstractmethod
     def num_parameters(self) -> int: ...
 
+    def device_used(self) -> str:
+        """The device the fitted model computed on, for metrics.json."""
+        return "cpu"
+
     def num_trainable_parameters(self) -> int:
         """Parameters the fit changed (all of them, unless a model freezes some)."""
         return self.num_parameters()
@@ -144,7 +171,6 @@ class SentimentModel(ABC):
 
     @classmethod
     def load(cls, directory: Path) -> SentimentModel:
-        from imdb_sentiment.errors import UserError
         from imdb_sentiment.models.registry import get_model_class
 
         meta_file = Path(directory) / "model.json"

@@ -1,10 +1,10 @@
 """The contract every registered model keeps, as named checks (scikit-learn's ``check_estimator`` idea).
 
 :func:`model_checks` yields ``(name, check)`` pairs for one model class, chosen by its
-:class:`~imdb_sentiment.models.base.ModelTags`; each ``check(case)`` raises ``AssertionError`` on a
+:class:`~imdb_sentiment.models.base.Capabilities`; each ``check(case)`` raises ``AssertionError`` on a
 breach. A :class:`CheckCase` holds one small fitted model and the data it saw, so a test suite fits each
 model once and runs every check on it (``tests/test_conformance.py`` does exactly that). A new model, an
-ensemble or an LLM client joins by being registered and tagged truthfully, without special cases.
+ensemble or an LLM client joins by being registered with truthful capabilities, without special cases.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_sentiment.data.dataset import TextDataset
-from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.base import Capabilities, FitContext, SentimentModel
 
 
 @dataclass
@@ -104,23 +104,22 @@ def check_resume_of_a_finished_run_trains_nothing_more(case: CheckCase) -> None:
     )
 
 
-CHECKS: list[tuple[str, Check, Callable[..., bool]]] = [
-    ("unknown_params_are_refused", check_unknown_params_are_refused, lambda tags: True),
-    ("fit_returns_self", check_fit_returns_self, lambda tags: True),
-    ("predict_proba_is_a_distribution", check_predict_proba_is_a_distribution, lambda tags: True),
-    ("predict_is_argmax", check_predict_is_argmax, lambda tags: True),
-    ("predictions_do_not_depend_on_batching", check_predictions_do_not_depend_on_batching, lambda tags: True),
-    ("counts_parameters", check_counts_parameters, lambda tags: not tags.remote),
-    ("save_load_round_trip", check_save_load_round_trip, lambda tags: tags.weights_on_disk),
-    ("records_training_history", check_records_training_history, lambda tags: tags.trains_with_loop),
+CHECKS: list[tuple[str, Check, Callable[[Capabilities], bool]]] = [
+    ("unknown_params_are_refused", check_unknown_params_are_refused, lambda can: True),
+    ("fit_returns_self", check_fit_returns_self, lambda can: True),
+    ("predict_proba_is_a_distribution", check_predict_proba_is_a_distribution, lambda can: True),
+    ("predict_is_argmax", check_predict_is_argmax, lambda can: True),
+    ("predictions_do_not_depend_on_batching", check_predictions_do_not_depend_on_batching, lambda can: True),
+    ("counts_parameters", check_counts_parameters, lambda can: not can.remote),
+    ("save_load_round_trip", check_save_load_round_trip, lambda can: can.weights_on_disk),
+    ("records_training_history", check_records_training_history, lambda can: can.trains_with_loop),
     ("resume_of_a_finished_run", check_resume_of_a_finished_run_trains_nothing_more,
-     lambda tags: tags.supports_resume),
+     lambda can: can.supports_resume),
 ]  # fmt: skip
 
 
 def model_checks(model_class: type[SentimentModel]) -> Iterator[tuple[str, Check]]:
-    """The named checks that apply to ``model_class``, by its tags."""
-    tags = model_class.tags()
+    """The named checks that apply to ``model_class``, by its capabilities."""
     for name, check, applies in CHECKS:
-        if applies(tags):
+        if applies(model_class.capabilities):
             yield name, check

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from imdb_sentiment.config import TrainingConfig, format_validation_error
+from imdb_sentiment.config import TrainingConfig, read_yaml, validated
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import write_json_atomic
-from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags, SentimentModel
+from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
+from imdb_sentiment.models.configure import check_objective
 from imdb_sentiment.models.registry import get_model_class, register_model
 
 if TYPE_CHECKING:
@@ -96,9 +97,8 @@ class EnsembleModel(SentimentModel):
     params: EnsembleParams
     description = "Ensemble of run folders / models: mean probability or a stacker fitted on validation."
 
-    @classmethod
-    def tags(cls) -> ModelTags:
-        return ModelTags(trains_with_loop=False, supports_resume=False)
+    # Its members' own capabilities decide their devices (torch_devices) and explanations (none for now).
+    capabilities = Capabilities(kind="ensemble")
 
     def __init__(self, params: EnsembleParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -116,18 +116,38 @@ class EnsembleModel(SentimentModel):
             if member.model is None:
                 continue
             if member.model == cls.name:
-                raise ValueError(f"{where}.model: an ensemble cannot contain another ensemble")
+                raise UserError(f"{where}.model: an ensemble cannot contain another ensemble")
             try:
                 member_class = get_model_class(member.model)
             except UserError as exc:
-                raise ValueError(f"{where}.model: {exc}") from None
-            member_params = _validated(member_class.Params, member.params, f"{where}.params")
-            _validated(TrainingConfig, {**config.training.model_dump(), **member.training}, f"{where}.training")
+                raise UserError(f"{where}.model: {exc}") from None
+            member_params = validated(member_class.Params, member.params, f"{where}.params")
+            training = validated(
+                TrainingConfig, {**config.training.model_dump(), **member.training}, f"{where}.training"
+            )
+            if training.backend not in member_class.capabilities.training_backends:
+                raise UserError(f"{where}.training.backend: {training.backend!r} cannot train {member.model!r}")
+            check_objective(training.objective.name, f"{where}.training.objective.name")
             if params.combine == "stacker" and getattr(member_params, "refit_on_train_and_valid", False):
-                raise ValueError(
+                raise UserError(
                     f"{where}.params.refit_on_train_and_valid: a stacker member must not see the validation "
                     "split; set it to false, or combine: mean."
                 )
+
+    @classmethod
+    def torch_devices(cls, config: ExperimentConfig, params: EnsembleParams) -> dict[str, str]:  # type: ignore[override]
+        """The device of every member trained on the fly that runs on torch (run members predict on
+        the best device here, whatever they trained on)."""
+        devices = {}
+        for index, member in enumerate(params.members):
+            if member.model is not None and get_model_class(member.model).capabilities.needs_torch_runtime:
+                field = (
+                    f"model.params.members.{index}.training.device"
+                    if "device" in member.training
+                    else "training.device"
+                )
+                devices[field] = str(member.training.get("device", config.training.device))
+        return devices
 
     @classmethod
     def check_runnable(cls, config: ExperimentConfig, params: EnsembleParams) -> None:  # type: ignore[override]
@@ -139,10 +159,10 @@ class EnsembleModel(SentimentModel):
             member_config = _run_config(run_dir, where)
             problem = _split_mismatch(member_config.get("data") or {}, config.data.model_dump(mode="json"))
             if problem:
-                raise ValueError(f"{where}: {run_dir} was trained on another train/validation split ({problem}).")
+                raise UserError(f"{where}: {run_dir} was trained on another train/validation split ({problem}).")
             refit = (member_config.get("model") or {}).get("params", {}).get("refit_on_train_and_valid")
             if params.combine == "stacker" and refit:
-                raise ValueError(
+                raise UserError(
                     f"{where}: {run_dir} was refit on train + validation, so its validation predictions are not "
                     "held out; retrain it with refit_on_train_and_valid: false, or combine: mean."
                 )
@@ -190,8 +210,10 @@ class EnsembleModel(SentimentModel):
     def _train_member(self, spec: MemberSpec, index: int, train: TextDataset, valid: TextDataset,
                       context: FitContext):  # fmt: skip
         assert spec.model is not None
-        training = _validated(
-            TrainingConfig, {**context.training.model_dump(), **spec.training}, f"members.{index}.training"
+        training = validated(
+            TrainingConfig,
+            {**context.training.model_dump(), **spec.training},
+            f"model.params.members.{index}.training",
         )
         member_context = FitContext(
             training=training,
@@ -231,6 +253,9 @@ class EnsembleModel(SentimentModel):
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         assert self.members, "fit or load the ensemble first"
         return self._combine([member.predict_proba(texts, batch_size) for member in self.members])
+
+    def device_used(self) -> str:
+        return ",".join(sorted({member.device_used() for member in self.members}))
 
     def num_parameters(self) -> int:
         return sum(member.num_parameters() for member in self.members) + len(self.members) + 1
@@ -280,25 +305,13 @@ class EnsembleModel(SentimentModel):
         self.intercept = float(data.get("intercept", 0.0))
 
 
-def _validated(model_class: type[BaseModel], raw: dict[str, Any], prefix: str) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model_class.model_validate(raw)
-    except ValidationError as exc:
-        raise ValueError(format_validation_error(exc, prefix=prefix)) from None
-
-
 def _run_config(run_dir: Path, where: str) -> dict[str, Any]:
-    import yaml
-
     if not (run_dir / "model" / "model.json").is_file() or not (run_dir / "config.yaml").is_file():
-        raise ValueError(f"{where}: {run_dir} is not a finished run folder (config.yaml and model/ needed)")
+        raise UserError(f"{where}: {run_dir} is not a finished run folder (config.yaml and model/ needed)")
     try:
-        loaded = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{where}: cannot read {run_dir / 'config.yaml'} ({exc})") from None
-    return loaded if isinstance(loaded, dict) else {}
+        return read_yaml(run_dir / "config.yaml")
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
 
 
 def _split_mismatch(member_data: dict[str, Any], own_data: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
-from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
+from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.registry import register_model
 
 FORMAT = "imdb-sentiment-linear-npy-1"
@@ -101,6 +101,7 @@ class LinearModel(SentimentModel):
     """Shared fit/predict/save for the n-gram linear models."""
 
     params: LinearParams
+    capabilities = Capabilities(kind="scikit-learn", explanation="linear")
 
     def feature_steps(self) -> list[tuple[str, Any]]:
         """The vectorizer first, then any supervised feature scaling."""

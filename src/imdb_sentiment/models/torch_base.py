@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
-from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
+from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.truncation import Truncation
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
@@ -41,8 +41,11 @@ class NetworkRequest:
 
 
 class TorchTextClassifier(SentimentModel):
-    uses_training_loop = True
     params: TorchParams
+    capabilities = Capabilities(
+        kind="pytorch (shared loop)", needs_torch_runtime=True, trains_with_loop=True, supports_resume=True,
+        exportable_to_onnx=True, explanation="occlusion",
+    )  # fmt: skip
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
@@ -138,6 +141,14 @@ class TorchTextClassifier(SentimentModel):
             self.network.to(runtime.device), loader, runtime.device, runtime.bf16, show_progress
         )
         return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+
+    def device_used(self) -> str:
+        return str(self.inference_runtime().device)
+
+    def input_embeddings(self) -> tuple[nn.Module, int]:
+        """The layer that embeds token ids and the id that stands for "no token" (integrated gradients'
+        baseline); models whose capabilities say ``explanation="integrated-gradients"`` supply it."""
+        raise NotImplementedError(f"{self.name} does not say which layer embeds its tokens")
 
     def num_parameters(self) -> int:
         assert self.network is not None

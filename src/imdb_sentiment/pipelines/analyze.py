@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imdb_sentiment.config import ExperimentConfig, build_config, build_data_config, read_yaml
+from imdb_sentiment.config import ExperimentConfig, build_data_config, read_yaml
 from imdb_sentiment.data.loaders import read_dataset
 from imdb_sentiment.data.splits import PreparedData, load_data, resolve_data_path
 from imdb_sentiment.errors import UserError
@@ -22,6 +22,7 @@ from imdb_sentiment.evaluation.metrics import classification_metrics
 from imdb_sentiment.evaluation.plots import plot_accuracy_by_group, plot_reliability_diagram
 from imdb_sentiment.io_utils import write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.pipelines.suites import OutOfDomainSet
 from imdb_sentiment.runs import check_run_dir
 
@@ -116,7 +117,7 @@ def analyze_run(
     out-of-domain set ``ood`` is (None: no out-of-domain check). ``write=False``: compute only (the
     other ranks under a launcher, which take part in the out-of-domain predictions)."""
     run_dir = check_run_dir(Path(run_dir))
-    config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
     location = locate_out_of_domain(ood, Path(data_path) if data_path else run_data_path(config), ood_path)
     predictions = read_predictions(run_dir)
     if data is None and data_path is not None:

@@ -87,7 +87,9 @@ def run_experiment(
     model_class = get_model_class(config.model.name)
     model = model_class(config.model.params)
     runtime = None
-    if model_class.uses_training_loop:  # resolved once here; nothing below decides device or precision
+    if not model_class.capabilities.trains_with_loop and distributed.launcher_ranks()[1] > 1:
+        raise UserError(f"model.name: {config.model.name!r} trains in one process; run it without torchrun.")
+    if model_class.capabilities.needs_torch_runtime:  # resolved once here; nothing below decides the device
         from imdb_sentiment.training.runtime import Runtime
 
         runtime = Runtime.from_training(config.training).apply()  # joins a launcher's process group
@@ -96,8 +98,6 @@ def run_experiment(
                 f"training.batch_size: {config.training.batch_size} does not split over {runtime.world_size} "
                 "processes; the trainer backend needs a multiple of the number of processes."
             )
-    elif distributed.launcher_ranks()[1] > 1:
-        raise UserError(f"model.name: {config.model.name!r} trains in one process; run it without torchrun.")
 
     if runtime is not None and not runtime.is_main_process:
         run_dir = Path(distributed.from_main_process(None))
@@ -140,7 +140,7 @@ def run_experiment(
                 "trainable_share": model.num_trainable_parameters() / max(model.num_parameters(), 1),
                 "peak_memory_mb": peak.mb,  # this run's training + test evaluation
                 "process_peak_memory_mb": process_peak_mb(),
-                "device": str(runtime.device) if runtime is not None else "cpu",
+                "device": model.device_used(),  # an ensemble's members, an LLM scorer's GPU: what computed
                 "seed": config.seed,
                 "data_seed": config.data.seed,
                 "full_test_set": data.full_test_set,  # what was used: a test_limit above the test size is all of it

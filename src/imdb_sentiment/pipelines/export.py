@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imdb_sentiment.config import build_config, dump_config, read_yaml
+from imdb_sentiment.config import dump_config, read_yaml
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import (
     ensure_writable_dir,
@@ -27,6 +27,7 @@ from imdb_sentiment.io_utils import (
     write_text_atomic,
 )
 from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.torch_base import TorchTextClassifier
 from imdb_sentiment.runs import check_run_dir, now_utc, save_model_atomically, write_status
 
@@ -35,7 +36,7 @@ COPIED = ("metrics.json", "data.json", "environment.json", "predictions.csv")
 
 def export_merged(run_dir: Path, output: Path | None = None) -> Path:
     run_dir = check_run_dir(Path(run_dir))
-    config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
     if not config.model.params.get("adapter"):
         raise UserError(f"{run_dir} has no adapter to merge (model.params.adapter is not set).")
     model = SentimentModel.load(run_dir / "model")
@@ -49,7 +50,7 @@ def export_merged(run_dir: Path, output: Path | None = None) -> Path:
     ensure_writable_dir(target)
     raw = config.model_dump(mode="json")
     raw["model"]["params"]["adapter"] = None
-    write_text_atomic(target / "config.yaml", dump_config(build_config(raw, for_training=False)))
+    write_text_atomic(target / "config.yaml", dump_config(configure(raw, for_training=False)))
     for name in COPIED:  # the merged model predicts what the run predicted: its results still hold
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, target / name)
@@ -104,7 +105,7 @@ def pad_to_length(batch: dict[str, Any], length: int | None, pad_id: int) -> dic
 
 def exportable_model(run_dir: Path) -> TorchTextClassifier:
     """The run's model, if its network can become an ONNX graph; else one clear UserError."""
-    config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
     name, params = config.model.name, config.model.params
     if params.get("adapter"):
         raise UserError(
@@ -116,7 +117,7 @@ def exportable_model(run_dir: Path) -> TorchTextClassifier:
             "An int8 (torchao) base cannot be exported to ONNX; export a run trained without quantize_base."
         )
     model = SentimentModel.load(run_dir / "model")
-    if not isinstance(model, TorchTextClassifier):
+    if not model.capabilities.exportable_to_onnx or not isinstance(model, TorchTextClassifier):
         raise UserError(
             f"{name} is not a PyTorch model: ONNX export is for the word models and hf / minilm / bert-scratch."
         )

@@ -9,6 +9,7 @@ and skips them: an interrupted benchmark resumes where it stopped.
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,9 +23,10 @@ from imdb_sentiment.config import (
     StrictModel,
     config_search_paths,
     format_validation_error,
-    load_config,
+    load_yaml_text,
 )
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.configure import load_config
 
 TrainSize = int | Literal["full"]
 # The layouts data.format accepts, taken from its field so that a new layout is accepted here too.
@@ -137,7 +139,7 @@ def find_suite_file(name: str) -> Path:
 def load_suite(name: str) -> Suite:
     path = find_suite_file(name)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml_text(path.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UserError(f"Cannot read suite {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -166,12 +168,13 @@ def expand_suite(
     planned: list[PlannedRun] = []
     skipped: list[tuple[SuiteRow, str]] = []
     labels: set[str] = set()
+    checked: set[Hashable] = set()  # machine checks passed: a server is asked once, not once per run
     for number, row in enumerate(suite.rows, start=1):
         if row.gpu_only and not (gpu_available or include_gpu_rows):
             skipped.append((row, "GPU only: no GPU here (--include-gpu-rows runs it anyway)"))
             continue
         where = f"suite row {number} ({row.config})"
-        base = _load(row.config, [*row.set, *overrides], where)
+        base = _load(row.config, [*row.set, *overrides], where, checked)
         label = row.name or base.run_name
         if label in labels:
             raise UserError(f"{where}: the row name {label!r} repeats; give the row a distinct 'name:'.")
@@ -183,7 +186,7 @@ def expand_suite(
                 extra = _seed_overrides(base, suite.vary, seed_index)
                 extra += [f"data.limit={size}"] if size != "full" else []  # full: the row's own training set
                 extra += [f"name={json.dumps(run_name)}", f"output_dir={json.dumps(str(output_dir))}"]
-                config = _load(row.config, [*row.set, *overrides, *extra], where)
+                config = _load(row.config, [*row.set, *overrides, *extra], where, checked)
                 planned.append(PlannedRun(row, label, seed_index, size, config, output_dir / run_name))
     return planned, skipped
 
@@ -196,8 +199,8 @@ def _seed_overrides(base: ExperimentConfig, vary: Vary, seed_index: int) -> list
     return [f"seed={seed}", f"data.seed={data_seed}"]
 
 
-def _load(config: str, overrides: list[str], where: str) -> ExperimentConfig:
+def _load(config: str, overrides: list[str], where: str, checked: set[Hashable]) -> ExperimentConfig:
     try:
-        return load_config(config, overrides)
+        return load_config(config, overrides, checked=checked)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None

@@ -22,7 +22,7 @@ import bisect
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -252,23 +252,16 @@ class OcclusionExplainer(TorchExplainer):
 
 
 def explainer_for(model: SentimentModel, cleaning: CleaningConfig) -> Explainer | None:
-    """The explainer of this model's kind, or None when it has none (e.g. a remote LLM)."""
-    from imdb_sentiment.models.linear import LinearModel
-    from imdb_sentiment.models.torch_base import TorchTextClassifier
-
-    if isinstance(model, LinearModel):
+    """The explainer its capabilities name (``Capabilities.explanation``), or None when it has none
+    (e.g. a remote LLM, an ensemble)."""
+    method = model.capabilities.explanation
+    if method == "linear":
         return LinearExplainer(model, cleaning)
-    if not isinstance(model, TorchTextClassifier) or model.network is None:
-        return None
-    network: Any = model.network
-    if model.name == "attention-lstm":
+    if method == "attention":
         return AttentionExplainer(model, cleaning)
-    embedding = getattr(network, "embedding", None)
-    if embedding is not None and isinstance(getattr(embedding, "embedding", None), nn.Embedding):
-        from imdb_sentiment.text.vocabulary import PAD_ID
-
-        return IntegratedGradientsExplainer(model, cleaning, embedding.embedding, PAD_ID)
-    backbone = getattr(network, "backbone", None)
-    if backbone is not None and hasattr(backbone, "get_input_embeddings"):
-        return IntegratedGradientsExplainer(model, cleaning, backbone.get_input_embeddings(), model.encoder.pad_id)
-    return OcclusionExplainer(model, cleaning)
+    if method == "integrated-gradients":
+        layer, baseline_id = model.input_embeddings()  # type: ignore[attr-defined]
+        return IntegratedGradientsExplainer(model, cleaning, layer, baseline_id)
+    if method == "occlusion":
+        return OcclusionExplainer(model, cleaning)
+    return None

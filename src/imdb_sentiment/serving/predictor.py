@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment.config import ExperimentConfig, build_config, build_data_config, read_yaml
+from imdb_sentiment.config import ExperimentConfig, build_data_config, read_yaml
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import evaluation_split, resolve_data_path, stratified_sample
@@ -20,6 +20,7 @@ from imdb_sentiment.errors import UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.runs import check_run_dir, verify_model_manifest
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: Path, onnx: bool = False) -> Predictor:
         run_dir = check_run_dir(Path(run_dir))
-        config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+        config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
         checked = verify_model_manifest(run_dir / "model")  # missing or altered files: one line, before loading
         if onnx:  # the encoder still comes from model/; the graph is checked against export.json
             from imdb_sentiment.serving.onnx_backend import OnnxModel

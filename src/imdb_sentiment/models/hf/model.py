@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -88,7 +89,11 @@ class HFClassifier(TorchTextClassifier):
     Params: ClassVar[type[HFParams]] = HFParams
     params: HFParams
     description = "Any Hugging Face encoder (hub id or local folder) via AutoModelForSequenceClassification."
-    supports_trainer_backend: ClassVar[bool] = True
+    capabilities = replace(
+        TorchTextClassifier.capabilities,
+        explanation="integrated-gradients",
+        training_backends=("native", "trainer"),
+    )
 
     def __init__(self, params: HFParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -108,29 +113,29 @@ class HFClassifier(TorchTextClassifier):
         super().check_config(config, params)
         assert isinstance(params, HFParams)
         if params.chunk_and_pool and params.chunk_overlap >= params.max_length - 4:
-            raise ValueError(
+            raise UserError(
                 f"model.params.chunk_overlap: {params.chunk_overlap} must be well below max_length "
                 f"({params.max_length})"
             )
         if params.hidden_size % params.num_heads:
-            raise ValueError(
+            raise UserError(
                 f"model.params.num_heads: {params.num_heads} must divide hidden_size {params.hidden_size}"
             )
         if params.inference_precision == "int8" and config.training.device.startswith("cuda"):
-            raise ValueError("model.params.inference_precision: int8 is for CPU inference; use bf16 on CUDA")
+            raise UserError("model.params.inference_precision: int8 is for CPU inference; use bf16 on CUDA")
         adapter = params.adapter
         if params.quantize_base and adapter is None and not params.freeze_backbone:
-            raise ValueError(
+            raise UserError(
                 "model.params.quantize_base: an int8 base cannot be fine-tuned; add an adapter or set "
                 "freeze_backbone: true"
             )
         if adapter is not None and params.resolved_weights() is None:
-            raise ValueError(
+            raise UserError(
                 f"model.params.adapter: {adapter.method} adapts pretrained weights, but this model starts from "
                 "random ones; set a checkpoint or init_from, or drop the adapter."
             )
         if adapter is not None and adapter.method in (*PROMPT_METHODS, "prefix") and params.pooling == "model":
-            raise ValueError(
+            raise UserError(
                 f"model.params.pooling: {adapter.method} trains no classifier inside the checkpoint and would "
                 "read a virtual token as [CLS]; use pooling cls or mean (our own trainable head)."
             )
@@ -141,7 +146,7 @@ class HFClassifier(TorchTextClassifier):
         only the checkpoint's config.json, never its weights)."""
         assert isinstance(params, HFParams)
         if params.init_from and not Path(params.init_from).expanduser().is_dir():
-            raise ValueError(
+            raise UserError(
                 f"model.params.init_from: folder {params.init_from} does not exist "
                 "(create one with imdb-sentiment pretrain-mlm)"
             )
@@ -149,21 +154,22 @@ class HFClassifier(TorchTextClassifier):
         if tokenizer is not None:
             resolve_pretrained(*tokenizer)
         if params.quantize_base == "int8" and importlib.util.find_spec("torchao") is None:
-            raise ValueError(TORCHAO_MISSING)
+            raise UserError(TORCHAO_MISSING)
         if params.resolved_weights() is None and params.resolved_checkpoint() is None:
             limit = params.max_position_embeddings  # a from-scratch BertConfig of our own sizes
             if params.max_length > limit:
-                raise ValueError(
+                raise UserError(
                     f"model.params.max_length: {params.max_length} exceeds max_position_embeddings ({limit})"
                 )
             return
         architecture = architecture_config(params)  # config.json only, read once
-        try:
-            if params.adapter is not None and params.adapter.method == "prefix":
-                check_prefix_support(architecture.model_type)
-            check_max_length(params.max_length, architecture, virtual_token_count(params))
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+        if params.adapter is not None and params.adapter.method == "prefix":
+            check_prefix_support(architecture.model_type)
+        check_max_length(params.max_length, architecture, virtual_token_count(params))
+
+    def input_embeddings(self) -> tuple[nn.Module, int]:
+        assert self.network is not None and self.encoder is not None, "fit or load the model first"
+        return self.network.backbone.get_input_embeddings(), self.encoder.pad_id
 
     # ------------------------------------------------------------------------------ what we supply
     def build_encoder(self, train: TextDataset, context: FitContext) -> HFTokenizerEncoder:

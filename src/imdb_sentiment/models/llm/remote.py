@@ -34,7 +34,7 @@ from pydantic import Field
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.splits import cache_dir
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags, SentimentModel
+from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.llm.prompting import (
     PromptParams,
     chat_messages,
@@ -121,9 +121,7 @@ class LLMPromptClassifier(SentimentModel):
     params: LLMPromptParams
     description = "Any OpenAI-compatible chat server (llama.cpp, vLLM, Ollama, hosted), zero- or k-shot."
 
-    @classmethod
-    def tags(cls) -> ModelTags:
-        return ModelTags(trains_with_loop=False, weights_on_disk=True, supports_resume=False, remote=True)
+    capabilities = Capabilities(kind="remote (OpenAI-compatible server)", remote=True)
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
@@ -157,9 +155,15 @@ class LLMPromptClassifier(SentimentModel):
         return folder / f"{endpoint[:16]}.jsonl"
 
     @classmethod
+    def runnable_key(cls, config, params: ModelParams) -> tuple[str, str, str | None]:
+        assert isinstance(params, LLMPromptParams)
+        return params.base_url.rstrip("/"), params.model, params.api_key_env  # one check per server and key
+
+    @classmethod
     def check_runnable(cls, config, params: ModelParams) -> None:
         """Before a run folder exists: the server answers, takes the key and knows the model
-        (``GET /models``; a server without that endpoint is given the benefit of the doubt)."""
+        (``GET /models``; a server without that endpoint is given the benefit of the doubt). Run by
+        the configure step, once per distinct server in a command (:meth:`runnable_key`)."""
         assert isinstance(params, LLMPromptParams)
         import openai
 
@@ -169,13 +173,13 @@ class LLMPromptClassifier(SentimentModel):
         try:
             known = [model.id for model in client.models.list()]
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.APIConnectionError) as exc:
-            raise ValueError(describe_api_error(exc, params, 0, 0, None)) from None
+            raise UserError(describe_api_error(exc, params, 0, 0, None)) from None
         except (openai.APIError, ValueError, TypeError, AttributeError):
             return
         finally:
             client.close()
         if known and params.model not in known:
-            raise ValueError(
+            raise UserError(
                 f"model.params.model: {params.base_url} does not know model {params.model!r}; it serves "
                 f"{', '.join(known[:10])}"
             )

@@ -24,6 +24,7 @@ import copy
 import importlib.util
 import inspect
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -34,7 +35,7 @@ from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags
+from imdb_sentiment.models.base import FitContext, ModelParams
 from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
 from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, fetched_gguf
 from imdb_sentiment.models.llm.prompting import (
@@ -263,13 +264,13 @@ class LLMScorer(TorchTextClassifier):
 
     Params: ClassVar[type[ModelParams]] = LLMScoreParams
     params: LLMScoreParams
-    uses_training_loop = False
     caches_prompt: ClassVar[bool] = True  # the LM is frozen: the prompt prefix's keys / values never change
     description = "Any causal LM (hub id, folder, fetched GGUF) scored by label-word log-probs; calibrated."
-
-    @classmethod
-    def tags(cls) -> ModelTags:
-        return ModelTags(trains_with_loop=False, weights_on_disk=True, supports_resume=False)
+    # Runs on training.device (checked before a run folder exists) but trains nothing: no loop, no resume.
+    capabilities = replace(
+        TorchTextClassifier.capabilities, kind="pytorch (frozen LM, calibrated)", trains_with_loop=False,
+        supports_resume=False, exportable_to_onnx=False,
+    )  # fmt: skip
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
@@ -281,10 +282,7 @@ class LLMScorer(TorchTextClassifier):
     @classmethod
     def check_runnable(cls, config, params: ModelParams) -> None:
         assert isinstance(params, LLMScoreParams)
-        try:
-            model_source(params)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+        model_source(params)
 
     # ------------------------------------------------------------------------------ encoder/network
     def build_encoder(self, train: TextDataset, context: FitContext) -> PromptEncoder:

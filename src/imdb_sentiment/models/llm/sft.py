@@ -10,13 +10,15 @@ weight and saves the whole LM. ``merged()`` folds LoRA into the base (``imdb-sen
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
 from imdb_sentiment.data.dataset import TextDataset
-from imdb_sentiment.models.base import FitContext, ModelParams, ModelTags
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.base import FitContext, ModelParams
 from imdb_sentiment.models.hf.adapters import AdapterConfig, apply_adapter, merge_adapter, save_adapter
 from imdb_sentiment.models.hf.adapters.config import LoraAdapter
 from imdb_sentiment.models.hf.hub import quiet_transformers
@@ -47,20 +49,19 @@ class LLMSFTClassifier(LLMScorer):
 
     Params: ClassVar[type[ModelParams]] = LLMSFTParams
     params: LLMSFTParams
-    uses_training_loop = True
     caches_prompt: ClassVar[bool] = False  # the adapter changes the prefix's keys / values as it trains
     description = "A causal LM's label-word logits fine-tuned with LoRA on the shared loop."
 
-    @classmethod
-    def tags(cls) -> ModelTags:
-        return ModelTags(trains_with_loop=True, weights_on_disk=True, supports_resume=True)
+    capabilities = replace(
+        LLMScorer.capabilities, kind="pytorch (shared loop)", trains_with_loop=True, supports_resume=True
+    )
 
     @classmethod
     def check_config(cls, config, params: ModelParams) -> None:
         super().check_config(config, params)
         assert isinstance(params, LLMSFTParams)
         if params.adapter is not None and not isinstance(params.adapter, LoraAdapter):
-            raise ValueError(f"model.params.adapter: llm-sft supports lora (or null), not {params.adapter.method}")
+            raise UserError(f"model.params.adapter: llm-sft supports lora (or null), not {params.adapter.method}")
 
     def build_network(self, request: NetworkRequest) -> LabelWordNetwork:
         assert self.encoder is not None

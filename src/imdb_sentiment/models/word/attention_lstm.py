@@ -6,7 +6,7 @@ The attention weights of the last forward pass are kept (``network.last_attentio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from pydantic import Field
@@ -72,6 +72,7 @@ class AttentionLSTMModel(WordModel):
     Params = AttentionLSTMParams
     params: AttentionLSTMParams
     description = "BiLSTM with additive attention pooling (weights exposed for visualisation)."
+    capabilities = replace(WordModel.capabilities, explanation="attention")  # its own attention weights
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
         return AttentionLSTMNetwork(self.make_embedding(), self.params)

@@ -12,6 +12,7 @@ padding its batch adds (the tests check this for every model).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,6 +77,7 @@ class WordModel(TorchTextClassifier):
 
     Params = WordParams
     params: WordParams
+    capabilities = replace(TorchTextClassifier.capabilities, explanation="integrated-gradients")
 
     def __init__(self, params: WordParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -87,7 +89,7 @@ class WordModel(TorchTextClassifier):
     def check_config(cls, config: ExperimentConfig, params: WordParams) -> None:  # type: ignore[override]
         super().check_config(config, params)
         if params.freeze_embeddings and params.embeddings == "random":
-            raise ValueError(
+            raise UserError(
                 "model.params.freeze_embeddings: frozen random embeddings learn nothing; "
                 "use embeddings 'word2vec' or a vectors file, or set freeze_embeddings to false."
             )
@@ -98,12 +100,16 @@ class WordModel(TorchTextClassifier):
             try:
                 dim = vectors_dim(params.embeddings_file, params.embeddings_format)
             except UserError as exc:
-                raise ValueError(f"model.params.embeddings: {exc}") from None
+                raise UserError(f"model.params.embeddings: {exc}") from None
             if dim != params.embedding_dim:
-                raise ValueError(
+                raise UserError(
                     f"model.params.embedding_dim: {params.embedding_dim} does not match the {dim}-dimensional "
                     f"vectors in {params.embeddings_file}; set embedding_dim to {dim}."
                 )
+
+    def input_embeddings(self) -> tuple[nn.Module, int]:
+        assert self.network is not None, "fit or load the model first"
+        return self.network.embedding.embedding, PAD_ID  # every word network reads a WordEmbedding
 
     # ------------------------------------------------------------------------------------ encoder
     @property

@@ -8,6 +8,7 @@ padding (its ``padding_idx`` is excluded from the mean).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import ClassifierHead, WordModel, WordParams, token_mask
@@ -69,12 +71,14 @@ class FastTextModel(WordModel):
     Params = FastTextParams
     params: FastTextParams
     description = "fastText: averaged word + hashed bigram embeddings, linear classifier (Joulin et al. 2016)."
+    # A bag of embeddings has no per-token layer to integrate along; removing a word is exact for it.
+    capabilities = replace(WordModel.capabilities, explanation="occlusion")
 
     @classmethod
     def check_config(cls, config: ExperimentConfig, params: FastTextParams) -> None:  # type: ignore[override]
         super().check_config(config, params)
         if params.freeze_embeddings:
-            raise ValueError(
+            raise UserError(
                 "model.params.freeze_embeddings: fasttext learns its word and bigram vectors; "
                 "set freeze_embeddings to false."
             )

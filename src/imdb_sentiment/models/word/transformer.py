@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.pooling import masked_mean
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest
@@ -111,13 +112,13 @@ class TransformerModel(WordModel):
     def check_config(cls, config: ExperimentConfig, params: TransformerParams) -> None:  # type: ignore[override]
         super().check_config(config, params)
         if params.d_model is not None and params.d_model != params.embedding_dim and not params.project_embeddings:
-            raise ValueError(
+            raise UserError(
                 f"model.params.d_model: {params.d_model} differs from model.params.embedding_dim "
                 f"{params.embedding_dim}; set them equal or set model.params.project_embeddings to true."
             )
         if params.width % params.num_heads:
             field = "d_model" if params.d_model is not None else "embedding_dim (the model width)"
-            raise ValueError(
+            raise UserError(
                 f"model.params.num_heads: {params.num_heads} does not divide model.params.{field} "
                 f"{params.width}; choose a number of heads that divides it."
             )
