@@ -321,6 +321,26 @@ http_case_ "DNS-rebound Host -> 400" 400 foreign-host
 http_case_ "head never finished -> 408" 408 slow-head
 http_case_ "emoji only: known share 0" 200 no-known-word
 
+# configure
+# A 1 KB "billion laughs" file (9 levels x 10 aliases), as training.epochs and as name.
+BOMB=$("$PYTHON" -c "
+lines = ['x: &x', '  a0: &a0 [' + ', '.join(['lol'] * 10) + ']']
+lines += [f'  a{i}: &a{i} [' + ', '.join([f'*a{i - 1}'] * 10) + ']' for i in range(1, 9)]
+print('\n'.join(lines))")
+printf '%s\ntraining:\n  epochs: *x\n' "$BOMB" >bomb-epochs.yaml
+printf '%s\nname: *x\n' "$BOMB" >bomb-name.yaml
+printf 'model:\n  name: nbsvm\n  params:\n    C: .inf\n' >infinite-c.yaml
+cp -r "$CNN_RUN" resume-run  # a finished cnn run: --overwrite lets --resume take it, the refusals come first
+case_ "YAML alias bomb (training.epochs)" 2 train bomb-epochs.yaml --data imdb "${FAST[@]}"
+case_ "YAML alias bomb (name), show-config" 2 show-config bomb-name.yaml
+case_ "--set model.params.C=1e400" 2 show-config nbsvm --set model.params.C=1e400
+case_ "C: .inf in YAML" 2 train infinite-c.yaml --data imdb "${FAST[@]}"
+case_ "llm-score on a missing GPU (cuda:99)" 2 train "$REPO/configs/llm-score.yaml" --data imdb \
+    --set training.device=cuda:99 "${FAST[@]}"
+case_ "--resume with a shape change" 2 train --resume resume-run --overwrite --quiet \
+    --set model.params.num_filters=4
+case_ "train MODEL --resume RUN of another" 2 train nbsvm --resume resume-run --overwrite --quiet
+
 run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
     local n=$1 args=()
     mapfile -d '' args <"cases/$n.args"

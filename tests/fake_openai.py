@@ -26,6 +26,7 @@ class FakeOpenAI:
                  delay: float = 0.0) -> None:  # fmt: skip
         self.api_key, self.models, self.always_429, self.delay = api_key, models, always_429, delay
         self.requests = 0
+        self.model_listings = 0  # GET /models: what the configure step's server check asks
         self.seen: set[str] = set()
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
@@ -81,6 +82,8 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self) -> None:
+                with fake.lock:
+                    fake.model_listings += 1
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     status, payload = 401, b'{"error": {"message": "invalid api key"}}'
                 else:

@@ -194,12 +194,14 @@ def _plain(value: Any) -> Any:
 _EXCERPT = reprlib.Repr()  # (Python 3.11's Repr takes no keyword arguments)
 _EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 2, 60, 60, 40
 _EXCERPT.maxtuple = _EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxset = 4
+MAX_EXCERPT = 100  # characters
 MAX_PROBLEMS = 5  # problems listed in one message; the rest are counted
 
 
 def excerpt(value: Any) -> str:
     """A short repr of any value (bounded work and length, however large or nested the value is)."""
-    return _EXCERPT.repr(value)
+    text = _EXCERPT.repr(value)
+    return text if len(text) <= MAX_EXCERPT else text[: MAX_EXCERPT - 3] + "..."
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:

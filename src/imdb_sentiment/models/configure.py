@@ -137,7 +137,7 @@ def resume_config(run_dir: Path, overrides: list[str], config_or_model: str | No
     raw = read_yaml(run_dir / "config.yaml")
     stored = configure(raw, for_training=False)
     if config_or_model is not None:
-        given = configure(find_config(config_or_model), for_training=False)
+        given = configure(find_config(config_or_model), overrides, for_training=False)
         if given.model != stored.model:
             field, theirs, ours = _first_difference(
                 stored.model.model_dump(mode="json"), given.model.model_dump(mode="json"), "model"
