@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from helpers import FILLER, tiny_reviews
-from pydantic import ValidationError
 
 from imdb_sentiment.config import ExperimentConfig, TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.models.torch_base import NetworkRequest
 from imdb_sentiment.models.word.base import WordModel
@@ -191,20 +192,20 @@ def test_word2vec_embeddings_come_from_train_and_unsup(tmp_path, monkeypatch) ->
 
 
 def experiment(name: str, **params: object) -> ExperimentConfig:
-    return ExperimentConfig.model_validate({"model": {"name": name, "params": params}})
+    return configure({"model": {"name": name, "params": params}})
 
 
 def test_config_checks_name_the_fields(tmp_path) -> None:
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("great 1 2 3\n", encoding="utf-8")
-    with pytest.raises(ValidationError, match=r"model.params.embedding_dim: 100 does not match the 3-dim"):
+    with pytest.raises(UserError, match=r"model.params.embedding_dim: 100 does not match the 3-dim"):
         experiment("lstm", embeddings=str(vectors), embedding_dim=100)
     experiment("lstm", embeddings=str(vectors), embedding_dim=3)  # matching sizes pass
-    with pytest.raises(ValidationError, match=r"model.params.embeddings: Vectors file .* does not exist"):
+    with pytest.raises(UserError, match=r"model.params.embeddings: Vectors file .* does not exist"):
         experiment("cnn", embeddings=str(tmp_path / "missing.bin"))
-    with pytest.raises(ValidationError, match=r"model\.params\.freeze_embeddings"):
+    with pytest.raises(UserError, match=r"model\.params\.freeze_embeddings"):
         experiment("gru", embeddings="random", freeze_embeddings=True)
-    with pytest.raises(ValidationError, match=r"model\.params\.freeze_embeddings"):
+    with pytest.raises(UserError, match=r"model\.params\.freeze_embeddings"):
         experiment("fasttext", freeze_embeddings=True, embeddings="word2vec")
 
 
@@ -216,9 +217,7 @@ def test_transformer_width_mismatch_is_projected_or_refused() -> None:
     with torch.no_grad():
         assert model.network(batch_of(model, ["great film"])).logits.shape == (1, 2)
     # ... or refused with a message naming both fields.
-    with pytest.raises(
-        ValidationError, match=r"model.params.d_model: 120 differs from model.params.embedding_dim 300"
-    ):
+    with pytest.raises(UserError, match=r"model.params.d_model: 120 differs from model.params.embedding_dim 300"):
         experiment("transformer", embedding_dim=300, d_model=120, project_embeddings=False, embeddings="random")
-    with pytest.raises(ValidationError, match=r"model\.params\.num_heads: 7 does not divide"):
+    with pytest.raises(UserError, match=r"model\.params\.num_heads: 7 does not divide"):
         experiment("transformer", embedding_dim=300, d_model=120, num_heads=7, embeddings="random")
