@@ -254,6 +254,8 @@ class OcclusionExplainer(TorchExplainer):
 def explainer_for(model: SentimentModel, cleaning: CleaningConfig) -> Explainer | None:
     """The explainer its capabilities name (``Capabilities.explanation``), or None when it has none
     (e.g. a remote LLM, an ensemble)."""
+    if not isinstance(model, SentimentModel):  # a serving backend (an ONNX graph): no network to explain
+        return None
     method = model.capabilities.explanation
     if method == "linear":
         return LinearExplainer(model, cleaning)
