@@ -89,7 +89,6 @@ def _fill_model(raw: dict[str, Any]) -> tuple[type[SentimentModel], Any]:
 def check_objective(name: str, field: str) -> None:
     from imdb_sentiment.training.objectives import OBJECTIVES  # here, not above: it imports torch
 
-
     if name not in OBJECTIVES:
         raise UserError(f"{field}: unknown objective {name!r}; registered: {', '.join(OBJECTIVES)}.")
 
