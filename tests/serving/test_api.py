@@ -62,12 +62,13 @@ def test_health_and_model_card(client, trained_run) -> None:
 def test_the_card_says_a_test_limit_is_a_sample(trained_run, tmp_path) -> None:
     import shutil
 
-    from imdb_sentiment.config import build_config, read_yaml
+    from imdb_sentiment.config import read_yaml
+    from imdb_sentiment.models.configure import configure
     from imdb_sentiment.serving.card import model_card
 
     run = trained_run("nbsvm")
-    config = build_config(read_yaml(run / "config.yaml") | {"data": read_yaml(run / "config.yaml")["data"]
-                          | {"test_limit": 10}}, for_training=False)  # fmt: skip
+    config = configure(read_yaml(run / "config.yaml") | {"data": read_yaml(run / "config.yaml")["data"]
+                       | {"test_limit": 10}}, for_training=False)  # fmt: skip
     shutil.copytree(run, tmp_path / "run")
     card = model_card(tmp_path / "run", config, "pytorch")
     assert not card["test_set"]["full_test_set"] and card["test_set"]["description"].startswith("a sample of")
