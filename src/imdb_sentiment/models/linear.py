@@ -122,8 +122,11 @@ class LinearModel(SentimentModel):
             dtype=np.float32,
         )
 
-    def _classifier(self, C: float) -> LogisticRegression:
-        return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="liblinear", dual=self.params.dual)
+    def _classifier(self, C: float, seed: int) -> LogisticRegression:
+        # random_state: liblinear shuffles with it; unset, it draws from numpy's global RNG, so the same
+        # seed gave different weights depending on what ran before in the process.
+        return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="liblinear", dual=self.params.dual,
+                                  random_state=seed)  # fmt: skip
 
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LinearModel:
         started = time.perf_counter()
@@ -146,7 +149,7 @@ class LinearModel(SentimentModel):
             fitted = [(name, clone(step).fit(features, labels)) for name, step in scalers]
             for _, step in fitted:
                 features = step.transform(features)
-            return fitted, self._classifier(C).fit(features, labels)
+            return fitted, self._classifier(C, context.seed).fit(features, labels)
 
         def score(fitted: list, classifier: LogisticRegression) -> float:
             features = valid_x
@@ -250,7 +253,7 @@ class LinearModel(SentimentModel):
         for name, scaler in scalers:
             scaler.ratio_ = _load_array(directory, "nb_ratio", (width,))
             fitted.append((name, scaler))
-        classifier = self._classifier(float(meta["classifier"]["C"]))
+        classifier = self._classifier(float(meta["classifier"]["C"]), seed=0)  # loaded weights: never refitted
         classifier.classes_ = _load_array(directory, "classes", (2,))
         classifier.coef_ = _load_array(directory, "coef", (1, width))
         classifier.intercept_ = _load_array(directory, "intercept", (1,))
