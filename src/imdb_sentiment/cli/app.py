@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
@@ -97,7 +98,8 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message's own brackets (pip install "imdb-sentiment[ray]") are text, not Rich markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except RunPreempted as exc:
         err_console.print(exc.message, highlight=False, soft_wrap=True)

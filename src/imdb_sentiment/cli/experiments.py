@@ -26,6 +26,7 @@ from imdb_sentiment.cli.app import (
     setup_logging,
     yaml_scalar,
 )
+from imdb_sentiment.cli.tune import AddressOption, ExecutorOption
 from imdb_sentiment.errors import UserError
 
 
@@ -130,6 +131,8 @@ def benchmark(
     ] = "runs/benchmark",
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Run a suite (rows x seeds x train sizes); write leaderboard.md/.csv, runs.csv and report.html.
 
@@ -159,10 +162,16 @@ def benchmark(
     chosen = chosen.model_copy(update=updates)
     setup_logging(quiet)
     overrides = data_overrides(data, limit=limit, test_limit=test_limit) + (set_ or [])
-    result, paths = run_benchmark(
-        chosen, overrides, Path(output_dir), include_gpu_rows=include_gpu_rows, ood_path=ood_data,
-        show_progress=not quiet, command=" ".join(["imdb-sentiment", *sys.argv[1:]]),
-    )  # fmt: skip
+    from imdb_sentiment.pipelines.executors import make_executor
+
+    runner = make_executor(executor, address)  # --executor ray without Ray: one line, exit 2
+    try:
+        result, paths = run_benchmark(
+            chosen, overrides, Path(output_dir), include_gpu_rows=include_gpu_rows, ood_path=ood_data,
+            show_progress=not quiet, command=" ".join(["imdb-sentiment", *sys.argv[1:]]), executor=runner,
+        )  # fmt: skip
+    finally:
+        runner.shutdown()
     from imdb_sentiment.pipelines.leaderboard import leaderboard_table, main_rows
 
     if not result.main_process:  # under a launcher rank 0 prints and writes

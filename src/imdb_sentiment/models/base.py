@@ -40,6 +40,8 @@ class FitContext:
     unsup: TextDataset | None = None
     resume: bool = False
     show_progress: bool = True
+    # Extra hooks for the training loop (training/loop.py Callback), e.g. a tune trial's pruning.
+    callbacks: list[Any] = field(default_factory=list)
     # Filled by the model: per-epoch history, best epoch etc. for metrics.json and plots.
     history: list[dict[str, float]] = field(default_factory=list)
     extra_metrics: dict[str, Any] = field(default_factory=dict)

@@ -103,6 +103,7 @@ class TorchTextClassifier(SentimentModel):
             training,
             self.runtime,
             run_dir=context.run_dir,
+            callbacks=context.callbacks,
             show_progress=context.show_progress,
         )
         self.fit_result = trainer.fit(train_loader, valid_loader, resume=context.resume)

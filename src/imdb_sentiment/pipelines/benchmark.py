@@ -182,11 +182,15 @@ def run_benchmark(
     ood_path: Path | None = None,
     show_progress: bool = True,
     command: str = "",
+    executor: Any = None,
 ) -> tuple[BenchmarkResult, list[Path]]:
     """``ood_path`` (--ood-data): where the suite's out-of-domain set is, instead of its own path.
-    Returns the result and the files written (none on the ranks other than 0 under a launcher)."""
+    ``executor``: a pipelines/executors.py RayExecutor runs each planned run as a Ray task (default: here,
+    in turn). Returns the result and the files written (none on the ranks other than 0 under a launcher)."""
     planned, skipped = expand_suite(suite, overrides, output_dir, include_gpu_rows, gpu_available())
     locate_out_of_domain(suite.out_of_domain, None, ood_path)  # a set asked for and missing: stop now
+    if executor is not None and executor.name != "local":
+        return _run_on_executor(executor, suite, overrides, output_dir, planned, skipped, ood_path, command)
     main = join_launcher(planned)
 
     def prepare() -> None:
@@ -220,3 +224,44 @@ def run_benchmark(
         if main:
             write_tables(result)  # keep the leaderboard current after every run
     return result, write_outputs(result) if main else []
+
+
+def _run_on_executor(executor: Any, suite: Suite, overrides: list[str], output_dir: Path, planned: list[PlannedRun],
+                     skipped: list[Any], ood_path: Path | None, command: str) -> tuple[BenchmarkResult, list[Path]]:  # fmt: skip
+    """Every planned run a task (run_planned, on a worker: it decides the folder's state there, so a retried
+    task resumes from the checkpoint); the driver writes the tables and report once, at the end."""
+    from dataclasses import replace
+
+    from imdb_sentiment.models.registry import get_model_class
+    from imdb_sentiment.pipelines.executors import task_resources
+
+    if distributed.launcher_ranks()[1] > 1:
+        raise UserError("--executor ray runs the suite's runs as Ray tasks; start it without torchrun.")
+    ensure_writable_dir(output_dir)
+    write_json_atomic(output_dir / "suite.json", {"suite": suite.model_dump(mode="json"), "overrides": overrides,
+                                                  "command": command, "started": now_utc()})  # fmt: skip
+    result = BenchmarkResult(suite, output_dir, [], skipped, command)
+    pending: dict[Any, PlannedRun] = {}
+    for run in planned:  # absolute folders: a worker's working directory is not the driver's
+        resources = task_resources(run.config, get_model_class(run.config.model.name).uses_training_loop,
+                                   executor.gpus_available())  # fmt: skip
+        run = replace(run, run_dir=run.run_dir.resolve())
+        pending[executor.submit(run_planned, run, {}, suite, ood_path, False, command, True, **resources)] = run
+    records: dict[Path, RunRecord] = {}
+    try:
+        while pending:
+            handle, record, error = executor.next_done(list(pending))
+            run = pending.pop(handle)
+            if error is not None:
+                message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+                logger.error("benchmark: %s failed: %s", run.run_dir.name, message)
+                record = RunRecord(run, "failed", error=message.splitlines()[0] if message else type(error).__name__)
+            records[run.run_dir] = record
+    except KeyboardInterrupt:
+        executor.cancel(list(pending))
+        result.records = list(records.values())
+        write_outputs(result)
+        raise RunInterrupted(output_dir, f"the same benchmark command (completed runs in {output_dir} are kept "
+                             "and skipped)") from None  # fmt: skip
+    result.records = [records[run.run_dir.resolve()] for run in planned]  # the suite's order, as sequentially
+    return result, write_outputs(result)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -79,11 +80,17 @@ def run_experiment(
     show_progress: bool = True,
     command: str = "",
     run_dir: Path | None = None,
+    score_on: Literal["test", "validation"] = "test",
+    callbacks: Sequence[Any] = (),
 ) -> ExperimentResult:
     """``run_dir``: write into this (new, empty or absent) folder instead of a time-stamped one under
-    ``config.output_dir``; the benchmark uses it so a re-run finds its rows again."""
+    ``config.output_dir``; the benchmark uses it so a re-run finds its rows again. ``score_on="validation"``
+    (a tune trial): the run is scored, and its predictions written, on the validation split; the test
+    split is never predicted. ``callbacks``: given to the training loop (a trial's pruning)."""
     # Load and validate the data before anything is written: bad input never leaves a run folder.
     data = data or load_data(config.data)
+    if score_on == "validation":
+        data = replace(data, test=data.valid, full_test_set=False)
     model_class = get_model_class(config.model.name)
     model = model_class(config.model.params)
     runtime = None
@@ -124,6 +131,7 @@ def run_experiment(
         logger.info("run %s: model %s, train %d / valid %d / test %d", run_dir, config.model.name,
                     len(data.train), len(data.valid), len(data.test))  # fmt: skip
         context = _fit_context(config, data, runtime, run_dir, resume_dir is not None, show_progress)
+        context.callbacks.extend(callbacks)
         reset_gpu_peak()
         with PeakMemory() as peak:
             train_seconds, metrics, probabilities = _fit_and_test(model, data, context, config)
@@ -132,7 +140,7 @@ def run_experiment(
             {
                 "model": config.model.name,
                 "run_name": config.run_name,
-                "split": "test",
+                "split": score_on,
                 "train_seconds": train_seconds,
                 "train_examples": len(data.train),
                 "parameters": model.num_parameters(),
@@ -160,7 +168,7 @@ def run_experiment(
         write_json_atomic(run_dir / "metrics.json", metrics)
         _write_plots(run_dir, metrics, data.test.labels, probabilities, context.history, config.run_name)
         write_status(run_dir, "completed", finished=now_utc(), accuracy=metrics["accuracy"])
-        logger.info("test accuracy %.4f (%d reviews)", metrics["accuracy"], metrics["examples"])
+        logger.info("%s accuracy %.4f (%d reviews)", score_on, metrics["accuracy"], metrics["examples"])
         return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model)
     except KeyboardInterrupt:
         _record_end(run_dir, "interrupted")
