@@ -163,3 +163,36 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monke
     code, _, stderr = run_cli([*command, "--executor", "ray", "--output-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and 'pip install "imdb-sentiment[ray]"' in stderr
     assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_ends_cleanly_and_the_same_command_continues_the_study(
+    tiny_imdb, tmp_path, capsys, monkeypatch
+) -> None:
+    tune_file(tmp_path, LINEAR_SPACE)
+    out = tmp_path / "out"
+    args = ["tune", str(tmp_path / "space.yaml"), "--trials", "3", "--output-dir", str(out), "--data", str(tiny_imdb),
+            "--quiet"]  # fmt: skip
+    real_evaluate, calls = experiment_module.evaluate_model, []
+
+    def ctrl_c_in_the_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(experiment_module, "evaluate_model", ctrl_c_in_the_second_trial)
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 130 and "the same tune command" in stderr
+    assert json.loads((out / "trials" / "trial-0001" / "run.json").read_text())["status"] == "interrupted"
+    assert (out / "tune-report.html").is_file()  # what finished is reported
+
+    monkeypatch.setattr(experiment_module, "evaluate_model", real_evaluate)
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    study = open_study(load_tune_file(str(tmp_path / "space.yaml")), [f"data.path={json.dumps(str(tiny_imdb))}"],
+                       f"sqlite:///{out / 'study.db'}", "tune")  # fmt: skip
+    trials = study.trials
+    assert [trial.state.name for trial in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[2].params == trials[1].params  # the interrupted trial was asked again, in its own folder
+    assert json.loads((out / "trials" / "trial-0001" / "run.json").read_text())["status"] == "completed"
+    assert len(list((out / "trials").glob("trial-0001.abandoned-*"))) == 1  # nothing to resume: set aside
