@@ -255,7 +255,9 @@ def _run_on_executor(executor: Any, suite: Suite, overrides: list[str], output_d
             if error is not None:
                 message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
                 logger.error("benchmark: %s failed: %s", run.run_dir.name, message)
-                record = RunRecord(run, "failed", error=message.splitlines()[0] if message else type(error).__name__)
+                record = RunRecord(
+                    run, "failed", error=message.splitlines()[0] if message else type(error).__name__
+                )
             records[run.run_dir] = record
     except KeyboardInterrupt:
         executor.cancel(list(pending))

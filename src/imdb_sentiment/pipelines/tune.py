@@ -93,6 +93,8 @@ def run_trial(config: ExperimentConfig, run_dir: Path, storage: str, study_name:
     its checkpoint (a retried task, a trial Ctrl-C stopped) or reuse; returns the validation scores."""
     optuna = import_optuna()
     decision = decide(SimpleNamespace(run_dir=run_dir, config=config))  # type: ignore[arg-type]
+    if decision.state == "different-config":
+        raise UserError(f"{run_dir} holds a run with another config; remove it or pass another --output-dir")
     if decision.state == "completed":
         metrics = read_json(run_dir / "metrics.json")
     else:
@@ -247,7 +249,7 @@ def run_tune(tune: TuneFile, output_dir: Path, overrides: list[str] | None = Non
         for trial in pending.values():
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        finish(study, output_dir)
+        finish(study, output_dir, score_test=False)  # stopping: the test waits for a finished study
         raise RunInterrupted(output_dir, "the same tune command (the study continues where it stopped)") from None
     return finish(study, output_dir)
 
@@ -279,7 +281,7 @@ def _data(config: ExperimentConfig, cache: dict[str, PreparedData]) -> PreparedD
     return cache[key]
 
 
-def finish(study: Any, output_dir: Path) -> TuneResult:
+def finish(study: Any, output_dir: Path, score_test: bool = True) -> TuneResult:
     """best.yaml, the best trial's one test evaluation, trials.csv and tune-report.html."""
     from imdb_sentiment.pipelines.tune_report import write_tune_report
 
@@ -290,8 +292,9 @@ def finish(study: Any, output_dir: Path) -> TuneResult:
         run_dir = Path(best.user_attrs["run_dir"])
         best_yaml = output_dir / "best.yaml"
         write_text_atomic(best_yaml, (run_dir / "config.yaml").read_text(encoding="utf-8"))
+        test = _test_once(study, best, run_dir) if score_test else None
         result.best = {"number": best.number, "value": best.value, "params": best.params,
-                       "run_dir": str(run_dir), "config": str(best_yaml), "test": _test_once(study, best, run_dir)}  # fmt: skip
+                       "run_dir": str(run_dir), "config": str(best_yaml), "test": test}  # fmt: skip
         result.files.append(best_yaml)
     result.files += write_tune_report(study, output_dir, result.best)
     return result

@@ -54,10 +54,11 @@ def _best(best: dict[str, Any] | None, metric: str) -> str:
         return "<p>No trial has completed yet.</p>"
     params = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
                      for k, v in best["params"].items())  # fmt: skip
-    test = best.get("test") or {}
+    test = best.get("test")
+    scored = (f"test accuracy {test['accuracy']:.4f} on {test['examples']:,} reviews (scored once, for this trial)"
+              if test else "test split not scored yet (the search was stopped)")  # fmt: skip
     return (f"<h2>Best trial: {best['number']}</h2><p>validation {html.escape(metric)} {best['value']:.4f}; "
-            f"test accuracy {test.get('accuracy', float('nan')):.4f} on {test.get('examples', 0):,} reviews "
-            f"(scored once, for this trial). Config: <code>{html.escape(best['config'])}</code> "
+            f"{scored}. Config: <code>{html.escape(best['config'])}</code> "
             f"(<code>imdb-sentiment train {html.escape(best['config'])}</code> runs it).</p>"
             f"<table><tbody>{params}</tbody></table>")  # fmt: skip
 
