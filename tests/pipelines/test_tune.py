@@ -196,3 +196,11 @@ def test_ctrl_c_ends_cleanly_and_the_same_command_continues_the_study(
     assert trials[2].params == trials[1].params  # the interrupted trial was asked again, in its own folder
     assert json.loads((out / "trials" / "trial-0001" / "run.json").read_text())["status"] == "completed"
     assert len(list((out / "trials").glob("trial-0001.abandoned-*"))) == 1  # nothing to resume: set aside
+
+
+def test_a_bad_storage_url_is_one_line_before_any_folder(tmp_path, capsys) -> None:
+    path = tune_file(tmp_path, LINEAR_SPACE)
+    code, _, stderr = run_cli(["tune", str(path), "--storage", "nosuchdb://host/x", "--output-dir",
+                               str(tmp_path / "out")], capsys)  # fmt: skip
+    assert code == 2 and "--storage nosuchdb://host/x" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -203,10 +203,12 @@ def run_tune(tune: TuneFile, output_dir: Path, overrides: list[str] | None = Non
     overrides = overrides or []
     check_space(tune, overrides)  # every problem before a folder exists
     optuna = import_optuna()
-    ensure_writable_dir(output_dir)
+    given_storage = storage is not None
     output_dir = output_dir.resolve()  # a Ray worker's working directory is not ours
     storage = storage or f"sqlite:///{output_dir / 'study.db'}"
-    study = open_study(tune, overrides, storage, study_name)
+    study = open_study(tune, overrides, storage, study_name) if given_storage else None  # a bad URL: no folder
+    ensure_writable_dir(output_dir)
+    study = study or open_study(tune, overrides, storage, study_name)
     executor = executor or LocalExecutor()
     local = executor.name == "local"
     resolved = tune.resolved(overrides)
