@@ -243,7 +243,7 @@ def _run_on_executor(executor: Any, suite: Suite, overrides: list[str], output_d
     result = BenchmarkResult(suite, output_dir, [], skipped, command)
     pending: dict[Any, PlannedRun] = {}
     for run in planned:  # absolute folders: a worker's working directory is not the driver's
-        resources = task_resources(run.config, get_model_class(run.config.model.name).uses_training_loop,
+        resources = task_resources(run.config, get_model_class(run.config.model.name).capabilities.needs_torch_runtime,
                                    executor.gpus_available())  # fmt: skip
         run = replace(run, run_dir=run.run_dir.resolve())
         pending[executor.submit(run_planned, run, {}, suite, ood_path, False, command, True, **resources)] = run

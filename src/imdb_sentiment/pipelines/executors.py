@@ -123,10 +123,10 @@ def make_executor(name: str, address: str | None = None) -> LocalExecutor | RayE
     raise UserError(f"--executor {name!r}: use local or ray.")
 
 
-def task_resources(config: Any, uses_loop: bool, gpus_available: bool) -> dict[str, int]:
+def task_resources(config: Any, uses_torch: bool, gpus_available: bool) -> dict[str, int]:
     """What a run asks Ray for: ``training.threads`` CPUs (1 when unset: all cores is not a number a
     scheduler can pack), a GPU when the device names one, or is ``auto`` for a loop-trained model on a
-    cluster that has GPUs."""
+    cluster that has GPUs (``uses_torch``: the model runs on torch, Capabilities.needs_torch_runtime)."""
     device = config.training.device
-    wants_gpu = device.startswith("cuda") or (device == "auto" and uses_loop and gpus_available)
+    wants_gpu = device.startswith("cuda") or (device == "auto" and uses_torch and gpus_available)
     return {"cpus": config.training.threads or 1, "gpus": 1 if wants_gpu else 0}

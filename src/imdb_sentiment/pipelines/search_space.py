@@ -23,12 +23,12 @@ from imdb_sentiment.config import (
     ExperimentConfig,
     StrictModel,
     apply_overrides,
-    build_config,
     config_search_paths,
     format_validation_error,
     read_yaml,
 )
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.configure import configure, find_config
 
 Scalar = str | int | float | bool | None
 # Validation metrics a trial can be scored on (evaluation/metrics.py::classification_metrics), all maximised.
@@ -142,10 +142,8 @@ class TuneFile:
         self.space, self.raw, self.source = space, raw, source
 
     def trial_config(self, values: dict[str, Any], extra: list[str] | None = None) -> ExperimentConfig:
-        import copy
-
         overrides = as_overrides(self.space.fixed) + as_overrides(values) + (extra or [])
-        return build_config(copy.deepcopy(self.raw), overrides)  # overrides write into nested sections
+        return configure(self.raw, overrides)  # the configure step of train: raw is never modified
 
     def resolved(self, extra: list[str]) -> dict[str, Any]:
         """The raw experiment with ``fixed`` and ``extra`` applied: what conditions are checked against."""
@@ -179,17 +177,10 @@ def load_tune_file(config_or_model: str) -> TuneFile:
 
 
 def _base_raw(base: str) -> dict[str, Any]:
-    from imdb_sentiment.models.registry import available_models
-
-    candidate = Path(base)
-    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
-        return read_yaml(candidate)
-    for folder in config_search_paths():
-        if (folder / f"{base}.yaml").is_file():
-            return read_yaml(folder / f"{base}.yaml")
-    if base in available_models():
-        return {"model": {"name": base}}
-    raise UserError(f"search.base: {base!r} is neither a config file nor a registered model.")
+    try:
+        return find_config(base)
+    except UserError as exc:
+        raise UserError(f"search.base: {exc}") from None
 
 
 def check_space(tune: TuneFile, extra: list[str]) -> None:

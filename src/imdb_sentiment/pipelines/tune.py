@@ -30,12 +30,13 @@ from typing import Any
 
 import psutil
 
-from imdb_sentiment.config import ExperimentConfig, build_config, read_yaml
+from imdb_sentiment.config import ExperimentConfig, read_yaml
 from imdb_sentiment.data.splits import PreparedData, load_data
 from imdb_sentiment.errors import RunInterrupted, UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import ensure_writable_dir, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import SentimentModel
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.pipelines.benchmark import decide
 from imdb_sentiment.pipelines.executors import LocalExecutor, task_resources
 from imdb_sentiment.pipelines.experiment import run_experiment
@@ -237,7 +238,7 @@ def run_tune(tune: TuneFile, output_dir: Path, overrides: list[str] | None = Non
                 data = _data(config, data_cache) if local else None
                 from imdb_sentiment.models.registry import get_model_class
 
-                resources = task_resources(config, get_model_class(config.model.name).uses_training_loop,
+                resources = task_resources(config, get_model_class(config.model.name).capabilities.needs_torch_runtime,
                                            executor.gpus_available())  # fmt: skip
                 handle = executor.submit(run_trial, config, folder, storage, study.study_name, trial._trial_id,
                                          tune.space, data, **resources)  # fmt: skip
@@ -307,7 +308,7 @@ def _test_once(study: Any, best: Any, run_dir: Path) -> dict[str, Any]:
     tested = study.user_attrs.get("test")
     if tested and tested.get("trial") == best.number:
         return tested
-    config = build_config(read_yaml(run_dir / "config.yaml"), for_training=False)
+    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
     model = SentimentModel.load(run_dir / "model")
     test = load_data(config.data).test
     metrics, _ = evaluate_model(model, test.texts, test.labels, config.training.eval_batch_size)
