@@ -204,3 +204,36 @@ def test_a_bad_storage_url_is_one_line_before_any_folder(tmp_path, capsys) -> No
                                str(tmp_path / "out")], capsys)  # fmt: skip
     assert code == 2 and "--storage nosuchdb://host/x" in stderr
     assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_sigint_to_the_tune_process_stops_it_cleanly(tiny_imdb, tmp_path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    word = {"embeddings": "random", "embedding_dim": 16, "max_length": 24, "min_freq": 1}
+    experiment = {"model": {"name": "fasttext", "params": word},
+                  "training": {"epochs": 1000, "batch_size": 8, "early_stopping_patience": None, "threads": 1}}  # fmt: skip
+    space = {"params": {"training.learning_rate": {"type": "categorical", "choices": [0.01]}}}
+    path = tune_file(tmp_path, space, experiment)
+    out = tmp_path / "out"
+    cli = Path(sys.executable).with_name("imdb-sentiment")
+    command = [str(cli), "tune", str(path), "--trials", "2", "--output-dir", str(out), "--data", str(tiny_imdb),
+               "--quiet"]  # fmt: skip
+    # Started with SIGINT's default disposition, as a terminal does (see test_experiment.py).
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("trials/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("the same tune command (the study "
+                                                                            "continues where it stopped)")  # fmt: skip
+    assert json.loads((out / "trials" / "trial-0000" / "run.json").read_text())["status"] == "interrupted"
+    study = open_study(load_tune_file(str(path)), [f"data.path={json.dumps(str(tiny_imdb))}"],
+                       f"sqlite:///{out / 'study.db'}", "tune")  # fmt: skip
+    # The stopped trial is failed-and-interrupted in the study, and already asked again (enqueued).
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "WAITING"]
+    assert study.trials[0].user_attrs["interrupted"] and (out / "tune-report.html").is_file()
