@@ -104,8 +104,10 @@ SANE_LEARNING_RATES = {"adamw": (1e-7, 0.05), "sgd": (1e-5, 0.5)}
 
 
 class TrainingConfig(StrictModel):
-    backend: Literal["native", "trainer"] = Field(
-        "native", description="The project's own loop, or Hugging Face Trainer (hf models only)."
+    backend: str = Field(
+        "native",
+        description="A training backend (training/backends.py): native (the project's own loop) or "
+        "trainer (Hugging Face Trainer, hf models only).",
     )
     epochs: int = Field(3, ge=1, le=1000)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")

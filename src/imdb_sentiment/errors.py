@@ -40,12 +40,18 @@ class RunPreempted(Exception):
 
     exit_code = 143
 
-    def __init__(self, run_dir: object, step: int, how_to_resume: str | None = None) -> None:
+    def __init__(
+        self, run_dir: object, step: int | None, how_to_resume: str | None = None, stage: str | None = None
+    ) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
-        self.step = step
+        self.step = step  # None: stopped outside the training steps, during ``stage``
+        self.stage = stage
         self.how_to_resume = how_to_resume or f"imdb-sentiment train --resume {run_dir}"
 
     @property
     def message(self) -> str:
-        return f"stopped by SIGTERM after step {self.step}; resume with: {self.how_to_resume}"
+        where = (
+            f" after step {self.step}" if self.step is not None else f" during {self.stage}" if self.stage else ""
+        )
+        return f"stopped by SIGTERM{where}; resume with: {self.how_to_resume}"

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
-from imdb_sentiment.training.loop import Callback, Trainer
+from imdb_sentiment.training.callbacks import Callback, TrainerControl
+from imdb_sentiment.training.loop import FitState, Trainer
 from imdb_sentiment.training.outputs import NetworkOutput
 
 VOCAB = 30
@@ -85,8 +86,10 @@ class CrashInEpoch2(Callback):
     def __init__(self, steps_per_epoch: int) -> None:
         self.steps_per_epoch = steps_per_epoch
 
-    def on_step_end(self, trainer: Trainer, step: int, logs: dict[str, float]) -> None:
-        if step == self.steps_per_epoch + 2:
+    def on_step_end(
+        self, trainer: Trainer, state: FitState, control: TrainerControl, logs: dict[str, float]
+    ) -> None:
+        if state.step == self.steps_per_epoch + 2:
             raise KeyboardInterrupt("simulated crash in epoch 2")
 
 
@@ -94,8 +97,10 @@ class SnapshotEachEpoch(Callback):
     def __init__(self) -> None:
         self.states: dict[int, dict[str, Tensor]] = {}
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        self.states[epoch] = {k: v.detach().clone() for k, v in trainer.network.state_dict().items()}
+    def on_epoch_end(
+        self, trainer: Trainer, state: FitState, control: TrainerControl, logs: dict[str, float]
+    ) -> None:
+        self.states[int(logs["epoch"])] = {k: v.detach().clone() for k, v in trainer.network.state_dict().items()}
 
 
 @pytest.fixture(autouse=True)
@@ -205,9 +210,11 @@ class CrashAtStep(Callback):
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_step_end(self, trainer: Trainer, step: int, logs: dict[str, float]) -> None:
-        if step == self.step:
-            raise KeyboardInterrupt(f"simulated crash at step {step}")
+    def on_step_end(
+        self, trainer: Trainer, state: FitState, control: TrainerControl, logs: dict[str, float]
+    ) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt(f"simulated crash at step {state.step}")
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])

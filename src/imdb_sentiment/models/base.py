@@ -64,7 +64,9 @@ class Capabilities:
     remote: bool = False  # predictions come from a server (an LLM endpoint): nothing local to count
     exportable_to_onnx: bool = False  # its network becomes an ONNX graph (export --onnx)
     explanation: ExplanationMethod | None = None  # how serving explains a prediction (None: it does not)
-    training_backends: tuple[str, ...] = ("native",)  # training.backend values that can fit it
+    # Kinds of network a training backend may drive (training/backends.py: "torch", "transformers");
+    # none: the model fits itself and takes no backend.
+    network_kinds: frozenset[str] = frozenset()
 
 
 class SentimentModel(ABC):
@@ -91,12 +93,9 @@ class SentimentModel(ABC):
     @classmethod
     def check_config(cls, config: ExperimentConfig, params: ModelParams) -> None:
         """Pure cross-field checks against the whole experiment (no file or network access)."""
-        backend = config.training.backend
-        if backend not in cls.capabilities.training_backends:
-            raise UserError(
-                f"training.backend: {backend!r} cannot train {cls.name!r}; it trains with "
-                f"{', '.join(repr(name) for name in cls.capabilities.training_backends)}."
-            )
+        from imdb_sentiment.training.backends import check_backend_supports
+
+        check_backend_supports(config.training.backend, cls.name, cls.capabilities.network_kinds)
 
     @classmethod
     def torch_devices(cls, config: ExperimentConfig, params: ModelParams) -> dict[str, str]:

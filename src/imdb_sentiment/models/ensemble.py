@@ -35,6 +35,7 @@ from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.configure import check_objective
 from imdb_sentiment.models.registry import get_model_class, register_model
+from imdb_sentiment.training.backends import check_backend_supports
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
@@ -125,8 +126,10 @@ class EnsembleModel(SentimentModel):
             training = validated(
                 TrainingConfig, {**config.training.model_dump(), **member.training}, f"{where}.training"
             )
-            if training.backend not in member_class.capabilities.training_backends:
-                raise UserError(f"{where}.training.backend: {training.backend!r} cannot train {member.model!r}")
+            try:
+                check_backend_supports(training.backend, member.model, member_class.capabilities.network_kinds)
+            except UserError as exc:
+                raise UserError(f"{where}.{exc}") from None
             check_objective(training.objective.name, f"{where}.training.objective.name")
             if params.combine == "stacker" and getattr(member_params, "refit_on_train_and_valid", False):
                 raise UserError(

@@ -20,8 +20,9 @@ from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.truncation import Truncation
+from imdb_sentiment.training.backends import FitJob, check_backend_supports, get_backend
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
-from imdb_sentiment.training.loop import FitResult, Trainer, predict_logits
+from imdb_sentiment.training.loop import FitResult, predict_logits
 from imdb_sentiment.training.objectives import objective_needs_features
 from imdb_sentiment.training.runtime import Runtime, seed_everything
 
@@ -44,7 +45,7 @@ class TorchTextClassifier(SentimentModel):
     params: TorchParams
     capabilities = Capabilities(
         kind="pytorch (shared loop)", needs_torch_runtime=True, trains_with_loop=True, supports_resume=True,
-        exportable_to_onnx=True, explanation="occlusion",
+        exportable_to_onnx=True, explanation="occlusion", network_kinds=frozenset({"torch"}),
     )  # fmt: skip
 
     def __init__(self, params=None) -> None:
@@ -90,24 +91,17 @@ class TorchTextClassifier(SentimentModel):
         return self.encode(train.texts, train.labels), self.encode(valid.texts, valid.labels)
 
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> TorchTextClassifier:
-        training = context.training
+        """Build, then train with the backend ``training.backend`` names (the shared loop by default)."""
+        check_backend_supports(context.training.backend, self.name, self.capabilities.network_kinds)
+        backend = get_backend(context.training.backend)
         train_data, valid_data = self.prepare_fit(train, valid, context)
-        assert self.runtime is not None
-        shard = {"rank": self.runtime.rank, "world_size": self.runtime.world_size}  # one share per process
-        train_loader = make_loader(
-            train_data, self.encoder, training.batch_size, True, context.seed, training.length_bucketing, **shard
-        )
-        valid_loader = make_loader(valid_data, self.encoder, training.eval_batch_size, False, **shard)
-        trainer = Trainer(
-            self.network,
-            training,
-            self.runtime,
-            run_dir=context.run_dir,
-            callbacks=context.callbacks,
-            show_progress=context.show_progress,
-        )
-        self.fit_result = trainer.fit(train_loader, valid_loader, resume=context.resume)
+        assert self.runtime is not None and self.network is not None and self.encoder is not None
+        job = FitJob(self.network, self.encoder, train_data, valid_data, context.training, self.runtime,
+                     seed=context.seed, run_dir=context.run_dir, resume=context.resume,
+                     show_progress=context.show_progress, callbacks=tuple(context.callbacks))  # fmt: skip
+        self.fit_result = backend.fit(job)
         self.record_fit(context, self.fit_result, train_data)
+        context.extra_metrics["backend"] = backend.name
         return self
 
     @staticmethod

@@ -4,12 +4,14 @@ This is the single pipeline behind ``train``, ``benchmark`` and (later) sweeps a
 
 Under a launcher (``torchrun``, ``accelerate launch``) every process runs it: all of them load the
 data, fit (DistributedDataParallel) and predict their share of the test set; only the main process
-(rank 0) creates and writes the run folder, and the others learn its path from it. SIGTERM during the
-fit writes a resume checkpoint and ends in :class:`RunPreempted` (exit code 143).
+(rank 0) creates and writes the run folder, and the others learn its path from it. SIGTERM at any stage
+ends in :class:`RunPreempted` (exit code 143; during a fit on a training backend, after a resume
+checkpoint), Ctrl-C in :class:`RunInterrupted` (exit code 130): see training/preemption.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -42,7 +44,8 @@ from imdb_sentiment.runs import (
     save_model_atomically,
     write_status,
 )
-from imdb_sentiment.training import distributed
+from imdb_sentiment.training import distributed, preemption
+from imdb_sentiment.training.backends import check_backend_runtime
 from imdb_sentiment.training.preemption import TrainingStopped, stop_on_sigterm
 
 logger = logging.getLogger("imdb_sentiment")
@@ -100,11 +103,7 @@ def run_experiment(
         from imdb_sentiment.training.runtime import Runtime
 
         runtime = Runtime.from_training(config.training).apply()  # joins a launcher's process group
-        if config.training.backend == "trainer" and config.training.batch_size % runtime.world_size:
-            raise UserError(
-                f"training.batch_size: {config.training.batch_size} does not split over {runtime.world_size} "
-                "processes; the trainer backend needs a multiple of the number of processes."
-            )
+        check_backend_runtime(config.training, runtime)  # the backend's own checks of this machine
 
     if runtime is not None and not runtime.is_main_process:
         run_dir = Path(distributed.from_main_process(None))
@@ -117,6 +116,8 @@ def run_experiment(
         run_dir = create_run_dir(config.output_dir, config.run_name)
     distributed.from_main_process(str(run_dir))
     handler = attach_log_file(run_dir)
+    signals = contextlib.ExitStack()
+    signals.enter_context(stop_on_sigterm())  # SIGTERM from here on: "preempted", at any stage
     try:
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
         write_json_atomic(run_dir / "environment.json", environment_record(config.seed, config.data.seed))
@@ -166,6 +167,7 @@ def run_experiment(
         metrics["model_size_mb"] = _folder_size_mb(run_dir / "model")
         metrics.update(model.saved_sizes(run_dir / "model"))
         write_json_atomic(run_dir / "metrics.json", metrics)
+        preemption.stage("plotting")
         _write_plots(run_dir, metrics, data.test.labels, probabilities, context.history, config.run_name)
         write_status(run_dir, "completed", finished=now_utc(), accuracy=metrics["accuracy"])
         logger.info("%s accuracy %.4f (%d reviews)", score_on, metrics["accuracy"], metrics["examples"])
@@ -174,12 +176,17 @@ def run_experiment(
         _record_end(run_dir, "interrupted")
         raise RunInterrupted(run_dir) from None
     except TrainingStopped as stopped:
-        _record_end(run_dir, "preempted", step=stopped.step)
-        raise RunPreempted(run_dir, stopped.step) from None
+        _record_end(
+            run_dir,
+            "preempted",
+            **({"step": stopped.step} if stopped.step is not None else {"stage": stopped.stage}),
+        )
+        raise RunPreempted(run_dir, stopped.step, stage=stopped.stage) from None
     except BaseException as exc:
         _record_end(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        signals.close()
         logging.getLogger("imdb_sentiment").removeHandler(handler)
         handler.close()
 
@@ -196,15 +203,17 @@ def _fit_and_test(model: SentimentModel, data: PreparedData, context: FitContext
     fit ends it at the next step with a checkpoint (TrainingStopped). Every rank runs this, and
     ``single_review_latency`` after it: the predictions are gathered across ranks."""
     started = time.perf_counter()
-    with stop_on_sigterm():
-        model.fit(data.train, data.valid, context)
+    preemption.stage("training")
+    model.fit(data.train, data.valid, context)
     # A resumed fit adds the training time its checkpoint recorded before the interruption.
     train_seconds = time.perf_counter() - started + context.extra_metrics.get("earlier_train_seconds", 0.0)
     logger.info("trained in %.1f s", train_seconds)
+    preemption.stage("the test evaluation")
     metrics, probabilities = evaluate_model(
         model, data.test.texts, data.test.labels, config.training.eval_batch_size
     )
     metrics.update(model.prediction_metrics(data.test.texts, data.test.labels, probabilities))
+    preemption.stage("saving the run")
     return train_seconds, metrics, probabilities
 
 
@@ -215,9 +224,10 @@ def _follow_main_process(config: ExperimentConfig, data: PreparedData, model: Se
     logging.getLogger("imdb_sentiment").setLevel(logging.WARNING)
     context = _fit_context(config, data, runtime, run_dir, resume, show_progress=False)
     try:
-        _, metrics, _ = _fit_and_test(model, data, context, config)
+        with stop_on_sigterm():
+            _, metrics, _ = _fit_and_test(model, data, context, config)
     except TrainingStopped as stopped:
-        raise RunPreempted(run_dir, stopped.step) from None
+        raise RunPreempted(run_dir, stopped.step, stage=stopped.stage) from None
     metrics.update(single_review_latency(model, data.test.texts))
     return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model, main_process=False)
 

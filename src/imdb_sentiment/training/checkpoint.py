@@ -12,6 +12,8 @@
 - The newest two resume points are kept (``last.pt`` and ``previous.pt``): a damaged newest one
   (truncated by a full disk, a killed job) is detected by its checksum and the previous one is used,
   with a warning.
+- A write that fails (full disk, a file-size limit, a read-only filesystem) is a one-line UserError;
+  the checkpoints already there stay as they were.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,10 @@ class CheckpointStore:
     def save(self, state: dict[str, Any], name: str) -> None:
         if self.folder is None or not self.writable:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(self.folder, exc) from None
         with atomic_path(self.folder / name) as tmp:
             digest = _write_synced(state, tmp)
             self._accept(name, [digest, *self._accepted(name)])  # the old file and the new one
@@ -125,10 +131,27 @@ class CheckpointStore:
 
 def _write_synced(state: dict[str, Any], path: Path) -> str:
     """Save ``state`` to ``path``, on disk (fsync) before any rename makes it a checkpoint; its sha256."""
-    torch.save(state, path)
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        torch.save(state, path)
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    except (OSError, RuntimeError) as exc:  # torch.save's writer fails with a RuntimeError, no errno
+        raise _write_error(path.parent, exc) from None
     return sha256_file(path)
+
+
+def _write_error(folder: Path, exc: OSError | RuntimeError) -> UserError:
+    """One line for a checkpoint that cannot be written. torch.save says only "unexpected pos 704 vs
+    598" when a write comes up short (full disk, ``ulimit -f``), so the free space is said beside it."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[-1]
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MB free there"
+    except OSError:
+        free = "its free space unknown"
+    return UserError(
+        f"Cannot write a checkpoint in {folder} ({reason}; {free}): the disk is full, the folder read-only, or "
+        "a file-size limit (ulimit -f) was reached. Make room, then continue with train --resume."
+    )
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -12,9 +12,11 @@ model, optimizer, scheduler, scaler, RNG states and skips the batches the epoch 
 saved ``checkpoint-N/`` gets a ``checksums.sha256`` (the Trainer writes none): a resume takes the
 newest folder whose files match it, with a warning when it has to skip a damaged or unfinished one. Under
 torchrun / accelerate launch the Trainer runs DDP itself; ``per_device_train_batch_size`` is the
-global ``training.batch_size`` split over the processes, as in the native loop.
+global ``training.batch_size`` split over the processes, as in the native loop. Without a launcher it
+trains on the runtime's one device (``training.device: cuda:N`` included): transformers would take
+cuda:0 and wrap the model in DataParallel over every visible GPU, multiplying the global batch.
 
-The network is our :class:`~imdb_sentiment.models.hf.model.HFNetwork` adapter (batch dict in,
+The network is our :class:`~imdb_sentiment.models.hf.network.HFNetwork` adapter (batch dict in,
 ``NetworkOutput`` out), so ``compute_loss`` is overridden to call the project's objective; the
 Trainer's own loss handling never sees a raw transformers model.
 """
@@ -38,11 +40,12 @@ from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import sha256_file, write_text_atomic
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training import distributed
+from imdb_sentiment.training.backends import FitJob, register_backend
 from imdb_sentiment.training.batching import EncodedDataset, FlatLengthBucketSampler, LengthBucketBatchSampler
 from imdb_sentiment.training.loop import FitResult
 from imdb_sentiment.training.objectives import Objective, build_objective
 from imdb_sentiment.training.optimization import TRANSFORMERS_SCHEDULERS, build_optimizer
-from imdb_sentiment.training.preemption import TrainingStopped, stop_requested
+from imdb_sentiment.training.preemption import TrainingStopped, deferred_stop, stop_requested
 from imdb_sentiment.training.runtime import Runtime
 
 logger = logging.getLogger("imdb_sentiment.training")
@@ -164,6 +167,31 @@ def make_checkpoint_callback(every_steps: int | None) -> Any:
     return StepCheckpoints()
 
 
+def on_one_device(args: Any, runtime: Runtime) -> Any:
+    """Without a launcher transformers trains on cuda:0 with every visible GPU (``n_gpu`` = all of them:
+    DataParallel, and a global batch of ``per_device_train_batch_size`` x n_gpu). Keep the runtime's one
+    device instead: ``training.device: cuda:N`` honoured, the global batch the config's. Accelerate
+    follows the current CUDA device, hence ``set_device``."""
+    if runtime.world_size > 1 or runtime.device.type != "cuda":
+        return args
+    device = (
+        runtime.device if runtime.device.index is not None else torch.device("cuda", torch.cuda.current_device())
+    )
+    _ = args.device  # transformers' own set-up first (its distributed state), then our device over it
+    args.__dict__["_setup_devices"] = device  # the cached_property behind args.device
+    args._n_gpu = 1
+    torch.cuda.set_device(device)
+    return args
+
+
+def check_trainer_runtime(config: TrainingConfig, runtime: Runtime) -> None:
+    if config.batch_size % runtime.world_size:
+        raise UserError(
+            f"training.batch_size: {config.batch_size} does not split over {runtime.world_size} processes; the "
+            "trainer backend needs a multiple of the number of processes."
+        )
+
+
 def base_training_arguments(
     output_dir: Path, runtime: Runtime, seed: int, show_progress: bool, **settings: Any
 ) -> Any:
@@ -171,7 +199,7 @@ def base_training_arguments(
     the runtime, seeds, our own collate output, no worker processes); ``settings`` adds the rest."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(output_dir),
         bf16=runtime.bf16,
         use_cpu=runtime.device.type == "cpu",
@@ -182,6 +210,7 @@ def base_training_arguments(
         dataloader_num_workers=0,
         **settings,
     )
+    return on_one_device(args, runtime)
 
 
 def training_arguments(
@@ -219,6 +248,14 @@ def training_arguments(
         label_names=["labels"],
         report_to=["tensorboard"] if logging_enabled else "none",
     )
+
+
+@register_backend("trainer", network="transformers", description="Hugging Face transformers.Trainer",
+                  check=check_trainer_runtime)  # fmt: skip
+def fit_with_trainer_backend(job: FitJob) -> FitResult:
+    return fit_with_hf_trainer(job.network, job.encoder, job.train_data, job.valid_data, job.training, job.runtime,
+                               seed=job.seed, run_dir=job.run_dir, resume=job.resume,
+                               show_progress=job.show_progress)  # fmt: skip
 
 
 def fit_with_hf_trainer(
@@ -266,10 +303,11 @@ def fit_with_hf_trainer(
             trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
         checkpoint = latest_intact_checkpoint(output_dir) if resume else None
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with deferred_stop():  # SIGTERM: the checkpoint callback saves after the step, then stops
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            if checkpointing.stopped_at is not None:
+                raise TrainingStopped(checkpointing.stopped_at)  # its checkpoint stays for --resume
         elapsed = time.perf_counter() - started
-        if checkpointing.stopped_at is not None:
-            raise TrainingStopped(checkpointing.stopped_at)  # its checkpoint stays for --resume
         result = _fit_result(trainer, elapsed, len(train_data), config)
         result.world_size = runtime.world_size
         result.weights_identical_across_ranks = distributed.weights_identical_across_ranks(network)

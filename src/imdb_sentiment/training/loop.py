@@ -1,11 +1,13 @@
-"""The one training loop every PyTorch model uses (word models, pretrained encoders, later PEFT).
+"""The one training loop every PyTorch model uses (word models, pretrained encoders, LoRA / PEFT).
 
 Features: AdamW/SGD, warmup + linear/cosine decay, gradient clipping and accumulation, bf16 autocast,
-early stopping and best-checkpoint selection on the validation split (never the test split),
-resume checkpoints at epoch ends and every ``training.checkpoint_every_steps`` steps (``resume``
-continues from the saved step with identical results), a checkpoint and a clean stop on SIGTERM,
-DistributedDataParallel under a launcher (see training/distributed.py), a Rich progress bar with
-live loss / accuracy / throughput, TensorBoard event files, and hooks (callbacks) for later extensions.
+best-checkpoint selection on the validation split (never the test split), resume checkpoints at epoch
+ends and every ``training.checkpoint_every_steps`` steps (``resume`` continues from the saved step with
+identical results), DistributedDataParallel under a launcher (see training/distributed.py) and a Rich
+progress bar with live loss / accuracy / throughput. Early stopping, TensorBoard event files and
+pre-emption (SIGTERM: a checkpoint and a clean stop) are callbacks (training/callbacks.py) that can
+stop the fit or make it save; more can be passed in. It is the ``native`` training backend
+(training/backends.py).
 
 Why not accelerate/Lightning: the loop is ~200 lines, and owning it keeps checkpoints, the run folder
 and the bit-exact resume contract in one place; device, precision and threads come from one
@@ -32,21 +34,14 @@ from torch.utils.data import DataLoader
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.training import distributed
+from imdb_sentiment.training.callbacks import Callback, EarlyStopping, Preemption, TensorBoard, TrainerControl
 from imdb_sentiment.training.checkpoint import BEST, CheckpointStore, get_rng_state, set_rng_state
 from imdb_sentiment.training.objectives import Objective, build_objective
 from imdb_sentiment.training.optimization import build_optimizer, build_scheduler
-from imdb_sentiment.training.preemption import TrainingStopped, stop_requested
+from imdb_sentiment.training.preemption import deferred_stop
 from imdb_sentiment.training.runtime import Runtime, autocast
 
 logger = logging.getLogger("imdb_sentiment.training")
-
-
-class Callback:
-    """Hooks into the loop (override what you need)."""
-
-    def on_step_end(self, trainer: Trainer, step: int, logs: dict[str, float]) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
 
 
 @dataclass
@@ -74,8 +69,9 @@ class EpochPosition:
 
 
 @dataclass
-class _FitState:
-    """What a resume checkpoint holds besides the weights, kept together while fitting."""
+class FitState:
+    """What a resume checkpoint holds besides the weights, kept together while fitting; what the
+    callbacks read (and, for their own counters such as ``patience_left``, write)."""
 
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -148,7 +144,8 @@ def _progress(enabled: bool):
 
 
 class Trainer:
-    """Fits a network that maps a batch dict to :class:`NetworkOutput`."""
+    """Fits a network that maps a batch dict to :class:`NetworkOutput`. ``callbacks`` run after the
+    built-in ones (early stopping, TensorBoard) and before pre-emption."""
 
     def __init__(
         self,
@@ -166,14 +163,25 @@ class Trainer:
         self.network = network.to(self.device)
         self.objective = objective or build_objective(config.objective)
         self.run_dir = run_dir
-        self.callbacks = list(callbacks)
+        self.callbacks = [*self._default_callbacks(), *callbacks, Preemption()]
         self.show_progress = show_progress
         # Every rank reads the checkpoints (a resume); only the main process writes them.
         self.checkpoints = CheckpointStore(
             run_dir / "checkpoints" if run_dir else None, self.device, writable=self.runtime.is_main_process
         )
-        self.writer = None
         self.train_network: nn.Module = self.network  # the DistributedDataParallel wrapper when distributed
+
+    def _default_callbacks(self) -> list[Callback]:
+        callbacks: list[Callback] = []
+        if self.config.early_stopping_patience is not None:
+            callbacks.append(EarlyStopping(self.config.early_stopping_patience))
+        if self.run_dir is not None and self.runtime.is_main_process:
+            callbacks.append(TensorBoard(self.run_dir / "tensorboard", self.config.log_every_steps))
+        return callbacks
+
+    def _call(self, hook: str, run: FitState, control: TrainerControl, *logs: dict[str, float]) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, run, control, *logs)
 
     # ------------------------------------------------------------------------------------- training
     def fit(self, train_loader: DataLoader, valid_loader: DataLoader | None, resume: bool = False) -> FitResult:
@@ -183,9 +191,8 @@ class Trainer:
         if config.max_steps:
             total_steps = min(total_steps, config.max_steps)
         optimizer = build_optimizer(self.network, config)
-        run = _FitState(optimizer, build_scheduler(optimizer, config, total_steps), FitResult(),
-                        patience_left=config.early_stopping_patience)  # fmt: skip
-        result = run.result
+        run = FitState(optimizer, build_scheduler(optimizer, config, total_steps), FitResult())
+        result, control = run.result, TrainerControl()
         best_state: dict[str, torch.Tensor] | None = None
         position, rng_in_epoch = EpochPosition(), None
 
@@ -212,49 +219,41 @@ class Trainer:
             logger.info("resumed from epoch %d, step %d (batch %d of the epoch)", run.epochs_done, run.step,
                         position.batches)  # fmt: skip
         self.train_network = self._wrap_for_training()
-        if self.run_dir is not None and self.runtime.is_main_process:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
         run.started = time.perf_counter()
-        stop = (
-            run.epochs_done >= config.epochs
-            or (config.max_steps is not None and run.step >= config.max_steps)
-            or (run.patience_left is not None and run.patience_left <= 0)  # the resumed run had stopped early
-        )
-        with _progress(self.show_progress and self.runtime.is_main_process) as progress:
-            for epoch in range(run.epochs_done, config.epochs):
-                if stop:
-                    break
-                if hasattr(train_loader.batch_sampler, "set_epoch"):
-                    train_loader.batch_sampler.set_epoch(epoch, position.batches)
-                task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=len(train_loader), info="")
-                epoch_logs = self._train_epoch(train_loader, run, progress, task, position, rng_in_epoch)
-                position, rng_in_epoch = EpochPosition(), None
-                logs: dict[str, float] = {"epoch": epoch + 1, "step": run.step, **epoch_logs}
-                if valid_loader is not None:
-                    logs.update(self.evaluate(valid_loader))
-                logs["elapsed_seconds"] = run.seconds()
-                result.history.append(logs)
-                self._log_epoch(logs)
-                improved = valid_loader is None or not logs["valid_accuracy"] <= result.best_valid_accuracy
-                if improved:
-                    result.best_epoch = epoch + 1
-                    result.best_valid_accuracy = logs.get("valid_accuracy", float("nan"))
-                    best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
-                    self.checkpoints.save({"network": best_state, "epoch": epoch + 1}, BEST)
-                    run.patience_left = config.early_stopping_patience
-                elif run.patience_left is not None:
-                    run.patience_left -= 1
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, epoch + 1, logs)
-                stop = (run.patience_left is not None and run.patience_left <= 0) or (
-                    config.max_steps is not None and run.step >= config.max_steps
-                )
-                result.stopped_early = run.patience_left is not None and run.patience_left <= 0
-                run.epochs_done = epoch + 1
-                self._save_resume_point(run, None, logs["elapsed_seconds"])
+        # SIGTERM inside waits for the end of a step (the Preemption callback); outside it, it stops at once.
+        with deferred_stop(), _progress(self.show_progress and self.runtime.is_main_process) as progress:
+            try:
+                self._call("on_fit_begin", run, control)
+                for epoch in range(run.epochs_done, config.epochs):
+                    if control.should_stop or self._out_of_steps(run):
+                        break
+                    if hasattr(train_loader.batch_sampler, "set_epoch"):
+                        train_loader.batch_sampler.set_epoch(epoch, position.batches)
+                    task = progress.add_task(
+                        f"epoch {epoch + 1}/{config.epochs}", total=len(train_loader), info=""
+                    )
+                    epoch_logs = self._train_epoch(
+                        train_loader, run, control, progress, task, position, rng_in_epoch
+                    )
+                    position, rng_in_epoch = EpochPosition(), None
+                    logs: dict[str, float] = {"epoch": epoch + 1, "step": run.step, **epoch_logs}
+                    if valid_loader is not None:
+                        logs.update(self.evaluate(valid_loader))
+                    logs["elapsed_seconds"] = run.seconds()
+                    result.history.append(logs)
+                    logger.info("epoch %d: %s", logs["epoch"],
+                                ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "epoch"))  # fmt: skip
+                    if valid_loader is None or not logs["valid_accuracy"] <= result.best_valid_accuracy:
+                        result.best_epoch = epoch + 1
+                        result.best_valid_accuracy = logs.get("valid_accuracy", float("nan"))
+                        best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+                        self.checkpoints.save({"network": best_state, "epoch": epoch + 1}, BEST)
+                    self._call("on_epoch_end", run, control, logs)
+                    run.epochs_done = epoch + 1
+                    self._save_resume_point(run, control, None, logs["elapsed_seconds"])
+            finally:
+                self._call("on_fit_end", run, control)
         result.train_seconds = run.seconds()
         result.earlier_seconds = run.elapsed_before
         result.steps = run.step
@@ -262,9 +261,10 @@ class Trainer:
             self.network.load_state_dict(best_state)
         result.world_size = self.runtime.world_size
         result.weights_identical_across_ranks = distributed.weights_identical_across_ranks(self.network)
-        if self.writer is not None:
-            self.writer.close()
         return result
+
+    def _out_of_steps(self, run: FitState) -> bool:
+        return self.config.max_steps is not None and run.step >= self.config.max_steps
 
     def _wrap_for_training(self) -> nn.Module:
         """DistributedDataParallel under a launcher (it broadcasts rank 0's weights, then averages the
@@ -278,9 +278,12 @@ class Trainer:
         # must not wait for their gradients.
         return DistributedDataParallel(self.network, device_ids=device_ids, find_unused_parameters=True)
 
-    def _save_resume_point(self, run: _FitState, position: EpochPosition | None, seconds: float) -> None:
+    def _save_resume_point(
+        self, run: FitState, control: TrainerControl, position: EpochPosition | None, seconds: float
+    ) -> None:
         """``last.pt`` (the previous one kept); ``position`` for a checkpoint inside an epoch. Called on
         every rank at the same step: the epoch totals are summed over the ranks first."""
+        control.should_save = False
         saved_position = None
         if position is not None:
             loss_sum, correct, seen = distributed.sum_over_ranks(
@@ -303,6 +306,7 @@ class Trainer:
                 "rng": get_rng_state(),
             }
         )
+        self._call("on_save", run, control)
 
     def _load_best_state(self) -> dict[str, torch.Tensor] | None:
         """The best epoch's weights; a damaged best.pt costs only the choice of epoch, not the run."""
@@ -314,8 +318,9 @@ class Trainer:
         return best["network"] if best else None
 
     def _train_epoch(
-        self, loader, run: _FitState, progress, task, position: EpochPosition, rng_state: dict[str, Any] | None
-    ) -> dict[str, float]:
+        self, loader, run: FitState, control: TrainerControl, progress, task, position: EpochPosition,
+        rng_state: dict[str, Any] | None,
+    ) -> dict[str, float]:  # fmt: skip
         config, network = self.config, self.train_network
         network.train()
         micro = 0
@@ -357,15 +362,16 @@ class Trainer:
                 position.batches = total_batches - batches_left
                 throughput = window_examples / max(time.perf_counter() - window_started, 1e-9)
                 logs = {"loss": position.loss_sum / position.seen, "accuracy": position.correct / position.seen,
-                        "examples_per_second": throughput}  # fmt: skip
+                        "examples_per_second": throughput, "step_loss": float(loss.detach()),
+                        "learning_rate": run.scheduler.get_last_lr()[0]}  # fmt: skip
                 if run.step % config.log_every_steps == 0:
-                    self._scalar("train/loss", float(loss.detach()), run.step)
-                    self._scalar("train/learning_rate", run.scheduler.get_last_lr()[0], run.step)
                     window_started, window_examples = time.perf_counter(), 0
-                for callback in self.callbacks:
-                    callback.on_step_end(self, run.step, logs)
-                self._checkpoint_within_epoch(run, position, batches_left)
-                if config.max_steps is not None and run.step >= config.max_steps:
+                self._call("on_step_end", run, control, logs)
+                # Every checkpoint_every_steps steps (the epoch's end writes its own), or when a callback asks.
+                every = config.checkpoint_every_steps
+                if control.should_save or (every and run.step % every == 0 and batches_left > 0):
+                    self._save_resume_point(run, control, position, run.seconds())
+                if self._out_of_steps(run) or control.should_stop:
                     progress.update(task, advance=1)
                     break
             progress.update(
@@ -378,34 +384,9 @@ class Trainer:
         loss_sum, correct, seen = distributed.sum_over_ranks([position.loss_sum, position.correct, position.seen])
         return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
 
-    def _checkpoint_within_epoch(self, run: _FitState, position: EpochPosition, batches_left: int) -> None:
-        """Every ``checkpoint_every_steps`` steps (the epoch's end writes its own); on SIGTERM, one more
-        and a clean stop."""
-        stopping = stop_requested()
-        every = self.config.checkpoint_every_steps
-        if stopping or (every and run.step % every == 0 and batches_left > 0):
-            self._save_resume_point(run, position, run.seconds())
-        if stopping:
-            distributed.wait_for_all()  # no rank leaves before rank 0 has written the checkpoint
-            if self.writer is not None:
-                self.writer.close()
-            raise TrainingStopped(run.step)
-
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> dict[str, float]:
         logits = predict_logits(self.network, loader, self.device, self.bf16)
         labels = loader.dataset.labels
         loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
         return {"valid_loss": loss, "valid_accuracy": float((logits.argmax(-1) == labels).mean())}
-
-    def _scalar(self, tag: str, value: float, step: int) -> None:
-        if self.writer is not None:
-            self.writer.add_scalar(tag, value, step)
-
-    def _log_epoch(self, logs: dict[str, float]) -> None:
-        for key, value in logs.items():
-            if key not in ("epoch", "step"):
-                self._scalar(f"epoch/{key}", value, int(logs["step"]))
-        logger.info(
-            "epoch %d: %s", logs["epoch"], ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "epoch")
-        )

@@ -1,10 +1,19 @@
-"""SIGTERM, how clusters (Slurm, Kubernetes, spot instances) and ``docker stop`` pre-empt a job: finish
-the current optimizer step, write a resume checkpoint, stop cleanly.
+"""SIGTERM, how clusters (Slurm, Kubernetes, spot instances) and ``docker stop`` pre-empt a job: the run
+ends as "preempted" (exit code 143) with the command that resumes it, at whatever stage it was.
 
-The handler only raises a flag; the training loops check it between steps, where the model,
-optimizer and sampler position form a consistent checkpoint. A process has one set of signal
-handlers, so the flag is process-wide; it is installed only around a fit and only in the main thread
-(Python delivers signals there).
+- :func:`stop_on_sigterm` covers a whole run (the pipeline installs it once the run folder exists):
+  SIGTERM raises :class:`TrainingStopped` at once, wherever the run is (a fit that keeps no checkpoints
+  such as nbsvm's, the test evaluation, a wait for an LLM server, saving, plotting). It also ignores
+  SIGXFSZ, so that a file-size limit (``ulimit -f``) makes a write fail (EFBIG, reported in one line)
+  instead of killing the process with ``run.json`` still saying "running".
+- :func:`deferred_stop` covers a training backend's steps: there SIGTERM only raises a flag, which the
+  backend reads between steps (:func:`stop_requested`), where the model, optimizer and sampler position
+  form a consistent checkpoint; it writes one, then raises :class:`TrainingStopped`. A flag still up
+  when the steps are over (the signal came during the last validation) stops the run right after.
+
+SIGINT (Ctrl-C) stays Python's KeyboardInterrupt: the run ends as "interrupted" (exit code 130). A
+process has one set of signal handlers, so the state here is process-wide; handlers are installed only
+in the main thread (Python delivers signals there).
 """
 
 from __future__ import annotations
@@ -18,34 +27,70 @@ from types import FrameType
 from imdb_sentiment.training import distributed
 
 _requested: list[int] = []
+_state = {"deferring": 0, "raised": False, "stage": "the run"}
 
 
-class TrainingStopped(Exception):
-    """Training stopped on a signal after writing its resume checkpoint."""
+class TrainingStopped(BaseException):
+    """The run stopped on SIGTERM: after ``step`` (a resume checkpoint was written), or during
+    ``stage``. A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (a retry loop, a
+    library's error handling) swallows it."""
 
-    def __init__(self, step: int) -> None:
-        super().__init__(f"stopped by SIGTERM after step {step}; a resume checkpoint was written")
-        self.step = step
+    def __init__(self, step: int | None = None, stage: str | None = None) -> None:
+        where = f"after step {step}; a resume checkpoint was written" if step is not None else f"during {stage}"
+        super().__init__(f"stopped by SIGTERM {where}")
+        self.step, self.stage = step, stage
 
 
-def _request_stop(signum: int, frame: FrameType | None) -> None:
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _requested.append(signum)
+    if not _state["deferring"] and not _state["raised"]:  # once: a second SIGTERM must not cut the clean-up
+        _state["raised"] = True
+        raise TrainingStopped(stage=str(_state["stage"]))
+
+
+def stage(name: str) -> None:
+    """Name what the run does now ("the test evaluation"): said when SIGTERM stops it there."""
+    _state["stage"] = name
 
 
 @contextlib.contextmanager
 def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM -> :class:`TrainingStopped` for the whole block (deferred inside :func:`deferred_stop`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _requested.clear()
-    previous = signal.signal(signal.SIGTERM, _request_stop)
+    _state.update(deferring=0, raised=False, stage="the run")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_file_size = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") else None
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_file_size is not None:
+            signal.signal(signal.SIGXFSZ, previous_file_size)
         _requested.clear()
+
+
+@contextlib.contextmanager
+def deferred_stop() -> Iterator[None]:
+    """Inside: SIGTERM waits for the backend to ask :func:`stop_requested` between steps. Leaving the
+    block normally with a stop asked for (agreed by every rank) raises :class:`TrainingStopped`."""
+    _state["deferring"] += 1
+    try:
+        yield
+    finally:
+        _state["deferring"] -= 1
+    if stop_requested():
+        _state["raised"] = True
+        raise TrainingStopped(stage="the end of training")
 
 
 def stop_requested() -> bool:
     """Whether a stop was asked for, agreed by every rank (they must stop after the same step)."""
     return distributed.any_rank(bool(_requested))
+
+
+def signal_received() -> bool:
+    """Whether SIGTERM reached this process (no collective: for a rank whose peers went away)."""
+    return bool(_requested)

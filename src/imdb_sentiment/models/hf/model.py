@@ -35,7 +35,7 @@ All three share :class:`HFClassifier`: texts go through :class:`HFTokenizerEncod
 the backbone is built by :mod:`.backbone` from the settings in :mod:`.params` and the weights found by
 :mod:`.hub`, the network is the :class:`HFNetwork` adapter (:mod:`.network`) and training runs in the
 shared loop, or in ``transformers.Trainer`` when ``training.backend: trainer`` (see
-:mod:`imdb_sentiment.training.hf_trainer`). Weights are saved with ``save_pretrained`` and reloaded with
+:mod:`imdb_sentiment.training.backends`). Weights are saved with ``save_pretrained`` and reloaded with
 ``from_pretrained``.
 """
 
@@ -92,7 +92,7 @@ class HFClassifier(TorchTextClassifier):
     capabilities = replace(
         TorchTextClassifier.capabilities,
         explanation="integrated-gradients",
-        training_backends=("native", "trainer"),
+        network_kinds=frozenset({"torch", "transformers"}),  # the native loop's and the trainer backend's
     )
 
     def __init__(self, params: HFParams | dict[str, Any] | None = None) -> None:
@@ -206,28 +206,8 @@ class HFClassifier(TorchTextClassifier):
 
     # ------------------------------------------------------------------------------------ training
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> HFClassifier:
-        self._int8 = None
-        if context.training.backend != "trainer":
-            super().fit(train, valid, context)  # the shared loop
-            return self
-        from imdb_sentiment.training.hf_trainer import fit_with_hf_trainer
-
-        train_data, valid_data = self.prepare_fit(train, valid, context)
-        assert self.runtime is not None
-        self.fit_result = fit_with_hf_trainer(
-            self.network,
-            self.encoder,
-            train_data,
-            valid_data,
-            context.training,
-            self.runtime,
-            seed=context.seed,
-            run_dir=context.run_dir,
-            resume=context.resume,
-            show_progress=context.show_progress,
-        )
-        self.record_fit(context, self.fit_result, train_data)
-        context.extra_metrics["backend"] = "trainer"
+        self._int8 = None  # a quantised copy of the previous network
+        super().fit(train, valid, context)  # the backend training.backend names
         return self
 
     # ----------------------------------------------------------------------------------- inference
