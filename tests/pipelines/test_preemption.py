@@ -104,3 +104,77 @@ def test_a_completed_run_is_replaced_only_with_overwrite(reference, capsys) -> N
     code, _, err = run_cli(["train", "--resume", str(reference), "--overwrite", "--quiet"], capsys)
     assert code == 0, err
     assert json.loads((reference / "metrics.json").read_text())["accuracy"] == before["accuracy"]
+
+
+# A stage patched to signal its own process as it starts: the signal arrives during that stage, every time.
+DRIVER = """
+import importlib, os, signal, sys
+module_name, attribute, signal_name = sys.argv[1:4]
+owner = importlib.import_module(module_name)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+original = getattr(owner, name)
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, signal_name))
+    return original(*args, **kwargs)
+setattr(owner, name, signalled)
+sys.argv = ["imdb-sentiment", *sys.argv[4:]]
+from imdb_sentiment.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "signal_name", "status", "code", "last_line"),
+    [
+        ("imdb_sentiment.models.linear:LinearModel.fit", "SIGTERM", "preempted", 143, "stopped by SIGTERM during training"),
+        ("imdb_sentiment.pipelines.experiment:evaluate_model", "SIGTERM", "preempted", 143,
+         "stopped by SIGTERM during the test evaluation"),
+        ("imdb_sentiment.pipelines.experiment:_write_plots", "SIGTERM", "preempted", 143,
+         "stopped by SIGTERM during plotting"),
+        ("imdb_sentiment.pipelines.experiment:evaluate_model", "SIGINT", "interrupted", 130, "interrupted"),
+    ],
+)  # fmt: skip
+def test_a_signal_at_any_stage_ends_the_run_with_its_status_and_the_resume_line(
+    tiny_imdb_80, tmp_path, capsys, target, signal_name, status, code, last_line
+) -> None:
+    """Before: SIGTERM in an nbsvm fit was swallowed (the run 'completed'), and in the test evaluation or
+    the plots it killed the process with run.json left 'running'."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    runs = tmp_path / "runs"
+    command = [sys.executable, str(driver), *target.split(":"), signal_name, "train", "nbsvm", "--data",
+               str(tiny_imdb_80), "--output-dir", str(runs), "--quiet"]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    assert finished.returncode == code, finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == status
+    assert (
+        finished.stderr.strip().splitlines()[-1]
+        == f"{last_line}; resume with: imdb-sentiment train --resume {run_dir}"
+    )
+    if target.endswith("LinearModel.fit"):  # and the resume line works
+        code, _, err = run_cli(["train", "--resume", str(run_dir), "--quiet"], capsys)
+        assert code == 0, err
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+
+def test_a_file_size_limit_on_a_checkpoint_is_one_line_and_the_run_is_marked_failed(config_file, tmp_path) -> None:
+    """ulimit -f: torch.save's write comes up short ('unexpected pos 704 vs 598', a traceback before)."""
+    import resource
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as a shell's ulimit -f with the signal ignored
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))  # run.json and config.yaml fit, no checkpoint does
+
+    runs = tmp_path / "runs"
+    command = [str(CLI), "train", str(config_file), "--output-dir", str(runs), "--quiet"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size)
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr and len(finished.stderr.strip().splitlines()) == 1
+    assert "Cannot write a checkpoint" in finished.stderr and "ulimit -f" in finished.stderr
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"

@@ -135,3 +135,31 @@ def test_a_checkpoint_from_an_older_version_says_so(tmp_path) -> None:
     torch.save({"epoch": 1}, checkpoints.folder / "last.pt")  # no .sha256: written before checksums
     with pytest.raises(UserError, match=r"older version.*No earlier good checkpoint; train the run again"):
         checkpoints.load_resume_point()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),  # a full disk
+        OSError(27, "File too large"),  # EFBIG: ulimit -f
+        OSError(30, "Read-only file system"),  # EROFS
+    ],
+)
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_last_one_stays(
+    tmp_path, monkeypatch, failure
+) -> None:
+    store = CheckpointStore(tmp_path, torch.device("cpu"))
+    store.save_resume_point({"step": 1})
+
+    def failing_save(state, path) -> None:
+        Path(path).write_bytes(b"half")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(UserError) as error:
+        store.save_resume_point({"step": 2})
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path) in message and "--resume" in message
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.pt", "last.pt.sha256"]  # no temp file
+    monkeypatch.undo()
+    assert store.load_resume_point() == {"step": 1}
