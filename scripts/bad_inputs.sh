@@ -340,6 +340,9 @@ case_ "llm-score on a missing GPU (cuda:99)" 2 train "$REPO/configs/llm-score.ya
 case_ "--resume with a shape change" 2 train --resume resume-run --overwrite --quiet \
     --set model.params.num_filters=4
 case_ "train MODEL --resume RUN of another" 2 train nbsvm --resume resume-run --overwrite --quiet
+# training backends (issue 25: registered by name, each says which networks it can train)
+case_ "unknown training backend" 2 train nbsvm --data imdb --set training.backend=fsdp "${FAST[@]}"
+case_ "trainer backend on a word model" 2 train cnn --data imdb --set training.backend=trainer "${FAST[@]}"
 
 run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
     local n=$1 args=()
