@@ -226,9 +226,9 @@ def _follow_main_process(config: ExperimentConfig, data: PreparedData, model: Se
     try:
         with stop_on_sigterm():
             _, metrics, _ = _fit_and_test(model, data, context, config)
+            metrics.update(single_review_latency(model, data.test.texts))
     except TrainingStopped as stopped:
         raise RunPreempted(run_dir, stopped.step, stage=stopped.stage) from None
-    metrics.update(single_review_latency(model, data.test.texts))
     return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model, main_process=False)
 
 
