@@ -178,3 +178,27 @@ def test_a_file_size_limit_on_a_checkpoint_is_one_line_and_the_run_is_marked_fai
     assert "Cannot write a checkpoint" in finished.stderr and "ulimit -f" in finished.stderr
     (run_dir,) = runs.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+
+
+def test_sigterm_while_llm_prompt_waits_for_its_server_ends_preempted(tmp_path) -> None:
+    """The answers are awaited in asyncio; the signal used to be swallowed there (the run 'completed')."""
+    from fake_openai import FakeOpenAI
+    from helpers import write_tiny_parquet_imdb
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=24)
+    runs = tmp_path / "runs"
+    with FakeOpenAI(delay=30) as server:  # answers after the run should have ended
+        command = [str(CLI), "train", "llm-prompt", "--data", str(tmp_path / "data"), "--test-limit", "4", "--quiet",
+                   "--output-dir", str(runs), "--set", f"model.params.base_url={server.base_url}",
+                   "--set", "model.params.model=fake", "--set", f"model.params.answer_cache={tmp_path / 'cache'}"]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not list(runs.glob("*/run.json")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # the requests are out; whichever stage it is in now, the run must end preempted
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-2000:]
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "preempted"
+    assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM during ")
