@@ -27,7 +27,7 @@ from types import FrameType
 from imdb_sentiment.training import distributed
 
 _requested: list[int] = []
-_state = {"deferring": 0, "raised": False, "stage": "the run"}
+_state: dict[str, int | str] = {"deferring": 0, "stage": "the run"}
 
 
 class TrainingStopped(BaseException):
@@ -43,8 +43,7 @@ class TrainingStopped(BaseException):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _requested.append(signum)
-    if not _state["deferring"] and not _state["raised"]:  # once: a second SIGTERM must not cut the clean-up
-        _state["raised"] = True
+    if not _state["deferring"] and len(_requested) == 1:  # once: a second SIGTERM must not cut the clean-up
         raise TrainingStopped(stage=str(_state["stage"]))
 
 
@@ -60,7 +59,7 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
         return
     _requested.clear()
-    _state.update(deferring=0, raised=False, stage="the run")
+    _state.update(deferring=0, stage="the run")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     previous_file_size = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") else None
     try:
@@ -76,13 +75,12 @@ def stop_on_sigterm() -> Iterator[None]:
 def deferred_stop() -> Iterator[None]:
     """Inside: SIGTERM waits for the backend to ask :func:`stop_requested` between steps. Leaving the
     block normally with a stop asked for (agreed by every rank) raises :class:`TrainingStopped`."""
-    _state["deferring"] += 1
+    _state["deferring"] = int(_state["deferring"]) + 1
     try:
         yield
     finally:
-        _state["deferring"] -= 1
+        _state["deferring"] = int(_state["deferring"]) - 1
     if stop_requested():
-        _state["raised"] = True
         raise TrainingStopped(stage="the end of training")
 
 
