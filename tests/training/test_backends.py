@@ -10,8 +10,9 @@ import pytest
 import torch
 from helpers import one_line_user_error, tiny_reviews
 
-from imdb_sentiment.config import TrainingConfig, build_config
+from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.models.base import FitContext
+from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.training import backends
 from imdb_sentiment.training.backends import BACKEND_MODULES, FitJob, get_backend, register_backend
@@ -102,13 +103,13 @@ def test_the_trainer_backend_refuses_a_batch_that_does_not_split_over_the_proces
 
 
 def test_unknown_and_unsupported_backends_are_one_line_naming_the_field() -> None:
-    message = one_line_user_error(lambda: build_config({}, ["training.backend=fsdp"]), "training.backend")
+    message = one_line_user_error(lambda: configure({}, ["training.backend=fsdp"]), "training.backend")
     assert "native" in message and "trainer" in message
     one_line_user_error(
-        lambda: build_config({"model": {"name": "cnn", "params": TINY_CNN}}, ["training.backend=trainer"]),
+        lambda: configure({"model": {"name": "cnn", "params": TINY_CNN}}, ["training.backend=trainer"]),
         "training.backend", "'native'",
     )  # fmt: skip
-    one_line_user_error(lambda: build_config({}, ["training.backend=trainer"]), "training.backend", "nbsvm")
+    one_line_user_error(lambda: configure({}, ["training.backend=trainer"]), "training.backend", "nbsvm")
 
 
 def test_a_new_backend_is_one_module_and_one_registration_line(monkeypatch, tmp_path) -> None:
@@ -123,7 +124,7 @@ def test_a_new_backend_is_one_module_and_one_registration_line(monkeypatch, tmp_
     monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))  # forgotten after the test
     register_backend("delegating", network="torch", description="the loop, by way of a test")(fit_by_delegation)
 
-    config = build_config({"model": {"name": "cnn", "params": TINY_CNN}},
+    config = configure({"model": {"name": "cnn", "params": TINY_CNN}},
                           ["training.backend=delegating", "training.epochs=1", "training.threads=1"])  # fmt: skip
     model = get_model_class("cnn")(config.model.params)
     context = FitContext(training=config.training, seed=1, run_dir=tmp_path, show_progress=False)
