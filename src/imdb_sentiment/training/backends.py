@@ -8,7 +8,7 @@ A backend is one module holding a function ``fit(job: FitJob) -> FitResult`` dec
 :func:`register_backend` (the kind of network it drives, and a check of the config on this machine that
 runs before a run folder exists), plus its line in :data:`BACKEND_MODULES`; modules are imported lazily
 by name, like the model registry. Models say which kinds of network they offer
-(``network_kinds``: "torch" for any PyTorch network, "transformers" for a transformers model behind it);
+(``Capabilities.network_kinds``: "torch" for any PyTorch network, "transformers" for a transformers model behind it);
 a model with none fits itself (scikit-learn, an LLM server) and takes no backend.
 """
 
