@@ -6,13 +6,16 @@ with llama.cpp's own server, through the ``xllamacpp`` wheel (prebuilt: no compi
     python scripts/llamacpp_server.py --port 8080 &        # prints the base URL once it listens
     imdb-sentiment train configs/llm-prompt.yaml --test-limit 200
 
-Runs until interrupted (Ctrl-C / SIGTERM). ``--model-name`` is the name ``/v1/models`` reports and
-requests use (``model.params.model``).
+Runs until interrupted (Ctrl-C / SIGTERM), then exits at once: llama.cpp's server shutdown would
+otherwise wait for the requests in flight, keeping their connections open and silent, so clients sat
+out their whole read timeout. ``--model-name`` is the name ``/v1/models`` reports and requests use
+(``model.params.model``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -36,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     gguf = args.gguf
     if gguf is None:
-        from imdb_sentiment.models.llm.fetch import fetched_gguf
-
+        try:
+            from imdb_sentiment.models.llm.fetch import fetched_gguf
+        except ImportError:
+            print("error: imdb-sentiment is not installed in this Python, so the fetched smollm2 cannot be "
+                  "found; pass --gguf FILE, or run this script with the project's environment", file=sys.stderr)  # fmt: skip
+            return 2
         gguf = fetched_gguf("smollm2")
         if gguf is None:
             print("error: run imdb-sentiment llm fetch smollm2 first, or pass --gguf", file=sys.stderr)
@@ -60,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
     stop.wait()
-    del server
-    return 0
+    sys.stdout.flush()
+    # Not ``del server``: its shutdown waits for the requests in flight. Ending the process closes
+    # every connection, answered or not, so clients learn at once.
+    os._exit(0)
 
 
 if __name__ == "__main__":

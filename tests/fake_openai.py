@@ -3,7 +3,10 @@
 It answers from the review's cue words (tests/helpers.py), and misbehaves when the review says so:
 ``SLOW`` (answers late), ``FLAKY429`` / ``FLAKY500`` (fails the first time), ``MALFORMED`` (a body that
 is not JSON, every time), ``OFFLABEL`` (an answer that names no label). Server-wide modes: ``api_key``
-(401 unless it matches), ``models`` (404 for others), ``always_429``.
+(401 unless it matches), ``models`` (404 for others), ``always_429``, ``delay`` (seconds before every
+answer), ``malformed`` (every 200 is ``html``, ``bad_json`` or ``no_choices``), ``die_after`` (after that
+many answers the server stops like llama.cpp's on SIGTERM: its port closes, the requests in flight
+stay open and silent), ``seconds_per_word`` (answers take time in proportion to the prompt).
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default backlog of 5 refuses connections under 16+ in flight
     daemon_threads = True
 
+    def handle_error(self, request, client_address) -> None:  # a client that hung up: not news here
+        pass
+
 
 class FakeOpenAI:
     def __init__(self, api_key: str | None = None, models: tuple[str, ...] = ("fake",), always_429: bool = False,
-                 delay: float = 0.0) -> None:  # fmt: skip
+                 delay: float = 0.0, malformed: str | None = None, die_after: int | None = None,
+                 seconds_per_word: float = 0.0) -> None:  # fmt: skip
         self.api_key, self.models, self.always_429, self.delay = api_key, models, always_429, delay
+        self.malformed, self.die_after, self.seconds_per_word = malformed, die_after, seconds_per_word
+        self.released = threading.Event()  # set on exit: the dead server's held connections end
         self.requests = 0
         self.model_listings = 0  # GET /models: what the configure step's server check asks
         self.seen: set[str] = set()
@@ -41,8 +50,16 @@ class FakeOpenAI:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def stop_listening(self) -> None:
+        """Close the port (new connections are refused) and keep the open connections."""
+        with self.lock:
+            if self.server.socket.fileno() != -1:
+                threading.Thread(target=self.server.shutdown, daemon=True).start()
+                self.server.socket.close()
 
     def answer(self, body: dict) -> tuple[int, bytes]:
         with self.lock:
@@ -59,8 +76,15 @@ class FakeOpenAI:
             time.sleep(0.3)
         if ("FLAKY429" in review or "FLAKY500" in review) and first_time:
             return (429 if "FLAKY429" in review else 500), b'{"error": {"message": "try again"}}'
-        if "MALFORMED" in review:
+        if "MALFORMED" in review or self.malformed == "bad_json":
             return 200, b'{"choices": [{"message": {"content": "posi'
+        if self.malformed == "html":
+            return 200, b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>"
+        if self.malformed == "no_choices":
+            return 200, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                    "choices": []}).encode()  # fmt: skip
+        if self.seconds_per_word:
+            time.sleep(self.seconds_per_word * sum(len(m["content"].split()) for m in body["messages"]))
         words = set(review.lower().split())
         if "OFFLABEL" in review:
             text = "I cannot tell."
@@ -98,6 +122,10 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if fake.die_after is not None and fake.requests >= fake.die_after:
+                    fake.stop_listening()
+                    fake.released.wait(60)  # in flight: held open, never answered
+                    return
                 if fake.delay:
                     time.sleep(fake.delay)
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":

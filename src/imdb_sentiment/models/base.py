@@ -152,6 +152,10 @@ class SentimentModel(ABC):
         """Parameters the fit changed (all of them, unless a model freezes some)."""
         return self.num_parameters()
 
+    def train_examples_used(self, available: int) -> int:
+        """Training reviews the fit read, of the ``available`` ones (all, unless a model samples)."""
+        return available
+
     def saved_sizes(self, directory: Path) -> dict[str, float]:
         """Sizes (MB) of notable parts of a saved model folder, e.g. an adapter; recorded in metrics.json."""
         return {}

@@ -143,7 +143,7 @@ def run_experiment(
                 "run_name": config.run_name,
                 "split": score_on,
                 "train_seconds": train_seconds,
-                "train_examples": len(data.train),
+                "train_examples": model.train_examples_used(len(data.train)),
                 "parameters": model.num_parameters(),
                 "trainable_parameters": model.num_trainable_parameters(),
                 "trainable_share": model.num_trainable_parameters() / max(model.num_parameters(), 1),

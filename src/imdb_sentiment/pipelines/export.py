@@ -47,15 +47,16 @@ def export_merged(run_dir: Path, output: Path | None = None) -> Path:
     target = Path(output) if output is not None else run_dir.with_name(run_dir.name + "-merged")
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} exists and is not empty; pass another --output.")
-    ensure_writable_dir(target)
     raw = config.model_dump(mode="json")
     raw["model"]["params"]["adapter"] = None
-    write_text_atomic(target / "config.yaml", dump_config(configure(raw, for_training=False)))
-    for name in COPIED:  # the merged model predicts what the run predicted: its results still hold
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, target / name)
-    save_model_atomically(merged, target)
-    write_status(target, "completed", finished=now_utc(), exported_from=str(run_dir), export="merge")
+    with staged_dir(target, "merging into", "merge again") as staging:  # never a half-written folder
+        ensure_writable_dir(staging)
+        write_text_atomic(staging / "config.yaml", dump_config(configure(raw, for_training=False)))
+        for name in COPIED:  # the merged model predicts what the run predicted: its results still hold
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, staging / name)
+        save_model_atomically(merged, staging)
+        write_status(staging, "completed", finished=now_utc(), exported_from=str(run_dir), export="merge")
     return target
 
 

@@ -88,11 +88,20 @@ def choose_shots(train: TextDataset, shots: int, seed: int) -> list[tuple[str, i
     return [(train.texts[i], int(train.labels[i])) for i in indices]
 
 
-def chat_messages(template: str, label_words: list[str], shots: list[tuple[str, int]], text: str) -> list[dict]:
-    """k-shot as a conversation: each example a user turn answered by its label word, then the review."""
+def answer_text(answer_prefix: str, word: str) -> str:
+    """What an answer says: the label word, after the answer prefix (and a space) when there is one."""
+    prefix = answer_prefix.strip()
+    return f"{prefix} {word.strip()}" if prefix else word.strip()
+
+
+def chat_messages(
+    template: str, label_words: list[str], shots: list[tuple[str, int]], text: str, answer_prefix: str = ""
+) -> list[dict]:
+    """k-shot as a conversation: each example a user turn answered by its label word (after the answer
+    prefix, so the examples show the answer's very shape), then the review."""
     messages: list[dict] = []
     for example, label in shots:
         messages.append({"role": "user", "content": fill(template, example)})
-        messages.append({"role": "assistant", "content": label_words[label].strip()})
+        messages.append({"role": "assistant", "content": answer_text(answer_prefix, label_words[label])})
     messages.append({"role": "user", "content": fill(template, text)})
     return messages

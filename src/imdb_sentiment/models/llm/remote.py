@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,18 +34,23 @@ from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.splits import cache_dir
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
-from imdb_sentiment.models.llm.prompting import (
-    PromptParams,
-    chat_messages,
-    choose_shots,
+from imdb_sentiment.models.llm.endpoint import (
+    AnswerCache,
+    RemainingTime,
+    check_malformed,
+    describe_api_error,
+    malformed_kind,
+    parse_answer,
+    watch_server,
 )
+from imdb_sentiment.models.llm.prompting import PromptParams, chat_messages, choose_shots
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.text.truncation import Truncation, truncate
 
 logger = logging.getLogger("imdb_sentiment.models.llm")
 
 SHOTS_FILE = "llm_shots.json"
-ESTIMATE_AFTER = 8  # answers received before the time estimate is logged
+ESTIMATE_AFTER = 8  # answers received before the time estimate is first logged (again at 1/2 and 3/4)
 
 
 class LLMPromptParams(PromptParams):
@@ -65,51 +69,6 @@ class LLMPromptParams(PromptParams):
     timeout: float = Field(60.0, gt=0.0, le=3600.0, description="Seconds per request attempt.")
     max_retries: int = Field(4, ge=0, le=20, description="Retries (with backoff) on 429 / 5xx / timeouts.")
     answer_cache: str | None = Field(None, description="Folder of the answer cache (default: the user cache).")
-
-
-# ------------------------------------------------------------------------------------------- parsing
-def parse_answer(answer: str | None, label_words: list[str]) -> int | None:
-    """Strict: the answer's first word must be a label word and the other label word must not
-    appear ("Positive." -> 1; "negative, not positive" -> None; "I think positive" -> None)."""
-    words = re.findall(r"[a-z]+", (answer or "").lower())
-    labels = [word.strip().lower() for word in label_words]
-    if not words or words[0] not in labels:
-        return None
-    label = labels.index(words[0])
-    return None if labels[1 - label] in words else label
-
-
-# --------------------------------------------------------------------------------------------- cache
-class AnswerCache:
-    """Answers by request key, as JSON lines appended and flushed one by one."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.answers: dict[str, str] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    self.answers[record["key"]] = record["answer"]
-                except (ValueError, KeyError, TypeError):  # a line cut by a crash: skip it
-                    continue
-        self._file = None
-
-    def get(self, key: str) -> str | None:
-        return self.answers.get(key)
-
-    def put(self, key: str, answer: str) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self.answers[key] = answer
-        self._file.write(json.dumps({"key": key, "answer": answer}) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -206,12 +165,14 @@ class LLMPromptClassifier(SentimentModel):
                         len(texts), len(texts) - len(missing), len(missing), self.params.base_url,
                         self.params.concurrency)  # fmt: skip
             if missing:
-                asyncio.run(self._ask_all([(keys[i], all_messages[i]) for i in missing], cache))
+                asyncio.run(
+                    self._ask_all([(keys[i], all_messages[i]) for i in missing], cache, len(texts) - len(missing))
+                )
             return [cache.get(key) for key in keys]
         finally:
             cache.close()
 
-    async def _ask_all(self, requests: list[tuple[str, list[dict]]], cache: AnswerCache) -> None:
+    async def _ask_all(self, requests: list[tuple[str, list[dict]]], cache: AnswerCache, cached: int = 0) -> None:
         import openai
 
         p = self.params
@@ -219,46 +180,69 @@ class LLMPromptClassifier(SentimentModel):
         client = openai.AsyncOpenAI(base_url=p.base_url, api_key=api_key or "none", timeout=p.timeout,
                                     max_retries=p.max_retries)  # fmt: skip
         semaphore = asyncio.Semaphore(p.concurrency)
-        started, done, malformed = time.perf_counter(), 0, [0]
+        started, done, malformed, responses = time.perf_counter(), 0, 0, 0
+        remaining = RemainingTime([prompt_size(messages) for _, messages in requests])
+        quarters = {ESTIMATE_AFTER, len(requests) // 2, len(requests) * 3 // 4}
 
         async def ask(key: str, messages: list[dict]) -> None:
-            nonlocal done
+            nonlocal done, malformed, responses
             answer = None
             for attempt in range(p.max_retries + 1):
                 try:
                     async with semaphore:
-                        response = await client.chat.completions.create(
+                        raw = await client.chat.completions.with_raw_response.create(
                             model=p.model, messages=messages, temperature=p.temperature, max_tokens=p.max_tokens
                         )
-                    answer = response.choices[0].message.content or ""
+                except openai.APIResponseValidationError as exc:
+                    malformed, responses = malformed + 1, responses + 1
+                    check_malformed(malformed, cached + responses, malformed_kind(exc, ""), p.base_url)
+                    await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                    continue
+                try:
+                    answer = raw.parse().choices[0].message.content or ""
+                    responses += 1
                     break
-                except (ValueError, TypeError, AttributeError, IndexError, openai.APIResponseValidationError):
-                    # A 200 whose body is no chat completion (malformed JSON, no choices): the client
+                except (
+                    ValueError,
+                    TypeError,
+                    AttributeError,
+                    IndexError,
+                    openai.APIResponseValidationError,
+                ) as exc:
+                    # A 200 whose body is no chat completion (malformed JSON, no choices, HTML): the client
                     # does not retry these; retry here, then give up on this review only (invalid).
-                    malformed[0] += 1
+                    malformed, responses = malformed + 1, responses + 1
+                    check_malformed(malformed, cached + responses, malformed_kind(exc, raw.text), p.base_url)
                     await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
             if answer is not None:
                 cache.put(key, answer)
             done += 1
-            if done == min(ESTIMATE_AFTER, len(requests)) and len(requests) > done:
-                rate = done / max(time.perf_counter() - started, 1e-9)
-                logger.info("llm-prompt: %.1f requests/s so far; about %.0f s for the remaining %d",
-                            rate, (len(requests) - done) / rate, len(requests) - done)  # fmt: skip
+            remaining.add(prompt_size(messages))
+            if done in quarters and len(requests) > done:
+                logger.info("llm-prompt: %d of %d answered in %.0f s; about %.1f s left", done, len(requests),
+                            time.perf_counter() - started, remaining.seconds_left())  # fmt: skip
 
         tasks = [asyncio.create_task(ask(key, messages)) for key, messages in requests]
+        watch = asyncio.create_task(watch_server(p.base_url))
+        answered = asyncio.gather(*tasks)
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.wait([answered, watch], return_when=asyncio.FIRST_COMPLETED)
+            if watch.done():
+                watch.result()  # raises ServerGone
+            await answered
         except Exception as exc:
-            for task in tasks:
+            for task in [*tasks, watch]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise UserError(describe_api_error(exc, p, done, len(requests), self.cache_path())) from None
+            await asyncio.gather(answered, watch, return_exceptions=True)
+            seconds = time.perf_counter() - started
+            raise UserError(describe_api_error(exc, p, done, len(requests), self.cache_path(), seconds)) from None
         finally:
+            watch.cancel()
             await client.close()
         seconds = time.perf_counter() - started
         self.request_stats = {"requests_sent": len(requests), "request_seconds": seconds,
                               "requests_per_second": len(requests) / max(seconds, 1e-9),
-                              "malformed_responses": malformed[0]}  # fmt: skip
+                              "malformed_responses": malformed}  # fmt: skip
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         labels = np.array([-1 if (label := parse_answer(answer, self.params.label_words)) is None else label
@@ -273,17 +257,33 @@ class LLMPromptClassifier(SentimentModel):
         self, texts: list[str], labels: np.ndarray, probabilities: np.ndarray
     ) -> dict[str, Any]:
         """Accuracy with invalid answers counted wrong (replaces the argmax accuracy, which would
-        give every invalid answer a coin's chance), over valid answers only, and coverage."""
+        give every invalid answer a coin's chance), over valid answers only, and coverage. Precision,
+        recall, F1 and the confusion matrix replace the argmax ones too (which read an invalid answer's
+        [0.5, 0.5] as "negative"): the matrix gets a third column for invalid answers, so its diagonal
+        over its total is the accuracy."""
         if self._last is None or self._last[0] != id(texts):
             self.predict_proba(texts)
         assert self._last is not None
         parsed, labels = self._last[1], np.asarray(labels)
         valid = parsed >= 0
+        matrix = [[int(((labels == true) & (parsed == answer)).sum()) for answer in (0, 1, -1)] for true in (0, 1)]
+        true_positive, predicted_positive, positive = (
+            matrix[1][1],
+            int((parsed == 1).sum()),
+            int((labels == 1).sum()),
+        )
+        precision = true_positive / predicted_positive if predicted_positive else 0.0
+        recall = true_positive / positive if positive else 0.0  # an invalid answer to a positive review: missed
         return {
             "accuracy": float((parsed == labels).mean()) if len(labels) else float("nan"),
             "accuracy_valid_only": float((parsed[valid] == labels[valid]).mean()) if valid.any() else float("nan"),
             "coverage": float(valid.mean()) if len(labels) else float("nan"),
             "invalid_answers": int((~valid).sum()),
+            "precision": precision,
+            "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "confusion_matrix": matrix,
+            "confusion_matrix_columns": ["negative", "positive", "invalid"],
             **self.request_stats,
         }
 
@@ -298,30 +298,6 @@ class LLMPromptClassifier(SentimentModel):
         self.shots = [(text, int(label)) for text, label in json.loads((Path(directory) / SHOTS_FILE).read_text())]
 
 
-def describe_api_error(
-    exc: BaseException, params: LLMPromptParams, done: int, total: int, cache: Path | None
-) -> str:
-    """One line naming the cause, and what is kept."""
-    import openai
-
-    where = params.base_url
-    if isinstance(exc, openai.APITimeoutError):
-        cause = f"{where} did not answer within model.params.timeout={params.timeout:g} s"
-    elif isinstance(exc, openai.APIConnectionError):
-        cause = f"cannot reach {where} (model.params.base_url): {exc.__cause__ or exc}"
-    elif isinstance(exc, openai.AuthenticationError):
-        source = f"${params.api_key_env}" if params.api_key_env else "nowhere (model.params.api_key_env is null)"
-        cause = f"{where} refused the API key from {source} (401)"
-    elif isinstance(exc, openai.PermissionDeniedError):
-        cause = f"{where} denied access (403) to model {params.model!r}"
-    elif isinstance(exc, openai.NotFoundError):
-        cause = f"{where} does not know model {params.model!r} (model.params.model; 404)"
-    elif isinstance(exc, openai.RateLimitError):
-        cause = (f"{where} kept answering 429 (rate limit) after {params.max_retries} retries; lower "
-                 "model.params.concurrency or raise max_retries")  # fmt: skip
-    elif isinstance(exc, openai.APIStatusError):
-        cause = f"{where} answered HTTP {exc.status_code} after {params.max_retries} retries"
-    else:
-        cause = f"request to {where} failed: {type(exc).__name__}: {exc}"
-    kept = f" ({done} of {total} answers received are kept in {cache})" if cache else ""
-    return f"{cause}{kept}."
+def prompt_size(messages: list[dict]) -> int:
+    """Words in a request's messages: what the server's time per request grows with."""
+    return sum(len(str(message.get("content", "")).split()) for message in messages)

@@ -1,8 +1,11 @@
 """``llm-score``: any causal LM as a classifier by the log-probabilities of its label words.
 
 The review goes into an instruction template (zero- or k-shot, as a chat when the tokenizer has a chat
-template); one forward pass gives the next-token logits after the prompt, and the margin
-``logit(" positive") - logit(" negative")`` (= log P(pos) - log P(neg): the softmax normaliser cancels)
+template) whose assistant turn is already begun ("The sentiment is": the model continues its own
+answer, as it learned to; a label word as the first token of an empty assistant turn ranked reviews at
+ROC-AUC 0.68). One forward pass gives the next-token logits after the prompt, and the margin
+``logit(" positive") - logit(" negative")`` (= log P(pos) - log P(neg): the softmax normaliser cancels;
+each word's token is the one the tokenizer really produces after the prefix, see :mod:`.encoding`)
 is the raw score. Every answer is valid by construction. Batches are left-padded with explicit
 ``position_ids`` so padding never moves a review's positions (predictions do not depend on batching),
 and only the last position's logits are computed (``logits_to_keep=1``: the vocabulary projection is
@@ -37,25 +40,17 @@ from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
 from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
-from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, fetched_gguf
-from imdb_sentiment.models.llm.prompting import (
-    PromptParams,
-    balanced_indices,
-    chat_messages,
-    choose_shots,
-    fill,
-)
+from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
+from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, verified_gguf
+from imdb_sentiment.models.llm.prompting import balanced_indices, choose_shots
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
-from imdb_sentiment.text.encoder import TextEncoder
-from imdb_sentiment.text.truncation import Truncation, truncate
 from imdb_sentiment.training.batching import make_loader
 from imdb_sentiment.training.loop import predict_logits
 from imdb_sentiment.training.outputs import NetworkOutput
 from imdb_sentiment.training.runtime import Runtime
 
 PROMPT_FILE = "llm_prompt.json"
-SENTINEL = "\u2063REVIEW\u2063"  # stands for the review while the chat template renders the prompt
 Calibration = Literal["none", "content-free", "train"]
 
 
@@ -65,17 +60,13 @@ def cache_argument(lm: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
-class LLMScoreParams(PromptParams):
+class LLMScoreParams(LMPromptParams):
     checkpoint: str = Field(
         "smollm2",
         description="Causal LM: hub id, local folder, or a fetched model name (smollm2: run "
         "imdb-sentiment llm fetch smollm2 first).",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside the checkpoint folder (needs `gguf`).")
-    chat: bool = Field(True, description="Wrap the prompt in the tokenizer's chat template when it has one.")
-    shot_max_tokens: int = Field(96, ge=8, le=4096, description="Tokens kept of each example review.")
-    max_length: int = Field(384, ge=8, le=32768, description="Tokens kept of the review (not the prompt).")
-    truncation: Truncation = "head+tail"
     calibration: Calibration = Field(
         "train",
         description="Bias that predictions subtract from the label margin: none, content-free (Zhao et al. "
@@ -101,12 +92,7 @@ def model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
 
 def _model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
     if params.checkpoint in WHEEL_MODELS and not Path(params.checkpoint).exists():
-        gguf = fetched_gguf(params.checkpoint)
-        if gguf is None:
-            raise UserError(
-                f"model.params.checkpoint: {params.checkpoint} is not fetched yet; run "
-                f"imdb-sentiment llm fetch {params.checkpoint}"
-            )
+        gguf = verified_gguf(params.checkpoint, "model.params.checkpoint")
         return str(gguf.parent), {"gguf_file": gguf.name}
     name, kwargs = resolve_pretrained(params.checkpoint, "model.params.checkpoint")
     if params.gguf_file:
@@ -138,80 +124,6 @@ def load_causal_lm(params: LLMScoreParams, private: bool) -> nn.Module:
         _BASE_CACHE[key] = model.eval()
     base = _BASE_CACHE[key]
     return copy.deepcopy(base) if private else base
-
-
-# --------------------------------------------------------------------------------- prompt encoding
-class PromptEncoder(TextEncoder):
-    """Review -> prompt token ids (fixed prefix + head+tail-truncated review + fixed suffix); batches
-    are left-padded so every row ends at the position whose next-token logits are read."""
-
-    def __init__(
-        self, tokenizer: Any, params: LLMScoreParams, shots: list[tuple[str, int]], include_prefix: bool = True
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.include_prefix = include_prefix  # False: the network holds the prefix (its cached keys / values)
-        self.max_length = params.max_length
-        self.truncation = params.truncation
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._backend = copy.deepcopy(tokenizer.backend_tokenizer)
-        self._backend.no_truncation()
-        self._backend.no_padding()
-        cut_shots = [(self.decode(self.review_ids([text])[0][: params.shot_max_tokens]), label)
-                     for text, label in shots]  # fmt: skip
-        use_chat = params.chat and getattr(tokenizer, "chat_template", None)
-        if use_chat:
-            messages = chat_messages(params.template, params.label_words, cut_shots, SENTINEL)
-            rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        else:  # plain completion: each example followed by its label word
-            rendered = "".join(
-                fill(params.template, text) + params.label_words[label] + "\n\n" for text, label in cut_shots
-            ) + fill(params.template, SENTINEL)
-        before, after = rendered.split(SENTINEL)
-        # A chat template writes its special tokens as text; a plain prompt gets the tokenizer's BOS.
-        self.prefix = tokenizer(before, add_special_tokens=not use_chat)["input_ids"]
-        self.suffix = tokenizer(after, add_special_tokens=False)["input_ids"]
-        if self.prefix and self.prefix[-1] == tokenizer.eos_token_id and not use_chat:
-            self.prefix = self.prefix[:-1]
-        self.label_ids = [self.first_token(word) for word in params.label_words]
-        if self.label_ids[0] == self.label_ids[1]:
-            raise UserError(
-                f"model.params.label_words: {params.label_words} start with the same token; the scorer reads "
-                "the first token of each, so pick words that differ there."
-            )
-
-    def first_token(self, word: str) -> int:
-        ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise UserError(f"model.params.label_words: {word!r} has no tokens.")
-        return int(ids[0])
-
-    def review_ids(self, texts: list[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self._backend.encode_batch(texts, add_special_tokens=False)]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        prefix = self.prefix if self.include_prefix else []
-        return [prefix + truncate(ids, self.max_length, self.truncation) + self.suffix
-                for ids in self.review_ids(texts)]  # fmt: skip
-
-    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(example["input_ids"]) for example in examples)
-        input_ids = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, example in enumerate(examples):
-            ids = example["input_ids"]
-            input_ids[row, width - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "position_ids": (attention_mask.cumsum(1) - 1).clamp(min=0)}  # fmt: skip
-        if "label" in examples[0]:
-            batch["labels"] = torch.as_tensor([example["label"] for example in examples], dtype=torch.long)
-        return batch
-
-    def save(self, directory: Path) -> None:  # rebuilt from the params, the base and llm_prompt.json
-        pass
 
 
 class LabelWordNetwork(nn.Module):
@@ -278,6 +190,7 @@ class LLMScorer(TorchTextClassifier):
         self.biases: dict[str, float] = {"none": 0.0}
         self.encoder: PromptEncoder | None = None
         self._last_margins: tuple[int, np.ndarray] | None = None
+        self.calibration_reviews = 0
 
     @classmethod
     def check_runnable(cls, config, params: ModelParams) -> None:
@@ -324,6 +237,7 @@ class LLMScorer(TorchTextClassifier):
         rows = balanced_indices(np.asarray(train.labels), size, context.seed + 1, np.asarray(shot_rows, dtype=int))
         margins = self.margins([train.texts[i] for i in rows], context.training.eval_batch_size)
         self.biases["train"] = best_threshold(margins, np.asarray(train.labels)[rows])
+        self.calibration_reviews = len(rows)
         context.extra_metrics.update(
             {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,
              **{f"bias_{name}": value for name, value in self.biases.items()}}
@@ -359,6 +273,13 @@ class LLMScorer(TorchTextClassifier):
             **{f"accuracy_{name.replace('-', '_')}": float(((margins > bias).astype(int) == labels).mean())
                for name, bias in self.biases.items()},
         }  # fmt: skip
+
+    def num_trainable_parameters(self) -> int:
+        return 0  # the LM is frozen; fit() only measures two biases
+
+    def train_examples_used(self, available: int) -> int:
+        """Training reviews the fit read: the shots and the calibration sample, not the whole split."""
+        return len(self.shots) + self.calibration_reviews
 
     # ------------------------------------------------------------------------------------ save/load
     def save_weights(self, directory: Path) -> None:

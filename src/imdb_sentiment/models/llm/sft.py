@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
+from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
@@ -82,6 +83,12 @@ class LLMSFTClassifier(LLMScorer):
         self.calibrate(train, context)  # reported next to the trained scores; used if asked for
         return self
 
+    def num_trainable_parameters(self) -> int:
+        return TorchTextClassifier.num_trainable_parameters(self)  # the adapter (or every weight)
+
+    def train_examples_used(self, available: int) -> int:
+        return available  # the loop trains on the whole training split
+
     def save_weights(self, directory: Path) -> None:
         assert self.network is not None
         super().save_weights(directory)
@@ -99,6 +106,27 @@ class LLMSFTClassifier(LLMScorer):
         assert self.network is not None and self.params.adapter is not None, "a fitted or loaded LoRA run"
         merged = type(self)(self.params.model_copy(update={"adapter": None}))
         merged.encoder, merged.shots, merged.biases = self.encoder, self.shots, dict(self.biases)
-        lm = merge_adapter(copy.deepcopy(self.network.lm), self.params.adapter)
+        lm = plain_weights(merge_adapter(copy.deepcopy(self.network.lm), self.params.adapter))
         merged.network = LabelWordNetwork(lm, self.encoder.label_ids).eval()
         return merged
+
+
+def plain_weights(lm: nn.Module) -> nn.Module:
+    """The merged LM as an ordinary model that ``save_pretrained`` writes as safetensors.
+
+    A GGUF base (the fetched SmolLM2) is dequantised into float tensors at load, yet transformers keeps
+    its GGUF quantizer on the model and refuses to save it ("quantized with gguf and is not
+    serializable"). Once the weights are plain tensors the quantizer describes nothing: drop it. Weights
+    still packed in GGUF blocks (a GGUF matmul kernel was used) cannot take a merge: refuse."""
+    packed = [name for name, module in lm.named_modules() if "gguf" in type(module).__module__.lower()]
+    if packed:
+        raise UserError(
+            f"the base LM keeps {len(packed)} layers in GGUF blocks (e.g. {packed[0]}), which cannot take a "
+            "merged adapter; serve the run as it is (adapter + base) instead of merging."
+        )
+    if getattr(lm, "hf_quantizer", None) is not None:
+        lm.hf_quantizer = None
+        lm.quantization_method = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+    return lm
