@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     server = xllamacpp.Server(params)
-    print(f"{server.listening_address}/v1", flush=True)
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
+    print(f"{server.listening_address}/v1", flush=True)  # after the handlers: a stop right after is heard
     stop.wait()
     sys.stdout.flush()
     # Not ``del server``: its shutdown waits for the requests in flight. Ending the process closes
