@@ -344,6 +344,24 @@ case_ "train MODEL --resume RUN of another" 2 train nbsvm --resume resume-run --
 case_ "unknown training backend" 2 train nbsvm --data imdb --set training.backend=fsdp "${FAST[@]}"
 case_ "trainer backend on a word model" 2 train cnn --data imdb --set training.backend=trainer "${FAST[@]}"
 
+# LLM endpoint (llm-prompt): fake OpenAI-compatible servers (tests/fake_openai.py) in one background
+# process, one answering HTML, one wanting an API key.
+PYTHONPATH="$REPO/tests" "$PYTHON" -c '
+import time
+from pathlib import Path
+from fake_openai import FakeOpenAI
+html, keyed = FakeOpenAI(malformed="html").__enter__(), FakeOpenAI(api_key="right").__enter__()
+Path("llm-html.url").write_text(html.base_url)
+Path("llm-keyed.url").write_text(keyed.base_url)
+time.sleep(900)
+' &
+FAKE_LLM_PID=$!
+for _ in $(seq 300); do [[ -s llm-keyed.url && -s llm-html.url ]] && break; sleep 0.1; done
+LLM=(--data imdb --test-limit 12 --set model.params.model=fake --set "model.params.answer_cache=$TMP/llm-cache" "${FAST[@]}")
+case_ "llm-prompt: server answers HTML" 2 train llm-prompt --set "model.params.base_url=$(cat llm-html.url)" "${LLM[@]}"
+case_ "llm-prompt: api_key_env unset, 401" 2 train llm-prompt --set "model.params.base_url=$(cat llm-keyed.url)" \
+    --set model.params.api_key_env=NO_SUCH_KEY_VARIABLE "${LLM[@]}"
+
 run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
     local n=$1 args=()
     mapfile -d '' args <"cases/$n.args"
@@ -359,6 +377,7 @@ export CLI PYTHON
 seq 1 "${#CASES[@]}" | while read -r n; do [[ -f "cases/$n.args" ]] && echo "$n"; done |
     xargs -P "$JOBS" -I{} bash -c 'run_case {}'
 kill -INT "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID"
+kill "$FAKE_LLM_PID" 2>/dev/null
 
 message() {  # the line that says what went wrong (see the header)
     local err=$1 line
