@@ -354,7 +354,7 @@ html, keyed = FakeOpenAI(malformed="html").__enter__(), FakeOpenAI(api_key="righ
 Path("llm-html.url").write_text(html.base_url)
 Path("llm-keyed.url").write_text(keyed.base_url)
 time.sleep(900)
-' &
+' >logs/fake-llm.out 2>&1 &  # not on the script's stdout: a caller reading it to the end would wait
 FAKE_LLM_PID=$!
 for _ in $(seq 300); do [[ -s llm-keyed.url && -s llm-html.url ]] && break; sleep 0.1; done
 LLM=(--data imdb --test-limit 12 --set model.params.model=fake --set "model.params.answer_cache=$TMP/llm-cache" "${FAST[@]}")
