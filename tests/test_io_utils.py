@@ -112,8 +112,8 @@ def test_other_errors_propagate_unchanged_and_leave_no_temp_file(tmp_path: Path)
     with pytest.raises(ValueError, match="a bug"), atomic_path(target) as tmp:
         tmp.write_text("partial")
         raise ValueError("a bug")
-    with pytest.raises(PermissionError), atomic_path(target) as tmp:  # not disk-full: not rewritten
-        raise PermissionError(errno.EACCES, "Permission denied")
+    with pytest.raises(OSError, match="Input/output error"), atomic_path(target) as tmp:  # not the user's to fix
+        raise OSError(errno.EIO, "Input/output error")
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
         tmp.write_text("partial")
         raise KeyboardInterrupt

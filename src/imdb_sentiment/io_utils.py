@@ -1,4 +1,7 @@
-"""Atomic file writes and checksums: nothing is ever left half-written."""
+"""The file helpers every room shares: atomic writes (nothing is ever left half-written, and a
+failed write is one line saying what to do), the one JSON reader, the one integrity format (a
+manifest of every file's sha256, written at save and verified at load), paths that must stay inside
+a folder, and the cache folder."""
 
 from __future__ import annotations
 
@@ -27,14 +30,23 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 FILE_MODE = 0o666 & ~UMASK  # what open() would give a new file; mkstemp's own mode is 0600
 DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# Write failures the user can act on, and what to do about each (the others are bugs: they propagate).
+WRITE_FAULTS = {
+    **{code: "the disk is full: free space and try again, or choose another folder" for code in DISK_FULL_ERRNOS},
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f): raise the limit or choose another folder",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "permission denied: choose a writable folder (or fix its permissions)",
+    errno.EPERM: "permission denied: choose a writable folder (or fix its permissions)",
+}
 
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
 
-    The file gets the permissions a plain ``open()`` would (0666 minus the umask). A full disk or an
-    unwritable folder is a :class:`UserError`; the temporary file is removed on any failure.
+    The file gets the permissions a plain ``open()`` would (0666 minus the umask). A write fault (full
+    disk, file-size limit, read-only or forbidden folder) is a :class:`UserError`; the temporary file
+    is removed on any failure.
     """
     target = Path(target)
     _make_dir(target.parent)
@@ -50,7 +62,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            if is_disk_full(exc):
+            if is_write_fault(exc):
                 raise _write_error(target, exc) from None
             raise
         try:
@@ -67,23 +79,33 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
+def is_write_fault(exc: BaseException) -> bool:
+    """A failed write the user can act on (full disk, ulimit -f, read-only, permissions)."""
+    return isinstance(exc, OSError) and exc.errno in WRITE_FAULTS
+
+
 @contextmanager
 def staged_dir(target: Path, doing: str, redo: str) -> Iterator[Path]:
     """Build a folder as ``<target>.tmp`` and swap it into place only once complete: a crash never
-    leaves a half-written folder at ``target``, and a failed build leaves no ``.tmp`` behind. A full
-    disk is a UserError: "Disk full while {doing} {target}: free some space and {redo}."."""
+    leaves a half-written folder at ``target``, and a failed build leaves no ``.tmp`` behind. A write
+    fault is a UserError: "Disk full while {doing} {target}: free some space and {redo}.", or
+    "Cannot finish {doing} {target}: {what to do}, then {redo}." for the others."""
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         yield staging
+        if target.is_symlink():  # rmtree refuses links; the new folder replaces the link, never its target
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if is_disk_full(exc):
             raise UserError(f"Disk full while {doing} {target}: free some space and {redo}.") from None
+        if is_write_fault(exc):
+            raise UserError(f"Cannot finish {doing} {target}: {WRITE_FAULTS[exc.errno]}, then {redo}.") from None
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
 
 
 def _write_error(target: Path, exc: OSError, what: str = "") -> UserError:
@@ -92,6 +114,8 @@ def _write_error(target: Path, exc: OSError, what: str = "") -> UserError:
         return UserError(
             f"Disk full while writing {target} ({reason}): free space and try again, or choose another folder."
         )
+    if is_write_fault(exc) and not what:
+        return UserError(f"Cannot write {target} ({reason}): {WRITE_FAULTS[exc.errno]}.")
     detail = f"{what} ({reason})" if what else reason
     return UserError(f"Cannot write {target}: {detail}. Choose a writable folder.")
 
@@ -140,3 +164,116 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where downloads, token caches, embeddings, LLM weights and answers are kept ($XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imdb-sentiment"
+
+
+# ------------------------------------------------------------------------------------------- reading
+def read_json(path: Path, redo: str = "") -> dict[str, Any]:
+    """The one JSON reader: the JSON object in ``path``, or a one-line UserError naming the file and
+    saying ``redo`` (what to do about it)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = f"{path} is missing"
+    except OSError as exc:
+        problem = f"Cannot read {path} ({exc.strerror or exc})"
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"{path} is not valid JSON ({str(exc)[:200]})"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"{path} holds a JSON {type(data).__name__}, not an object"
+    raise UserError(f"{problem}; {redo}." if redo else f"{problem}.")
+
+
+# ----------------------------------------------------------------------------------------- integrity
+# One format for every saved folder whose files must not change (a run's model/, its ONNX export, a
+# Trainer checkpoint): manifest.json = {"format", "files": {relative path: sha256}, plus what the
+# folder belongs to}. Written last at save; verified before anything in the folder is loaded.
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "imdb-sentiment-manifest-1"
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (its manifest excepted), by relative POSIX path, sorted."""
+    folder = Path(folder)
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name != MANIFEST_FILE)
+    return {path.relative_to(folder).as_posix(): sha256_file(path) for path in files}
+
+
+def digest_of(files: dict[str, str]) -> str:
+    """One sha256 for a whole folder, from its files' digests (what an ensemble records of a member)."""
+    listing = "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def write_manifest(folder: Path, **belongs_to: Any) -> dict[str, Any]:
+    """Record every file's sha256 in ``folder/manifest.json`` (last, once the folder is complete),
+    with ``belongs_to``: what the folder is tied to (a run's model name and config digest)."""
+    manifest = {"format": MANIFEST_FORMAT, **belongs_to, "files": file_digests(folder)}
+    write_json_atomic(Path(folder) / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def read_manifest(folder: Path, redo: str) -> dict[str, Any] | None:
+    """The folder's manifest; None when it has none (saved before manifests existed)."""
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    manifest = read_json(path, redo)
+    files = manifest.get("files")
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) or not files:
+        raise UserError(f"{path} is not a manifest ({MANIFEST_FORMAT}); the folder is damaged: {redo}.")
+    return manifest
+
+
+def manifest_mismatch(folder: Path, manifest: dict[str, Any]) -> str | None:
+    """What differs between the files listed in ``manifest`` and those in ``folder`` (None: all match).
+    Files the manifest does not list are not checked (other ranks may add theirs after rank 0 listed)."""
+    for name, expected in manifest["files"].items():
+        file = Path(folder) / name
+        if not file.is_file():
+            return f"{file} is missing (listed in {MANIFEST_FILE})"
+        if sha256_file(file) != expected:
+            return f"{file} was altered after saving (its sha256 differs from {MANIFEST_FILE})"
+    return None
+
+
+def verify_manifest(folder: Path, redo: str) -> dict[str, Any] | None:
+    """Check ``folder`` against its manifest: a missing or altered file is a UserError naming it and
+    saying ``redo``. Returns the manifest, or None for a folder saved before manifests existed."""
+    manifest = read_manifest(folder, redo)
+    if manifest is not None and (problem := manifest_mismatch(folder, manifest)):
+        raise UserError(f"{problem}: {redo}.")
+    return manifest
+
+
+# -------------------------------------------------------------------------------------------- paths
+def path_inside(root: Path, *parts: str) -> Path:
+    """``root/parts``, refused when a symbolic link on the way leads out of ``root``: a write there
+    would land in a folder the user never named (e.g. a run's ``evaluations/`` linked elsewhere)."""
+    path = Path(root).joinpath(*parts)
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise UserError(
+            f"{path} is a link that leads out of {root} (to {path.resolve()}); nothing is written through "
+            "it: remove the link (or make it a plain folder) and try again."
+        )
+    return path
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file: the same path once links are resolved, or (both existing) the
+    same inode on the same device, which catches hard links too."""
+    first, second = Path(first), Path(second)
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False

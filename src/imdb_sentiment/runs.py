@@ -10,41 +10,167 @@ Layout::
       metrics.json        test metrics, times, parameter count, peak memory, validation metrics
       history.csv         per-epoch (or per-C) training history
       predictions.csv     id, label, prob_positive, prediction for every test review
-      model/              the saved model (renamed into place only once complete)
+      model/              the saved model (renamed into place only once complete), with manifest.json:
+                          every file's sha256, the model's name and the run's config digest
       plots/              confusion_matrix.png, roc_curve.png, training_curves.png
       train.log           the log; tensorboard/ and checkpoints/ for PyTorch models
 
 Every file is written atomically (temp file, then rename), so an interrupted run never leaves a
-half-written file; ``run.json`` says whether the run completed.
+half-written file; ``run.json`` says whether the run completed. :class:`RunFolder` is the one reader
+of a run folder: its paths, its inference config, its optional JSON files, its status, and the check
+that ``model/`` is intact and belongs to this run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import ensure_writable_dir, sha256_file, staged_dir, write_json_atomic
+from imdb_sentiment.io_utils import (
+    MANIFEST_FILE,
+    ensure_writable_dir,
+    path_inside,
+    read_json,
+    staged_dir,
+    verify_manifest,
+    write_json_atomic,
+    write_manifest,
+)
 
-MANIFEST_FILE = "manifest.json"  # inside model/: sha256 of every file saved with the model
-MANIFEST_FORMAT = "imdb-sentiment-manifest-1"
+__all__ = ["MANIFEST_FILE", "RunFolder", "read_json"]  # read_json: the io_utils reader, re-exported
 
 TRACKED_PACKAGES = (
     "imdb-sentiment", "torch", "transformers", "tokenizers", "accelerate", "peft", "scikit-learn",
     "gensim", "numpy", "pandas", "pyarrow", "pydantic",
 )  # fmt: skip
+RETRAIN = "restore the run folder or train it again"
 
 
 def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder: where each of its files lives and how to read (and check) them."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    # ---------------------------------------------------------------------------------------- paths
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.path / "predictions.csv"
+
+    def output_folder(self, name: str) -> Path:
+        """A writable sub-folder (``evaluations``, ``analysis``), checked before any work is done: one
+        line when it (or a link on the way) leads out of the run folder or cannot be written."""
+        return ensure_writable_dir(path_inside(self.path, name))
+
+    # -------------------------------------------------------------------------------------- opening
+    @classmethod
+    def finished(cls, path: str | Path) -> RunFolder:
+        """A run folder with a config and a saved model, else one line saying what is wrong."""
+        run = cls(Path(path))
+        if not run.config_file.is_file():
+            raise UserError(f"{run.path} is not a run folder (no config.yaml). Pass a folder under runs/.")
+        if not (run.model_dir / "model.json").is_file():
+            raise UserError(
+                f"{run.path} has no saved model; the run did not complete. Train it again or --resume."
+            )
+        return run
+
+    # -------------------------------------------------------------------------------------- reading
+    def raw_config(self) -> dict[str, Any]:
+        """config.yaml as data; the validated inference config is ``models.configure.configure(
+        run.raw_config(), for_training=False)`` (configure sits above this room)."""
+        from imdb_sentiment.config import read_yaml
+
+        return read_yaml(self.config_file)
+
+    def config_digest(self) -> str:
+        """sha256 of the run's config as data (comments and layout of config.yaml do not count)."""
+        canonical = json.dumps(self.raw_config(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def read(self, name: str) -> dict[str, Any]:
+        return read_json(self.path / name, "is this a run folder?")
+
+    def read_optional(self, name: str) -> dict[str, Any] | None:
+        """A JSON file the caller can do without (an exported run lacks some): absent or damaged -> None."""
+        try:
+            return read_json(self.path / name)
+        except UserError:
+            return None
+
+    def status(self) -> dict[str, Any]:
+        return self.read("run.json") if self.status_file.exists() else {}
+
+    def write_status(self, status: str, **extra: Any) -> None:
+        write_json_atomic(self.status_file, {**self.status(), "status": status, "updated": now_utc(), **extra})
+
+    # ------------------------------------------------------------------------------------ the model
+    def tie(self, model_name: str) -> dict[str, str]:
+        """What a manifest records to tie a saved folder (model/, onnx/) to this run."""
+        return {"model": model_name, "config_sha256": self.config_digest()} if self.config_file.is_file() else {}
+
+    def save_model(self, model: Any) -> Path:
+        """Save into model.tmp/, then rename to model/: a crash never leaves a half-saved model, and a
+        failed save leaves no model.tmp/ behind. The manifest ties the model to this run's config."""
+        tie = self.tie(model.name)
+        with staged_dir(self.model_dir, "saving the model into", "train again") as staging:
+            model.save(staging)
+            write_manifest(staging, **tie)
+        return self.model_dir
+
+    def verify_model(self) -> dict[str, Any] | None:
+        """Check model/ before it is loaded (see :meth:`verify_saved`). Returns its manifest, or None
+        for a model saved before manifests existed (nothing to check against)."""
+        return self.verify_saved(self.model_dir, RETRAIN)
+
+    def verify_saved(self, folder: Path, redo: str) -> dict[str, Any] | None:
+        """Every file of ``folder`` against its manifest, and the manifest against this run (the
+        model's name and config digest), so a folder copied in from another run is refused."""
+        manifest = verify_manifest(folder, redo)
+        if manifest is None or "config_sha256" not in manifest:  # saved before folders were tied to runs
+            return manifest
+        section = self.raw_config().get("model")
+        name = section.get("name") if isinstance(section, dict) else None
+        if manifest.get("model") != name or manifest["config_sha256"] != self.config_digest():
+            raise UserError(
+                f"{folder} belongs to another run (its manifest records a {manifest.get('model')} model trained "
+                f"with another config than {self.config_file}): put back this run's {folder.name}/ or {redo}."
+            )
+        return manifest
 
 
 def create_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -60,30 +186,20 @@ def create_run_dir(output_dir: str | Path, name: str) -> Path:
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    return read_json(path) if path.exists() else {}
+    return RunFolder(run_dir).status()
 
 
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
-    path = run_dir / "run.json"
-    current = read_status(run_dir)
-    current.update({"status": status, "updated": now_utc(), **extra})
-    write_json_atomic(path, current)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"Cannot read {path}: {exc}. Is this a run folder?") from None
+    RunFolder(run_dir).write_status(status, **extra)
 
 
 def check_resumable(run_dir: Path, overwrite: bool) -> None:
     """A run folder ``--resume`` may continue: one that holds a completed run is replaced only with
     ``--overwrite`` (new run folders never collide: their names carry the start time)."""
-    if not (run_dir / "config.yaml").is_file():
+    run = RunFolder(run_dir)
+    if not run.config_file.is_file():
         raise UserError(f"--resume {run_dir}: not a run folder (no config.yaml).")
-    status = read_status(run_dir)
+    status = run.status()
     if status.get("status") == "completed" and not overwrite:
         raise UserError(
             f"--resume {run_dir}: this run completed (test accuracy {status.get('accuracy', float('nan')):.4f}); "
@@ -92,12 +208,7 @@ def check_resumable(run_dir: Path, overwrite: bool) -> None:
 
 
 def check_run_dir(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml). Pass a folder under runs/.")
-    if not (run_dir / "model" / "model.json").is_file():
-        raise UserError(f"{run_dir} has no saved model; the run did not complete. Train it again or --resume.")
-    return run_dir
+    return RunFolder.finished(run_dir).path
 
 
 def machine_info() -> dict[str, Any]:
@@ -164,43 +275,7 @@ def _load_average() -> list[float] | None:
 
 
 def save_model_atomically(model: Any, run_dir: Path) -> Path:
-    """Save into model.tmp/, then rename to model/: a crash never leaves a half-saved model, and a
-    failed save leaves no model.tmp/ behind."""
-    target = run_dir / "model"
-    with staged_dir(target, "saving the model into", "train again") as staging:
-        model.save(staging)
-        write_model_manifest(staging)
-    return target
-
-
-def write_model_manifest(model_dir: Path) -> None:
-    """Record the sha256 of every file of a saved model, so serving can refuse a damaged or altered one."""
-    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
-    checksums = {p.relative_to(model_dir).as_posix(): sha256_file(p) for p in files}
-    write_json_atomic(model_dir / MANIFEST_FILE, {"format": MANIFEST_FORMAT, "files": checksums})
-
-
-def verify_model_manifest(model_dir: Path) -> bool:
-    """Check the model's files against its manifest: a missing or altered file is a UserError naming it.
-    Returns False for a model saved before manifests existed (nothing to check against)."""
-    path = model_dir / MANIFEST_FILE
-    if not path.is_file():
-        return False
-    manifest = read_json(path)
-    files = manifest.get("files")
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
-        raise UserError(f"{path} is not a model manifest ({MANIFEST_FORMAT}); the run folder is damaged.")
-    for name, expected in files.items():
-        file = model_dir / name
-        if not file.is_file():
-            raise UserError(
-                f"{file} is missing (listed in {MANIFEST_FILE}); the run folder is incomplete, train it again."
-            )
-        if sha256_file(file) != expected:
-            raise UserError(
-                f"{file} was altered after saving (its sha256 differs from {MANIFEST_FILE}); restore it or train again."
-            )
-    return True
+    return RunFolder(run_dir).save_model(model)
 
 
 def list_runs(output_dir: Path) -> list[Path]:

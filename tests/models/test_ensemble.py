@@ -10,9 +10,11 @@ import pytest
 import yaml
 from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
 
+from imdb_sentiment.io_utils import write_manifest
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.ensemble import EnsembleModel
+from imdb_sentiment.runs import RunFolder
 
 NBSVM = {"name": "nbsvm", "params": {"min_df": 1, "max_features": None, "refit_on_train_and_valid": False}}
 FASTTEXT = {"name": "fasttext", "params": {"embedding_dim": 8, "max_length": 24, "min_freq": 1}}
@@ -74,7 +76,7 @@ def test_ensemble_of_run_folders_trains_saves_loads_and_evaluates(member_runs, c
     assert metrics["accuracy"] > 0.8
     assert [member["model"] for member in metrics["details"]["members"]] == ["nbsvm", "fasttext"]
     saved = json.loads((run_dir / "model" / "ensemble.json").read_text())
-    assert len(saved["weights"]) == 2 and all(len(m["model_sha256"]) == 64 for m in saved["members"])
+    assert len(saved["weights"]) == 2 and all(len(m["model_files_sha256"]) == 64 for m in saved["members"])
     assert not list((run_dir / "model").glob("*.pkl")) and not list((run_dir / "model").glob("*.joblib"))
 
     code, out, err = run_cli(["evaluate", str(run_dir)], capsys)
@@ -87,9 +89,12 @@ def test_ensemble_of_run_folders_trains_saves_loads_and_evaluates(member_runs, c
     original = member_model.read_text()
     member_model.write_text(original.replace('"C": 0.1', '"C": 0.2').replace('"C": 8.0', '"C": 9.0'))
     try:
+        one_line_user_error(lambda: SentimentModel.load(copy / "model"), "member 0", "model.json was altered")
+        write_manifest(member_model.parent, **RunFolder(runs["nbsvm"]).tie("nbsvm"))  # as if retrained
         one_line_user_error(lambda: SentimentModel.load(copy / "model"), "member 0", "changed since")
     finally:
         member_model.write_text(original)
+        write_manifest(member_model.parent, **RunFolder(runs["nbsvm"]).tie("nbsvm"))
 
 
 def test_mean_is_the_average_of_the_members(member_runs) -> None:

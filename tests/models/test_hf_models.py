@@ -401,7 +401,7 @@ def test_trainer_backend_resumes_mid_epoch_exactly_after_a_crash_or_sigterm(chec
     with stop_on_sigterm(), pytest.raises(TrainingStopped) as stopped:
         fit(tmp_path / "term")
     assert stopped.value.step == 7
-    assert (tmp_path / "term" / "hf_trainer" / "checkpoint-7" / "checksums.sha256").is_file()
+    assert (tmp_path / "term" / "hf_trainer" / "checkpoint-7" / "manifest.json").is_file()
     monkeypatch.undo()
     resumed, _ = fit(tmp_path / "term", resume=True)
     for name, value in expected.network.state_dict().items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 
 from imdb_sentiment.cli.app import app, console
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import read_json
 
 
 class Quantization(str, Enum):
@@ -53,7 +53,7 @@ def export(
     if output is not None:
         raise UserError("--output is for --merge; an ONNX export goes into RUN/onnx/.")
     target = export_onnx(run, quantize.value if quantize else None, optimize)
-    manifest = json.loads((target / ONNX_MANIFEST).read_text())
+    manifest = read_json(target / ONNX_MANIFEST)
     console.print(
         f"ONNX {manifest['precision']} graph: [bold]{target / manifest['file']}[/bold] "
         f"({manifest['bytes'] / 1e6:.1f} MB; max |P(positive) difference| vs PyTorch on the check reviews "

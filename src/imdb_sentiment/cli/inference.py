@@ -82,6 +82,7 @@ def predict(
         write_prediction_outputs,
     )
 
+    check_outputs(file, output, kaggle_submission)
     ids, inputs = read_prediction_inputs(texts, file, text_column, id_column, encoding)
     predictor = Predictor.from_run(run, onnx=onnx)
     probabilities, known = predictor.classify(inputs, batch_size=batch_size)
@@ -100,3 +101,19 @@ def predict(
         share = "n/a" if known is None else f"{100 * known[row]:.0f}%"
         table.add_row(item_id, label, f"{probability[1]:.4f}", share, text[:80] + ("…" if len(text) > 80 else ""))
     console.print(table)
+
+
+def check_outputs(file: Path | None, output: Path | None, kaggle_submission: Path | None) -> None:
+    """Refuse, before any work, an output that is the input file (or the other output): writing it
+    would replace the texts with predictions. Links count: a symlink or hard link to the input is it."""
+    from imdb_sentiment.errors import UserError
+    from imdb_sentiment.io_utils import same_file
+
+    named = [("--file", file), ("--output", output), ("--kaggle-submission", kaggle_submission)]
+    for index, (option, path) in enumerate(named[1:], start=1):
+        for earlier, other in named[:index]:
+            if path is not None and other is not None and same_file(path, other):
+                raise UserError(
+                    f"{option} {path} is the same file as {earlier} {other}: writing it would overwrite "
+                    f"{'the input texts' if earlier == '--file' else 'the other output'}. Choose another {option} file."
+                )

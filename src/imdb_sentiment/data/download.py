@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import ensure_writable_dir, sha256_file
+from imdb_sentiment.io_utils import cache_dir, ensure_writable_dir, sha256_file
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # sha256 of the official aclImdb_v1.tar.gz (84,125,825 bytes). Cross-checked against independent
@@ -96,8 +96,6 @@ def download_imdb(
 ) -> Path:
     """Download the official ``aclImdb_v1.tar.gz`` (default: into the cache that
     :func:`imdb_sentiment.data.splits.resolve_data_path` looks in) and return its path."""
-    from imdb_sentiment.data.splits import cache_dir
-
     folder = Path(destination_dir).expanduser() if destination_dir else cache_dir()
     return download_file(url, folder / IMDB_FILENAME, sha256, show_progress, timeout)
 

@@ -24,6 +24,7 @@ from imdb_sentiment.config import DataConfig
 from imdb_sentiment.data.dataset import DatasetSplits, TextDataset
 from imdb_sentiment.data.duplicates import drop_conflicting_labels, shared_rows, text_groups
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import cache_dir
 
 DATA_ENV = "IMDB_SENTIMENT_DATA"
 logger = logging.getLogger("imdb_sentiment.data")
@@ -56,11 +57,6 @@ class PreparedData:
             "limits": self.limits,
             "full_test_set": self.full_test_set,
         }  # fmt: skip
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imdb-sentiment"
 
 
 def resolve_data_path(path: str | Path | None) -> Path:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import read_json
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig, TrainingConfig
@@ -182,7 +183,7 @@ class SentimentModel(ABC):
         if not meta_file.is_file():
             raise UserError(f"{directory} holds no saved model (model.json missing).")
         try:
-            meta = json.loads(meta_file.read_text())
+            meta = read_json(meta_file, "the saved model is damaged: train it again")
             model = get_model_class(meta["name"])(meta["params"])
             model.load_weights(Path(directory))
         except UserError:

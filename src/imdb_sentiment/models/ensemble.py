@@ -12,15 +12,14 @@ train / validation split. ``combine``:
   Word and transformer members pick their best epoch on the same validation split, so the stacker's
   view of them is slightly optimistic; with two or three members and one weight each this costs little.
 
-Saved as JSON (``ensemble.json``): the stacker's weights, run-folder members by path and the sha256 of
-their saved model (loading refuses a member that changed since), on-the-fly members saved inside the
+Saved as JSON (``ensemble.json``): the stacker's weights, run-folder members by path and one sha256 of
+their saved model's files (the digest of its manifest's file list; loading checks the member's
+manifest and refuses a member that changed since), on-the-fly members saved inside the
 ensemble under ``members/<i>/`` like any model. Nothing is pickled.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,10 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from imdb_sentiment.config import TrainingConfig, read_yaml, validated
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import write_json_atomic
+from imdb_sentiment.io_utils import digest_of, file_digests, read_json, write_json_atomic
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.configure import check_objective
 from imdb_sentiment.models.registry import get_model_class, register_model
+from imdb_sentiment.runs import RunFolder
 from imdb_sentiment.training.backends import check_backend_supports
 
 if TYPE_CHECKING:
@@ -78,13 +78,11 @@ class EnsembleParams(ModelParams):
     stacker_C: float = Field(1.0, gt=0.0, description="Inverse regularisation of the stacker.")
 
 
-def folder_sha256(folder: Path) -> str:
-    """sha256 over a saved model folder: every file's relative path and content, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+def member_digest(run: RunFolder) -> str:
+    """One sha256 of a member run's model files: its manifest's list once the files are checked
+    against it (a model/ of another run is refused there), or the files themselves for older runs."""
+    manifest = run.verify_model()
+    return digest_of(manifest["files"] if manifest is not None else file_digests(run.model_dir))
 
 
 def log_odds(probabilities: np.ndarray) -> np.ndarray:
@@ -195,7 +193,7 @@ class EnsembleModel(SentimentModel):
 
     def _load_run_member(self, run_dir: Path, split: dict[str, str], index: int):
         where = f"model.params.members.{index}.run"
-        summary = _read_json_object(run_dir / "data.json", where)
+        summary = read_json(run_dir / "data.json", f"{where} must be a finished run folder")
         digests = summary.get("split_digests")
         if digests is not None and digests != split:
             raise UserError(
@@ -205,9 +203,10 @@ class EnsembleModel(SentimentModel):
             logger.warning(
                 "%s predates split digests; its data settings match, its reviews were not checked", run_dir
             )
-        model_dir = run_dir / "model"
-        member = SentimentModel.load(model_dir)
-        record = {"run": str(run_dir.resolve()), "model": member.name, "model_sha256": folder_sha256(model_dir)}
+        run = RunFolder(run_dir)
+        digest = member_digest(run)
+        member = SentimentModel.load(run.model_dir)
+        record = {"run": str(run_dir.resolve()), "model": member.name, "model_files_sha256": digest}
         return member, record
 
     def _train_member(self, spec: MemberSpec, index: int, train: TextDataset, valid: TextDataset,
@@ -282,7 +281,7 @@ class EnsembleModel(SentimentModel):
         )
 
     def load_weights(self, directory: Path) -> None:
-        data = _read_json_object(directory / FILE_NAME, "ensemble")
+        data = read_json(directory / FILE_NAME, "the saved ensemble is damaged: train it again")
         records = data.get("members")
         if not isinstance(records, list) or len(records) != len(self.params.members):
             raise UserError(f"{directory / FILE_NAME} does not list this ensemble's members; retrain it.")
@@ -291,17 +290,26 @@ class EnsembleModel(SentimentModel):
             if "folder" in record:
                 self.members.append(SentimentModel.load(directory / record["folder"]))
                 continue
-            model_dir = Path(record["run"]) / "model"
-            if not model_dir.is_dir():
+            run = RunFolder(Path(record["run"]))
+            if not run.model_dir.is_dir():
                 raise UserError(
-                    f"ensemble member {index}: {model_dir} is gone; the ensemble needs its run folder."
+                    f"ensemble member {index}: {run.model_dir} is gone; the ensemble needs its run folder."
                 )
-            if folder_sha256(model_dir) != record["model_sha256"]:
+            if "model_files_sha256" not in record:
                 raise UserError(
-                    f"ensemble member {index}: {model_dir} changed since the ensemble was fitted "
+                    f"{directory / FILE_NAME} records its members in an older format (no model_files_sha256): "
+                    "fit the ensemble again."
+                )
+            try:
+                digest = member_digest(run)
+            except UserError as exc:
+                raise UserError(f"ensemble member {index}: {exc}") from None
+            if digest != record["model_files_sha256"]:
+                raise UserError(
+                    f"ensemble member {index}: {run.model_dir} changed since the ensemble was fitted "
                     "(sha256 differs); fit the ensemble again."
                 )
-            self.members.append(SentimentModel.load(model_dir))
+            self.members.append(SentimentModel.load(run.model_dir))
         self.member_records = records
         weights = data.get("weights")
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
@@ -326,18 +334,6 @@ def _split_mismatch(member_data: dict[str, Any], own_data: dict[str, Any]) -> st
         if theirs != ours:
             return f"data.{key} {theirs!r} vs {ours!r}"
     return ""
-
-
-def _read_json_object(path: Path, where: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{where}: {path} is missing.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{where}: cannot read {path} ({exc}).") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: {path} is not a JSON object.")
-    return data
 
 
 def _is_plain(value: Any) -> bool:

@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from imdb_sentiment.io_utils import atomic_path, read_json, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.registry import register_model
 
@@ -233,14 +233,14 @@ class LinearModel(SentimentModel):
                     "Retrain it with this version."
                 )
             raise _corrupt(directory, "linear.json is missing")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = read_json(meta_file, "the saved model is damaged: train it again")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise _corrupt(directory, f"linear.json is not in this version's format ({FORMAT})")
         steps = self.feature_steps()
         vectorizer, scalers = steps[0][1], steps[1:]
         if meta.get("vectorizer") != _vectorizer_settings(vectorizer):
             raise _corrupt(directory, "the vectorizer settings in linear.json do not match model.json")
-        vocabulary = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
+        vocabulary = read_json(directory / "vocabulary.json", "the saved model is damaged: train it again")
         if not isinstance(vocabulary, dict) or not all(type(v) is int for v in vocabulary.values()):
             raise _corrupt(directory, "vocabulary.json is not a mapping of terms to column numbers")
         width = len(vocabulary)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imdb_sentiment.config import ExperimentConfig, build_data_config, read_yaml
+from imdb_sentiment.config import ExperimentConfig, build_data_config
 from imdb_sentiment.data.loaders import read_dataset
 from imdb_sentiment.data.splits import PreparedData, load_data, resolve_data_path
 from imdb_sentiment.errors import UserError
@@ -24,7 +24,7 @@ from imdb_sentiment.io_utils import write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.pipelines.suites import OutOfDomainSet
-from imdb_sentiment.runs import check_run_dir
+from imdb_sentiment.runs import RunFolder
 
 MR_FILE = "rt-polarity.pos"
 DEFAULT_FOLDER = "mr"  # the default set (MR) is looked for in a folder of this name beside the data
@@ -116,8 +116,10 @@ def analyze_run(
     default out-of-domain set looked for beside it. ``ood_path`` (--ood-data) overrides where the
     out-of-domain set ``ood`` is (None: no out-of-domain check). ``write=False``: compute only (the
     other ranks under a launcher, which take part in the out-of-domain predictions)."""
-    run_dir = check_run_dir(Path(run_dir))
-    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
+    run = RunFolder.finished(run_dir)
+    run_dir, config = run.path, configure(run.raw_config(), for_training=False)
+    # Checked before any work: a read-only run folder, or analysis/ linked out of it, is one line.
+    folder = run.output_folder("analysis") if write else None
     location = locate_out_of_domain(ood, Path(data_path) if data_path else run_data_path(config), ood_path)
     predictions = read_predictions(run_dir)
     if data is None and data_path is not None:
@@ -132,12 +134,14 @@ def analyze_run(
     probabilities = np.stack([1.0 - positive, positive], axis=1)
     analysis = error_analysis(test.texts, test.labels, probabilities)
     if location is not None:
-        model = model or SentimentModel.load(run_dir / "model")
+        if model is None:
+            run.verify_model()  # altered files, or a model/ from another run: one line
+            model = SentimentModel.load(run.model_dir)
         analysis["out_of_domain"] = out_of_domain_metrics(
             model, config, ood or DEFAULT_OUT_OF_DOMAIN, location, config.training.eval_batch_size
         )
-    if write:
-        write_analysis(run_dir / "analysis", analysis, config.run_name)
+    if folder is not None:
+        write_analysis(folder, analysis, config.run_name)
     return analysis
 
 

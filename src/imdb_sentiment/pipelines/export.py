@@ -17,29 +17,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from imdb_sentiment.config import dump_config, read_yaml
+from imdb_sentiment.config import dump_config
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import (
     ensure_writable_dir,
-    sha256_file,
     staged_dir,
     write_json_atomic,
+    write_manifest,
     write_text_atomic,
 )
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.torch_base import TorchTextClassifier
-from imdb_sentiment.runs import check_run_dir, now_utc, save_model_atomically, write_status
+from imdb_sentiment.runs import RunFolder, now_utc, save_model_atomically, write_status
 
 COPIED = ("metrics.json", "data.json", "environment.json", "predictions.csv")
 
 
 def export_merged(run_dir: Path, output: Path | None = None) -> Path:
-    run_dir = check_run_dir(Path(run_dir))
-    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
+    run = RunFolder.finished(run_dir)
+    run_dir, config = run.path, configure(run.raw_config(), for_training=False)
     if not config.model.params.get("adapter"):
         raise UserError(f"{run_dir} has no adapter to merge (model.params.adapter is not set).")
-    model = SentimentModel.load(run_dir / "model")
+    run.verify_model()
+    model = SentimentModel.load(run.model_dir)
     merged_model = getattr(model, "merged", None)
     if merged_model is None:
         raise UserError(f"{config.model.name} models cannot merge an adapter.")
@@ -61,7 +62,8 @@ def export_merged(run_dir: Path, output: Path | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ ONNX
-# ``export RUN --onnx`` writes RUN/onnx/: the graph (model.onnx) and export.json saying what it is.
+# ``export RUN --onnx`` writes RUN/onnx/: the graph (model.onnx), export.json saying what it is and
+# manifest.json (io_utils' integrity format: both files' sha256, tied to the run like model/).
 # A run holds one ONNX export; exporting again replaces it (staged in onnx.tmp/, then renamed).
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
@@ -106,7 +108,8 @@ def pad_to_length(batch: dict[str, Any], length: int | None, pad_id: int) -> dic
 
 def exportable_model(run_dir: Path) -> TorchTextClassifier:
     """The run's model, if its network can become an ONNX graph; else one clear UserError."""
-    config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
+    run = RunFolder.finished(run_dir)
+    config = configure(run.raw_config(), for_training=False)
     name, params = config.model.name, config.model.params
     if params.get("adapter"):
         raise UserError(
@@ -117,7 +120,8 @@ def exportable_model(run_dir: Path) -> TorchTextClassifier:
         raise UserError(
             "An int8 (torchao) base cannot be exported to ONNX; export a run trained without quantize_base."
         )
-    model = SentimentModel.load(run_dir / "model")
+    run.verify_model()
+    model = SentimentModel.load(run.model_dir)
     if not model.capabilities.exportable_to_onnx or not isinstance(model, TorchTextClassifier):
         raise UserError(
             f"{name} is not a PyTorch model: ONNX export is for the word models and hf / minilm / bert-scratch."
@@ -131,8 +135,8 @@ def export_onnx(
     """Export a run's network to ONNX (fp32, or dynamically quantised int8) into RUN/onnx/ (or
     ``output``) and check it against PyTorch; ``optimize``: fuse a transformer's LayerNorm / GELU
     (onnxruntime.transformers). Returns the folder."""
-    run_dir = check_run_dir(Path(run_dir))
-    model = exportable_model(run_dir)
+    run = RunFolder.finished(run_dir)
+    run_dir, model = run.path, exportable_model(run.path)
     assert model.encoder is not None and model.network is not None
     backbone_config = getattr(getattr(model.network, "backbone", None), "config", None)
     if optimize and backbone_config is None:
@@ -165,6 +169,7 @@ def export_onnx(
             staging / ONNX_MANIFEST,
             _manifest(model, run_dir, graph, quantize, sequence_length, difference, fused_operators),
         )
+        write_manifest(staging, **run.tie(model.name))
     return target
 
 
@@ -312,7 +317,6 @@ def _manifest(
         "sequence_length": sequence_length,  # None: any length up to the model's max_length
         "max_length": model.params.max_length,
         "max_abs_diff_vs_pytorch": difference,  # P(positive), on the export check's reviews
-        "sha256": sha256_file(graph),
         "bytes": graph.stat().st_size,
         "exported": now_utc(),
     }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from imdb_sentiment import __version__
 from imdb_sentiment.config import ExperimentConfig
+from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import read_json
 
 # metrics.json keys worth a glance on the page; /model returns the whole file.
 HEADLINE_METRICS = ("accuracy", "f1", "roc_auc", "parameters", "train_seconds")
@@ -66,7 +67,6 @@ def _test_set(metrics: dict[str, Any], sizes: dict[str, Any], config: Experiment
 def _optional_json(path: Path) -> dict[str, Any]:
     """A run file the card can do without (an exported run may lack metrics); damaged reads as absent."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(path)
+    except UserError:
         return {}
-    return data if isinstance(data, dict) else {}

@@ -8,17 +8,17 @@ PyTorch network itself is never loaded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import sha256_file
+from imdb_sentiment.io_utils import MANIFEST_FILE, read_json
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.models.torch_base import TorchTextClassifier
 from imdb_sentiment.pipelines.export import ONNX_DIR, ONNX_MANIFEST, pad_to_length
+from imdb_sentiment.runs import RunFolder
 from imdb_sentiment.training.batching import EncodedDataset, make_loader
 
 
@@ -47,11 +47,12 @@ class OnnxModel:
         manifest_file = folder / ONNX_MANIFEST
         if not manifest_file.is_file():
             raise UserError(f"{run_dir} has no ONNX export; run `imdb-sentiment export {run_dir} --onnx` first.")
-        manifest = json.loads(manifest_file.read_text())
+        redo = f"export again (imdb-sentiment export {run_dir} --onnx)"
+        if RunFolder(run_dir).verify_saved(folder, redo) is None:
+            raise UserError(f"{folder} has no {MANIFEST_FILE} (exported by an older version): {redo}.")
+        manifest = read_json(manifest_file, redo)
         graph = folder / manifest["file"]
-        if not graph.is_file() or sha256_file(graph) != manifest["sha256"]:
-            raise UserError(f"{graph} is missing or altered (sha256 differs from {manifest_file}); export again.")
-        meta = json.loads((Path(run_dir) / "model" / "model.json").read_text())
+        meta = read_json(Path(run_dir) / "model" / "model.json", "restore the run folder or train it again")
         classifier = get_model_class(meta["name"])(meta["params"])
         assert isinstance(classifier, TorchTextClassifier)
         classifier.encoder = classifier.load_encoder(Path(run_dir) / "model")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment.config import ExperimentConfig, build_data_config, read_yaml
+from imdb_sentiment.config import ExperimentConfig, build_data_config
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import evaluation_split, resolve_data_path, stratified_sample
@@ -21,7 +21,7 @@ from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import write_json_atomic
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
-from imdb_sentiment.runs import check_run_dir, verify_model_manifest
+from imdb_sentiment.runs import RunFolder
 
 if TYPE_CHECKING:
     from imdb_sentiment.serving.onnx_backend import OnnxModel
@@ -40,9 +40,10 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: Path, onnx: bool = False) -> Predictor:
-        run_dir = check_run_dir(Path(run_dir))
-        config = configure(read_yaml(run_dir / "config.yaml"), for_training=False)
-        checked = verify_model_manifest(run_dir / "model")  # missing or altered files: one line, before loading
+        run = RunFolder.finished(run_dir)
+        run_dir, config = run.path, configure(run.raw_config(), for_training=False)
+        # Missing or altered files, or a model/ from another run: one line, before loading.
+        checked = run.verify_model() is not None
         if onnx:  # the encoder still comes from model/; the graph is checked against export.json
             from imdb_sentiment.serving.onnx_backend import OnnxModel
 
@@ -145,6 +146,7 @@ def evaluate_run(
     with its ONNX export (onnxruntime) instead of the saved model."""
     predictor = Predictor.from_run(run_dir, onnx=onnx)
     note = None
+    evaluations = RunFolder(run_dir).output_folder("evaluations")  # before the work: a link out is refused
     if data is None:
         # The run's own test split, rebuilt exactly as in training (same seed, same carving).
         from imdb_sentiment.data.splits import load_data
@@ -172,6 +174,6 @@ def evaluate_run(
     if note:
         metrics["note"] = note
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    output = run_dir / "evaluations" / f"{Path(str(source)).name}-{stamp}.json"
+    output = evaluations / f"{Path(str(source)).name}-{stamp}.json"
     write_json_atomic(output, metrics)
     return metrics, output

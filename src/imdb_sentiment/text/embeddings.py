@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import atomic_path
+from imdb_sentiment.io_utils import atomic_path, cache_dir
 from imdb_sentiment.text.vocabulary import PAD_ID, TOKENIZER_VERSION, Vocabulary, tokenize
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ class Word2VecSettings(BaseModel):
 
 
 def embeddings_cache_dir() -> Path:
-    from imdb_sentiment.data.splits import cache_dir
-
     return cache_dir() / "embeddings"
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imdb_sentiment.io_utils import cache_dir
 from imdb_sentiment.text.embeddings import corpus_digest
 from imdb_sentiment.text.truncation import HEAD_SHARE, Truncation
 from imdb_sentiment.text.vocabulary import PAD_TOKEN, TOKENIZER_VERSION, UNK_ID, UNK_TOKEN, Vocabulary, tokenize
@@ -41,8 +42,6 @@ DISABLE_ENV = "IMDB_SENTIMENT_NO_TOKEN_CACHE"  # set to 1 to tokenise every time
 
 
 def token_cache_dir() -> Path:
-    from imdb_sentiment.data.splits import cache_dir
-
     return cache_dir() / "tokens"
 
 

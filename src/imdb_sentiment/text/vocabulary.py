@@ -16,14 +16,13 @@ Word2vec training (``text.embeddings``) uses the very same function, so vectors 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import write_json_atomic
+from imdb_sentiment.io_utils import read_json, write_json_atomic
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.spans import regex_tokens_with_spans
 from imdb_sentiment.text.truncation import Truncation, truncate
@@ -162,13 +161,4 @@ class WordEncoder(TextEncoder):
 
 
 def _read_json(path: Path) -> dict[str, object]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; point to the folder of a saved word model.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); the saved model is corrupt, retrain it.") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} is not a vocabulary file; the saved model is corrupt, retrain it.")
-    return data
+    return read_json(path, "point to the folder of a saved word model, or retrain it")

@@ -9,8 +9,8 @@ the write-up's "Trainer" rows can be reproduced and compared with the native loo
 Checkpoints and pre-emption use the Trainer's own machinery: ``training.checkpoint_every_steps`` and
 SIGTERM ask it to save (a callback sets ``should_save``), and ``resume_from_checkpoint`` restores
 model, optimizer, scheduler, scaler, RNG states and skips the batches the epoch already took. Each
-saved ``checkpoint-N/`` gets a ``checksums.sha256`` (the Trainer writes none): a resume takes the
-newest folder whose files match it, with a warning when it has to skip a damaged or unfinished one. Under
+saved ``checkpoint-N/`` gets a ``manifest.json`` (io_utils' integrity format; the Trainer writes
+none): a resume takes the newest folder whose files match it, with a warning when it has to skip a damaged or unfinished one. Under
 torchrun / accelerate launch the Trainer runs DDP itself; ``per_device_train_batch_size`` is the
 global ``training.batch_size`` split over the processes, as in the native loop. Without a launcher it
 trains on the runtime's one device (``training.device: cuda:N`` included): transformers would take
@@ -37,7 +37,7 @@ from torch import nn
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import sha256_file, write_text_atomic
+from imdb_sentiment.io_utils import MANIFEST_FILE, manifest_mismatch, read_manifest, write_manifest
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.training import distributed
 from imdb_sentiment.training.backends import FitJob, register_backend
@@ -96,30 +96,18 @@ def make_trainer_class() -> type:
     return ObjectiveTrainer
 
 
-CHECKSUMS = "checksums.sha256"
-
-
-def _file_digests(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): sha256_file(path) for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name != CHECKSUMS}  # fmt: skip
-
-
 def write_checksums(folder: Path) -> None:
-    lines = [f"{digest}  {name}" for name, digest in _file_digests(folder).items()]
-    write_text_atomic(folder / CHECKSUMS, "\n".join(lines) + "\n")
+    write_manifest(folder)
 
 
 def _intact(folder: Path) -> bool:
-    manifest = folder / CHECKSUMS
-    if not manifest.is_file():
+    # Checkpoints of older versions (checksums.sha256) have no manifest: they count as unfinished.
+    try:
+        manifest = read_manifest(folder, "train the run again")
+    except UserError:
         return False
-    expected = {}
-    for line in manifest.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        expected[name] = digest
-    actual = _file_digests(folder)
     # Other ranks may add their rng_state_<rank>.pth after rank 0 listed the folder: check what it listed.
-    return bool(expected) and all(actual.get(name) == digest for name, digest in expected.items())
+    return manifest is not None and manifest_mismatch(folder, manifest) is None
 
 
 def latest_intact_checkpoint(output_dir: Path) -> Path | None:
@@ -130,10 +118,11 @@ def latest_intact_checkpoint(output_dir: Path) -> Path | None:
         if _intact(folder):
             return folder
         logger.warning("%s is damaged or was not finished (its %s does not match); trying an older one",
-                       folder, CHECKSUMS)  # fmt: skip
+                       folder, MANIFEST_FILE)  # fmt: skip
     if folders:
         raise UserError(
-            f"cannot resume: no checkpoint in {output_dir} matches its {CHECKSUMS}; train the run again."
+            f"cannot resume: no checkpoint in {output_dir} matches its {MANIFEST_FILE} (checkpoints of versions "
+            "before manifests have none); train the run again."
         )
     return None
 

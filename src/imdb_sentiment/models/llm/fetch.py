@@ -22,9 +22,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imdb_sentiment.data.splits import cache_dir
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import ensure_writable_dir, sha256_file, write_text_atomic
+from imdb_sentiment.io_utils import cache_dir, ensure_writable_dir, sha256_file, write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ import numpy as np
 from pydantic import Field
 
 from imdb_sentiment.data.dataset import TextDataset
-from imdb_sentiment.data.splits import cache_dir
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.io_utils import cache_dir
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.llm.endpoint import (
     AnswerCache,
