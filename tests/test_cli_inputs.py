@@ -162,3 +162,64 @@ def test_texts_with_no_known_word_are_flagged(tiny_run) -> None:
     assert list(frame.columns) == ["id", "prob_positive", "prediction", "known_token_share"]
     assert frame["known_token_share"].tolist() == [1.0, 0.0, 0.0, 0.0, 1.0]
     assert submission.read_text().splitlines()[0] == "id,sentiment"
+
+
+# --------------------------------------------------------------------------------------------------
+# Run folders and writes
+
+
+@pytest.mark.parametrize("link", ["same path", "symlink", "hard link"])
+def test_predict_refuses_to_write_over_its_input_file(tiny_run, link: str) -> None:
+    root, run_dir = tiny_run
+    texts = root / f"texts-{link.replace(' ', '-')}.csv"
+    texts.write_text("id,text\n1,a great film\n2,an awful film\n")
+    output = {"same path": texts, "symlink": root / "out-symlink.csv", "hard link": root / "out-hard.csv"}[link]
+    if link == "symlink":
+        output.unlink(missing_ok=True)
+        output.symlink_to(texts)
+    elif link == "hard link":
+        output.unlink(missing_ok=True)
+        output.hardlink_to(texts)
+    for option in ("--output", "--kaggle-submission"):
+        result = cli("predict", str(run_dir), "--file", str(texts), option, str(output))
+        assert_user_error(result, f"error: {option} {output} is the same file as --file {texts}")
+    assert texts.read_text() == "id,text\n1,a great film\n2,an awful film\n"
+
+
+def test_predict_refuses_two_outputs_in_one_file(tiny_run, capsys) -> None:
+    root, run_dir = tiny_run
+    both = root / "both.csv"
+    code, _, err = run_cli(["predict", str(run_dir), "good", "--output", str(both), "--kaggle-submission", str(both)],
+                           capsys)  # fmt: skip
+    assert code == 2 and "is the same file as --output" in err and not both.exists()
+
+
+def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path) -> None:
+    """model/ (manifest included) copied from a run with another config: refused, not served under
+    this run's name and metrics."""
+    import shutil
+
+    root, run_dir = tiny_run
+    args = ["train", "nbsvm", "--data", str(root / "imdb"), "--output-dir", str(tmp_path / "other"), "--quiet",
+            "--seed", "3", "--set", "model.params.min_df=1", "--set", "model.params.max_features=null"]  # fmt: skip
+    assert run_cli(args, _NullCapture())[0] == 0
+    (other,) = (tmp_path / "other").iterdir()
+    swapped = tmp_path / "swapped"
+    shutil.copytree(run_dir, swapped)
+    shutil.rmtree(swapped / "model")
+    shutil.copytree(other / "model", swapped / "model")
+    for command in (["predict", str(swapped), "a great film"], ["evaluate", str(swapped)]):
+        assert_user_error(cli(*command), f"error: {swapped / 'model'} belongs to another run")
+    assert not (swapped / "evaluations").exists()
+
+
+def test_evaluate_never_writes_through_a_link_out_of_the_run_folder(tiny_run, tmp_path) -> None:
+    import shutil
+
+    _, run_dir = tiny_run
+    linked, elsewhere = tmp_path / "linked", tmp_path / "elsewhere"
+    shutil.copytree(run_dir, linked)
+    elsewhere.mkdir()
+    (linked / "evaluations").symlink_to(elsewhere)
+    assert_user_error(cli("evaluate", str(linked)), f"error: {linked / 'evaluations'} is a link that leads out of")
+    assert list(elsewhere.iterdir()) == []

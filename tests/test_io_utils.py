@@ -4,17 +4,26 @@ temporary file is ever left behind, and written files get the permissions the um
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from helpers import one_line_user_error
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import atomic_path, ensure_writable_dir, write_json_atomic, write_text_atomic
+from imdb_sentiment.io_utils import (
+    atomic_path,
+    ensure_writable_dir,
+    staged_dir,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 SCRIPT = Path(sys.executable).parent / "imdb-sentiment"
 
@@ -117,6 +126,48 @@ def test_other_errors_propagate_unchanged_and_leave_no_temp_file(tmp_path: Path)
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
         tmp.write_text("partial")
         raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [(errno.EFBIG, "ulimit -f"), (errno.EROFS, "read-only"), (errno.EACCES, "permission denied"),
+     (errno.EPERM, "permission denied")],
+    ids=["EFBIG", "EROFS", "EACCES", "EPERM"],
+)  # fmt: skip
+def test_every_write_fault_is_one_line_naming_the_file(tmp_path: Path, code: int, advice: str) -> None:
+    target = tmp_path / "metrics.json"
+
+    def fail() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(code, os.strerror(code))
+
+    one_line_user_error(fail, f"Cannot write {target}", advice)
+    staged = tmp_path / "model"
+
+    def fail_staged() -> None:
+        with staged_dir(staged, "saving the model into", "train again") as staging:
+            staging.mkdir()
+            raise OSError(code, os.strerror(code))
+
+    one_line_user_error(fail_staged, f"saving the model into {staged}", advice, "train again")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_write_without_errno_under_ulimit_f(tmp_path: Path) -> None:
+    """numpy reports a write cut by the file-size limit as "N requested and M written", no errno."""
+    code = (
+        "import resource, sys, numpy as np; from pathlib import Path\n"
+        "from imdb_sentiment.errors import UserError; from imdb_sentiment.io_utils import atomic_path\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    with atomic_path(Path(sys.argv[1])) as tmp, open(tmp, 'wb') as f: np.save(f, np.zeros(4096))\n"
+        "except UserError as e: print(e)\n"
+    )
+    target = tmp_path / "coef.npy"
+    result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith(f"Cannot write {target} (File too large)") and "ulimit -f" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 
@@ -230,3 +281,62 @@ def test_cli_writes_readable_outputs(trained_run: Path, tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask
+
+
+def test_cli_train_under_a_file_size_limit_fails_in_one_line_and_records_it(trained_run: Path) -> None:
+    """ulimit -f smaller than the model's files but not the run's first ones: the run fails after it
+    started, in one line, run.json says "failed" (never "running") and no temporary file is left."""
+    import resource
+
+    root = trained_run.parents[1]
+    first = max((trained_run / name).stat().st_size for name in ("config.yaml", "environment.json", "data.json",
+                "predictions.csv", "run.json"))  # fmt: skip
+    limit = first + 256
+    assert max(path.stat().st_size for path in (trained_run / "model").iterdir()) > limit
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    args = ["train", "tfidf-lr", "--data", "imdb", "--output-dir", "limited", "--set", "model.params.min_df=1",
+            "--quiet"]  # fmt: skip
+    result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=root,
+                            preexec_fn=limited)  # fmt: skip
+    assert_clean_failure(result, "File too large", "ulimit -f")
+    (run_dir,) = (root / "limited").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert not [path for path in run_dir.rglob("*") if path.name.endswith(".tmp")]
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` made read-only for real: permissions for a normal user, a read-only bind mount for
+    root (who ignores permissions); skips when neither is possible."""
+    if not as_root:
+        modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")] if path.is_dir()}
+        for path in modes:
+            path.chmod(0o555)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("root without mount rights: no read-only folder to test with")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_cli_analyze_and_evaluate_on_a_read_only_run_folder(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = trained_run.parents[1] / "read-only-run"
+    shutil.copytree(trained_run, copy)
+    with read_only(copy):
+        for command in ("analyze", "evaluate"):
+            result = run_script(command, str(copy), cwd=trained_run.parents[1])
+            assert_clean_failure(result, f"{copy.name}/{'analysis' if command == 'analyze' else 'evaluations'}",
+                                 "Choose a writable folder")  # fmt: skip

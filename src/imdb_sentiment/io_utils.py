@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import os
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -62,8 +63,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            if is_write_fault(exc):
-                raise _write_error(target, exc) from None
+            if (fault := write_fault(exc, tmp)) is not None:
+                raise _write_error(target, fault) from None
             raise
         try:
             os.replace(tmp, target)
@@ -79,9 +80,25 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
-def is_write_fault(exc: BaseException) -> bool:
-    """A failed write the user can act on (full disk, ulimit -f, read-only, permissions)."""
-    return isinstance(exc, OSError) and exc.errno in WRITE_FAULTS
+def write_fault(exc: BaseException, written: Path) -> OSError | None:
+    """The failed write the user can act on (full disk, ulimit -f, read-only, permissions) behind
+    ``exc``, raised while writing ``written`` (a file or a folder), or None (a bug: let it propagate).
+    Some writers (numpy's ``tofile``) report a short write with no errno: its cause is found here."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno in WRITE_FAULTS:
+        return exc
+    if exc.errno is not None:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        files = [written] if written.is_file() else [path for path in written.rglob("*") if path.is_file()]
+        if any(file.stat().st_size >= limit for file in files):
+            return OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    with suppress(OSError):
+        if os.statvfs(written.parent).f_bavail == 0:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 @contextmanager
@@ -100,11 +117,14 @@ def staged_dir(target: Path, doing: str, redo: str) -> Iterator[Path]:
             shutil.rmtree(target)
         os.replace(staging, target)
     except BaseException as exc:
+        fault = write_fault(exc, staging)  # before the staging folder (the evidence of a short write) goes
         shutil.rmtree(staging, ignore_errors=True)
-        if is_disk_full(exc):
+        if fault is not None and is_disk_full(fault):
             raise UserError(f"Disk full while {doing} {target}: free some space and {redo}.") from None
-        if is_write_fault(exc):
-            raise UserError(f"Cannot finish {doing} {target}: {WRITE_FAULTS[exc.errno]}, then {redo}.") from None
+        if fault is not None:
+            raise UserError(
+                f"Cannot finish {doing} {target} ({fault.strerror}): {WRITE_FAULTS[fault.errno]}, then {redo}."
+            ) from None
         raise
 
 
@@ -114,7 +134,7 @@ def _write_error(target: Path, exc: OSError, what: str = "") -> UserError:
         return UserError(
             f"Disk full while writing {target} ({reason}): free space and try again, or choose another folder."
         )
-    if is_write_fault(exc) and not what:
+    if exc.errno in WRITE_FAULTS and not what:
         return UserError(f"Cannot write {target} ({reason}): {WRITE_FAULTS[exc.errno]}.")
     detail = f"{what} ({reason})" if what else reason
     return UserError(f"Cannot write {target}: {detail}. Choose a writable folder.")

@@ -136,7 +136,22 @@ class RunFolder:
         return self.read("run.json") if self.status_file.exists() else {}
 
     def write_status(self, status: str, **extra: Any) -> None:
-        write_json_atomic(self.status_file, {**self.status(), "status": status, "updated": now_utc(), **extra})
+        record = {**self.status(), "status": status, "updated": now_utc(), **extra}
+        try:
+            write_json_atomic(self.status_file, record)
+        except UserError:
+            # A full disk (or a file-size limit) refuses a new file, but run.json's own block still has
+            # room: overwrite it in place rather than leave a run that ended reading "running".
+            if not self.status_file.is_file():
+                raise
+            try:
+                with open(self.status_file, "r+", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record, indent=2, default=str) + "\n")
+                    handle.truncate()
+            except OSError:
+                raise UserError(
+                    f"Cannot record status {status!r} in {self.status_file}: the disk refuses writes."
+                ) from None
 
     # ------------------------------------------------------------------------------------ the model
     def tie(self, model_name: str) -> dict[str, str]:
@@ -167,8 +182,8 @@ class RunFolder:
         name = section.get("name") if isinstance(section, dict) else None
         if manifest.get("model") != name or manifest["config_sha256"] != self.config_digest():
             raise UserError(
-                f"{folder} belongs to another run (its manifest records a {manifest.get('model')} model trained "
-                f"with another config than {self.config_file}): put back this run's {folder.name}/ or {redo}."
+                f"{folder} belongs to another run: its manifest records model {manifest.get('model')} trained "
+                f"with another config than {self.config_file}; {redo}."
             )
         return manifest
 
