@@ -164,6 +164,17 @@ def test_an_altered_graph_is_refused(exported, tmp_path) -> None:
     one_line_user_error(lambda: Predictor.from_run(run, onnx=True), "altered", "export again")
 
 
+def test_an_export_of_another_run_or_without_a_manifest_is_refused(exported, tmp_path) -> None:
+    run = copy_run(exported["cnn"], tmp_path)
+    manifest_file = run / ONNX_DIR / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    assert set(manifest["files"]) == {"model.onnx", ONNX_MANIFEST} and manifest["model"] == "cnn"
+    manifest_file.write_text(json.dumps({**manifest, "config_sha256": "0" * 64}))  # exported from another run
+    one_line_user_error(lambda: Predictor.from_run(run, onnx=True), "onnx belongs to another run", "export again")
+    manifest_file.unlink()  # exported by a version before manifests
+    one_line_user_error(lambda: Predictor.from_run(run, onnx=True), "has no manifest.json", "export again")
+
+
 def test_what_cannot_be_exported_says_so(tmp_path, capsys) -> None:
     write_tiny_parquet_imdb(tmp_path / "imdb", size=20)
     code, _, err = run_cli(["train", "nbsvm", "--data", str(tmp_path / "imdb"), "--output-dir",
