@@ -362,6 +362,22 @@ case_ "llm-prompt: server answers HTML" 2 train llm-prompt --set "model.params.b
 case_ "llm-prompt: api_key_env unset, 401" 2 train llm-prompt --set "model.params.base_url=$(cat llm-keyed.url)" \
     --set model.params.api_key_env=NO_SUCH_KEY_VARIABLE "${LLM[@]}"
 
+# run folders and writes
+# A copy of the nbsvm run whose model/ (manifest included) comes from the cnn run; a copy whose
+# evaluations/ is a link out of the run folder; a texts file that --output / --kaggle-submission
+# name again, directly or through a symlink or a hard link.
+cp -r "$NBSVM_RUN" swapped-model-run && rm -rf swapped-model-run/model && cp -r "$CNN_RUN/model" swapped-model-run/model
+cp -r "$NBSVM_RUN" linked-evaluations-run && mkdir -p outside && ln -s "$TMP/outside" linked-evaluations-run/evaluations
+printf 'id,text\n1,a great film\n2,an awful film\n' >texts.csv
+ln -s texts.csv texts-symlink.csv
+ln texts.csv texts-hardlink.csv
+case_ "model/ from another run" 2 predict swapped-model-run "a great film"
+case_ "evaluations/ links out of the run" 2 evaluate linked-evaluations-run
+case_ "predict --output onto --file" 2 predict "$NBSVM_RUN" --file texts.csv --output texts.csv
+case_ "predict --output: symlink to --file" 2 predict "$NBSVM_RUN" --file texts.csv --output texts-symlink.csv
+case_ "--kaggle-submission: hard link" 2 predict "$NBSVM_RUN" --file texts.csv --kaggle-submission texts-hardlink.csv
+# (ulimit -f and read-only run folders: tests/test_io_utils.py, which can set limits and mounts)
+
 run_case() {  # run_case N: cases/N.code holds the exit code, logs/N.err the stderr
     local n=$1 args=()
     mapfile -d '' args <"cases/$n.args"
@@ -426,6 +442,12 @@ if grep -l "Traceback" logs/*.err >/dev/null 2>&1; then
     FAILED=1
 else
     echo "ok: no stderr holds a traceback"
+fi
+if [[ "$(cat texts.csv)" != "$(printf 'id,text\n1,a great film\n2,an awful film')" ]] || [[ -n "$(ls -A outside)" ]]; then
+    echo "FAIL: an input file was overwritten, or something was written through a link out of a run folder"
+    FAILED=1
+else
+    echo "ok: input files intact, nothing written through a link out of a run folder"
 fi
 if [[ -e "$MARKER" ]]; then
     echo "FAIL: the crafted checkpoint's pickle code ran ($MARKER exists)"
