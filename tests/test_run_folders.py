@@ -97,7 +97,7 @@ def test_status_is_recorded_in_place_when_the_disk_refuses_new_files(tmp_path, m
 # ------------------------------------------------------------------------------------------- JSON
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(None, "is missing"), ("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list, not an object"),
+    [(None, "does not exist"), ("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list, not an object"),
      ("[" * 100_000, "is not valid JSON"), (b"\xff\xfe{}", "is not valid JSON")],
     ids=["missing", "syntax", "list", "deep", "bytes"],
 )  # fmt: skip

@@ -200,7 +200,7 @@ def read_json(path: Path, redo: str = "") -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        problem = f"{path} is missing"
+        problem = f"{path} does not exist"
     except OSError as exc:
         problem = f"Cannot read {path} ({exc.strerror or exc})"
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

@@ -222,10 +222,6 @@ def check_resumable(run_dir: Path, overwrite: bool) -> None:
         )
 
 
-def check_run_dir(run_dir: Path) -> Path:
-    return RunFolder.finished(run_dir).path
-
-
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
