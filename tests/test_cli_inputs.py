@@ -205,7 +205,7 @@ def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path) -> None:
     assert run_cli(args, _NullCapture())[0] == 0
     (other,) = (tmp_path / "other").iterdir()
     swapped = tmp_path / "swapped"
-    shutil.copytree(run_dir, swapped)
+    shutil.copytree(run_dir, swapped, ignore=shutil.ignore_patterns("evaluations"))
     shutil.rmtree(swapped / "model")
     shutil.copytree(other / "model", swapped / "model")
     for command in (["predict", str(swapped), "a great film"], ["evaluate", str(swapped)]):
@@ -213,13 +213,14 @@ def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path) -> None:
     assert not (swapped / "evaluations").exists()
 
 
-def test_evaluate_never_writes_through_a_link_out_of_the_run_folder(tiny_run, tmp_path) -> None:
+def test_evaluate_and_analyze_never_write_through_a_link_out_of_the_run_folder(tiny_run, tmp_path) -> None:
     import shutil
 
     _, run_dir = tiny_run
     linked, elsewhere = tmp_path / "linked", tmp_path / "elsewhere"
-    shutil.copytree(run_dir, linked)
+    shutil.copytree(run_dir, linked, ignore=shutil.ignore_patterns("evaluations"))
     elsewhere.mkdir()
-    (linked / "evaluations").symlink_to(elsewhere)
-    assert_user_error(cli("evaluate", str(linked)), f"error: {linked / 'evaluations'} is a link that leads out of")
+    for command, folder in (("evaluate", "evaluations"), ("analyze", "analysis")):
+        (linked / folder).symlink_to(elsewhere)
+        assert_user_error(cli(command, str(linked)), f"error: {linked / folder} is a link that leads out of")
     assert list(elsewhere.iterdir()) == []

@@ -118,10 +118,10 @@ def analyze_run(
     other ranks under a launcher, which take part in the out-of-domain predictions)."""
     run = RunFolder.finished(run_dir)
     run_dir, config = run.path, configure(run.raw_config(), for_training=False)
-    # Checked before any work: a read-only run folder, or analysis/ linked out of it, is one line.
-    folder = run.output_folder("analysis") if write else None
     location = locate_out_of_domain(ood, Path(data_path) if data_path else run_data_path(config), ood_path)
     predictions = read_predictions(run_dir)
+    # Checked before the data and model load: a read-only run folder, or analysis/ linked out of it.
+    folder = run.output_folder("analysis") if write else None
     if data is None and data_path is not None:
         data = load_data(build_data_config({**config.data.model_dump(), "path": str(data_path)}))
     test = (data or load_data(config.data)).test
