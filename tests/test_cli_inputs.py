@@ -118,7 +118,7 @@ def test_every_numeric_option_has_a_lower_bound() -> None:
     found = {(command, name): info for command, callback in _commands(app)
              for name, info in _numeric_options(callback)}  # fmt: skip
     assert {command for command, _ in found} == {"train", "evaluate", "predict", "benchmark", "pretrain-mlm", "serve",
-                                                 "embeddings train", "embeddings coverage"}  # fmt: skip
+                                                 "embeddings train", "embeddings coverage", "tune"}  # fmt: skip
     assert ("predict", "batch_size") in found and ("train", "limit") in found
     assert not [key for key, info in found.items() if info.min is None]
     assert (
