@@ -39,6 +39,7 @@ MODEL_MODULES: dict[str, str] = {
     "llm-score": "imdb_sentiment.models.llm.scoring",
     "llm-sft": "imdb_sentiment.models.llm.sft",
     "llm-prompt": "imdb_sentiment.models.llm.remote",
+    "setfit": "imdb_sentiment.models.setfit_model",
 }
 
 _REGISTRY: dict[str, type[SentimentModel]] = {}
