@@ -50,6 +50,8 @@ TINY_PARAMS: dict[str, dict] = {
     },
     "llm-score": TINY_LLM,
     "llm-sft": {**TINY_LLM, "adapter": {"method": "lora", "rank": 2}},
+    # The bundled MiniLM tuned on one pair per review and side: a few contrastive steps.
+    "setfit": {"num_iterations": 1, "max_length": 32, "batch_size": 8},
     # A fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py); answers cached per process.
     "llm-prompt": {
         "base_url": shared_fake_server().base_url,

