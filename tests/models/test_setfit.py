@@ -123,21 +123,3 @@ def test_bad_settings_name_the_field_before_a_run_folder(setfit_run, capsys, set
     )
     assert code == 2 and field in err and len(err.strip().splitlines()) == 1, err
     assert not output.exists() or not any(output.iterdir())
-
-
-def test_sigterm_during_the_body_training_stops_it() -> None:
-    """The preemption flag (what SIGTERM raises) ends the contrastive training after the current step."""
-    import signal
-
-    from imdb_sentiment.config import TrainingConfig
-    from imdb_sentiment.models.base import FitContext
-    from imdb_sentiment.models.setfit_model import SetFitClassifier
-    from imdb_sentiment.training import preemption
-
-    model = SetFitClassifier({"num_iterations": 4, "max_length": 16, "batch_size": 4})
-    context = FitContext(training=TrainingConfig(threads=2), show_progress=False)
-    with preemption.stop_on_sigterm():
-        preemption._requested.append(signal.SIGTERM)
-        with pytest.raises(preemption.TrainingStopped) as stopped:
-            model.fit(tiny_reviews(8, 0), tiny_reviews(4, 1), context)
-    assert stopped.value.step == 1 and model.model_ is None

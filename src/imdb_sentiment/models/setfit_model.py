@@ -149,7 +149,6 @@ class SetFitClassifier(SentimentModel):
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         from imdb_sentiment.models.hf.hub import quiet_transformers
-        from imdb_sentiment.training.preemption import TrainingStopped
         from imdb_sentiment.training.runtime import Runtime, seed_everything
 
         runtime = (context.runtime or Runtime.from_training(context.training)).apply()
@@ -188,14 +187,10 @@ class SetFitClassifier(SentimentModel):
             on_cpu = runtime.device.type == "cpu"
             trainer.st_trainer.args.use_cpu = on_cpu
             trainer.st_trainer.args.dataloader_pin_memory = not on_cpu
-            stop = stop_on_sigterm_callback()
-            trainer.st_trainer.add_callback(stop)
             if not context.show_progress:  # the bar and the printed loss dicts
                 trainer.st_trainer.remove_callback(ProgressCallback)
                 trainer.st_trainer.remove_callback(PrinterCallback)
             trainer.train()
-            if stop.stopped_at is not None:  # SIGTERM: no head, nothing to resume from (setfit has no resume)
-                raise TrainingStopped(stop.stopped_at)
             losses = [row for row in trainer.st_trainer.state.log_history if "embedding_loss" in row]
         self._use(model)
         fit_seconds = time.perf_counter() - started
@@ -297,25 +292,6 @@ class SetFitClassifier(SentimentModel):
         self.network = SetFitNetwork(
             model.model_body, head.coef_[0], float(head.intercept_[0]), model.normalize_embeddings
         )
-
-
-def stop_on_sigterm_callback() -> Any:
-    """A callback that ends the body's training after the current step once SIGTERM arrived
-    (training/preemption.py raises the flag; the pipeline then marks the run preempted, exit 143)."""
-    from transformers import TrainerCallback
-
-    from imdb_sentiment.training.preemption import stop_requested
-
-    class Stop(TrainerCallback):
-        stopped_at: int | None = None
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if stop_requested():
-                control.should_training_stop = True
-                self.stopped_at = int(state.global_step)
-            return control
-
-    return Stop()
 
 
 class SetFitNetwork(nn.Module):
