@@ -148,6 +148,7 @@ rm -rf crafted-run/checkpoints && mkdir crafted-run/checkpoints
 MARKER="$TMP/PICKLE-RAN"
 "$PYTHON" - crafted-run/checkpoints/last.pt "$MARKER" <<'EOF'
 import hashlib
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -161,6 +162,9 @@ class Payload:
 path = Path(sys.argv[1])
 path.write_bytes(pickle.dumps({"model": Payload()}))
 Path(f"{path}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+# An interrupted run, so that --resume reaches the checkpoint (a completed one is refused before it).
+status = path.parents[1] / "run.json"
+status.write_text(json.dumps({**json.loads(status.read_text()), "status": "interrupted"}))
 EOF
 
 # Benchmark / analyze: a run whose analysis/ cannot be written (a file in its place), a run whose
