@@ -4,6 +4,7 @@ review's own tokens, saves only the adapter, reloads to the same predictions; Lo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -14,6 +15,13 @@ from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.configure import configure
+from imdb_sentiment.models.hf.adapters import (
+    ADAPTER_METHODS,
+    AdapterMethod,
+    AdapterSettings,
+    AdapterTarget,
+    register_adapter_method,
+)
 from imdb_sentiment.models.hf.model import HFClassifier
 
 METHODS = {
@@ -141,7 +149,7 @@ def test_lora_merges_into_the_base_with_the_same_predictions(checkpoints) -> Non
     assert merged.params.adapter is None
     assert not any("lora_" in name for name, _ in merged.network.named_parameters())
     np.testing.assert_allclose(merged.predict_proba(texts), before, atol=1e-5)
-    with pytest.raises(UserError, match="only LoRA can be merged"):
+    with pytest.raises(UserError, match="only lora can be merged"):
         fitted(checkpoints["bert"], METHODS["prompt"], "mean").merged()
 
 
@@ -159,10 +167,12 @@ def test_config_errors_name_the_field(checkpoints) -> None:
         configure({"model": {"name": "minilm", "params": {"pooling": "model", "adapter": {"method": "prompt"}}}})
     with pytest.raises(UserError, match=r"model\.params\.adapter: lora adapts pretrained weights"):
         configure({"model": {"name": "bert-scratch", "params": {"adapter": {"method": "lora"}}}})
-    with pytest.raises(UserError, match=r"model\.params\.adapter\.lora\.rank"):
+    with pytest.raises(UserError, match=r"model\.params\.adapter\.rank"):
         configure({"model": {"name": "minilm", "params": {"adapter": {"method": "lora", "rank": 0}}}})
-    with pytest.raises(UserError, match=r"model\.params\.adapter"):
+    with pytest.raises(UserError, match=r"model\.params\.adapter: method must be one of lora, p-tuning"):
         configure({"model": {"name": "minilm", "params": {"adapter": {"method": "ia3"}}}})
+    with pytest.raises(UserError, match=r"model\.params\.adapter: llm-sft supports lora \(or null\), not prompt"):
+        configure({"model": {"name": "llm-sft", "params": {"adapter": {"method": "prompt"}}}}, for_training=False)
 
 
 @pytest.mark.parametrize("method", ["lora", "prompt"])
@@ -179,3 +189,88 @@ def test_an_int8_base_trains_its_adapter_on_cpu(method: str, checkpoints, tmp_pa
     )
     with pytest.raises(UserError, match=r"model\.params\.quantize_base"):
         configure({"model": {"name": "minilm", "params": {"quantize_base": "int8"}}})
+
+
+# ------------------------------------------------------------------ a method registered from outside
+class BitFitAdapter(AdapterSettings):
+    """BitFit (Ben Zaken et al. 2021): train the bias terms only."""
+
+    method: Literal["bitfit"] = "bitfit"
+
+
+def apply_bitfit(backbone: torch.nn.Module, settings: BitFitAdapter, target: AdapterTarget) -> torch.nn.Module:
+    backbone.requires_grad_(False)
+    for name, parameter in backbone.named_parameters():
+        parameter.requires_grad_(name.endswith(".bias"))
+    return backbone
+
+
+def save_bitfit(backbone: torch.nn.Module, settings: BitFitAdapter, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({name: p.detach().contiguous() for name, p in backbone.named_parameters() if p.requires_grad},
+              str(folder / "biases.safetensors"))  # fmt: skip
+
+
+def load_bitfit(backbone: torch.nn.Module, settings: BitFitAdapter, folder: Path) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    backbone = apply_bitfit(backbone, settings, None)
+    backbone.load_state_dict(load_file(str(folder / "biases.safetensors")), strict=False)
+    return backbone
+
+
+@pytest.fixture
+def bitfit():
+    """Registered the way a method's own module registers it: no other file names it."""
+    method = register_adapter_method(AdapterMethod(
+        settings=BitFitAdapter, apply=apply_bitfit, load=load_bitfit, save=save_bitfit, merge=lambda backbone: backbone,
+    ))  # fmt: skip
+    yield method
+    del ADAPTER_METHODS["bitfit"]
+
+
+def test_a_method_registered_by_its_own_module_validates_trains_saves_and_merges(bitfit, checkpoints, tmp_path):
+    config = configure({"model": {"name": "hf", "params": {"checkpoint": str(checkpoints["bert"]),
+                                                              "pooling": "mean", "adapter": {"method": "bitfit"}}}})  # fmt: skip
+    assert config.model.params["adapter"] == {"method": "bitfit"}
+    with pytest.raises(UserError, match=r"model\.params\.adapter\.rank: unknown field"):
+        configure({"model": {"name": "minilm", "params": {"adapter": {"method": "bitfit", "rank": 2}}}})
+    with pytest.raises(
+        UserError, match=r"model\.params\.pooling: bitfit does not train the checkpoint's own classifier"
+    ):
+        configure({"model": {"name": "minilm", "params": {"pooling": "model", "adapter": {"method": "bitfit"}}}})
+
+    model = fitted(checkpoints["bert"], {"method": "bitfit"}, "mean")
+    trainable = {name for name, p in model.network.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("head.") or name.endswith(".bias") for name in trainable)
+    texts = tiny_reviews(6, 5).texts
+    probabilities = model.predict_proba(texts)
+    model.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "adapter" / "biases.safetensors").is_file()
+    assert not (tmp_path / "saved" / "hf_model").exists(), "only the adapter is saved"
+    np.testing.assert_allclose(
+        SentimentModel.load(tmp_path / "saved").predict_proba(texts), probabilities, atol=1e-5
+    )
+    np.testing.assert_allclose(model.merged().predict_proba(texts), probabilities, atol=1e-5)
+
+
+def test_every_method_lives_in_its_own_module_and_the_tree_never_branches_on_its_name() -> None:
+    from imdb_sentiment.models.hf.adapters import ADAPTER_METHODS
+
+    assert sorted(ADAPTER_METHODS) == ["lora", "p-tuning", "prefix", "prompt"]
+    for name, method in ADAPTER_METHODS.items():
+        assert method.settings.__module__.endswith(name.replace("-", "_")), (name, method.settings.__module__)
+    source = Path(__file__).resolve().parents[2] / "src" / "imdb_sentiment"
+    for path in source.rglob("*.py"):
+        if "adapters" in path.parts:
+            continue
+        text = path.read_text()
+        for pattern in (
+            'method == "',
+            "method in (",
+            "isinstance(params.adapter",
+            "LoraAdapter)",
+            "PrefixAdapter",
+        ):
+            assert pattern not in text, f"{path} branches on the adapter method ({pattern})"

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.models.hf.adapters import apply_adapter
+from imdb_sentiment.models.hf.adapters import apply_adapter, positions_taken
 from imdb_sentiment.models.hf.hub import (
     from_pretrained_errors,
     load_pretrained_config,
@@ -62,8 +62,8 @@ def check_max_length(max_length: int, config: Any, virtual_tokens: int = 0) -> N
 
 
 def virtual_token_count(params: HFParams) -> int:
-    """Positions the adapter's prepended virtual tokens take (Prefix Tuning's prefixes take none)."""
-    return getattr(params.adapter, "virtual_tokens", 0) if params.adapter is not None else 0
+    """Positions the adapter's prepended virtual tokens take (its method's record says how many)."""
+    return positions_taken(params.adapter)
 
 
 def architecture_config(params: HFParams, vocab_size: int | None = None, pad_token_id: int = 0) -> Any:

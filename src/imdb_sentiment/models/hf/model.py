@@ -55,8 +55,13 @@ from torch import nn
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
-from imdb_sentiment.models.hf.adapters import PROMPT_METHODS, adapter_size_mb, merge_adapter, save_adapter
-from imdb_sentiment.models.hf.adapters.prefix import check_prefix_support
+from imdb_sentiment.models.hf.adapters import (
+    adapter_size_mb,
+    check_adapter_support,
+    merge_adapter,
+    method_of,
+    save_adapter,
+)
 from imdb_sentiment.models.hf.backbone import (
     SAVED_BACKBONE_DIR,
     TORCHAO_MISSING,
@@ -134,10 +139,10 @@ class HFClassifier(TorchTextClassifier):
                 f"model.params.adapter: {adapter.method} adapts pretrained weights, but this model starts from "
                 "random ones; set a checkpoint or init_from, or drop the adapter."
             )
-        if adapter is not None and adapter.method in (*PROMPT_METHODS, "prefix") and params.pooling == "model":
+        if adapter is not None and not method_of(adapter).trains_checkpoint_head and params.pooling == "model":
             raise UserError(
-                f"model.params.pooling: {adapter.method} trains no classifier inside the checkpoint and would "
-                "read a virtual token as [CLS]; use pooling cls or mean (our own trainable head)."
+                f"model.params.pooling: {adapter.method} does not train the checkpoint's own classifier, which "
+                "pooling model reads; use pooling cls or mean (our own trainable head)."
             )
 
     @classmethod
@@ -163,8 +168,7 @@ class HFClassifier(TorchTextClassifier):
                 )
             return
         architecture = architecture_config(params)  # config.json only, read once
-        if params.adapter is not None and params.adapter.method == "prefix":
-            check_prefix_support(architecture.model_type)
+        check_adapter_support(params.adapter, architecture.model_type)
         check_max_length(params.max_length, architecture, virtual_token_count(params))
 
     def input_embeddings(self) -> tuple[nn.Module, int]:

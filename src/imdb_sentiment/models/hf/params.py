@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from imdb_sentiment.models.hf.adapters.config import AdapterConfig
+from imdb_sentiment.models.hf.adapters import AdapterConfig
 from imdb_sentiment.models.hf.hub import minilm_path
 from imdb_sentiment.models.torch_base import TorchParams
 from imdb_sentiment.training.runtime import InferencePrecision

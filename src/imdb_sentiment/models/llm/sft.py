@@ -20,8 +20,15 @@ from torch import nn
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
-from imdb_sentiment.models.hf.adapters import AdapterConfig, apply_adapter, merge_adapter, save_adapter
-from imdb_sentiment.models.hf.adapters.config import LoraAdapter
+from imdb_sentiment.models.hf.adapters import (
+    ADAPTER_METHODS,
+    AdapterConfig,
+    apply_adapter,
+    merge_adapter,
+    method_of,
+    save_adapter,
+)
+from imdb_sentiment.models.hf.adapters.lora import LoraAdapter
 from imdb_sentiment.models.hf.hub import quiet_transformers
 from imdb_sentiment.models.llm.scoring import (
     Calibration,
@@ -61,8 +68,11 @@ class LLMSFTClassifier(LLMScorer):
     def check_config(cls, config, params: ModelParams) -> None:
         super().check_config(config, params)
         assert isinstance(params, LLMSFTParams)
-        if params.adapter is not None and not isinstance(params.adapter, LoraAdapter):
-            raise UserError(f"model.params.adapter: llm-sft supports lora (or null), not {params.adapter.method}")
+        if params.adapter is not None and not method_of(params.adapter).for_causal_lm:
+            supported = ", ".join(name for name, method in sorted(ADAPTER_METHODS.items()) if method.for_causal_lm)
+            raise UserError(
+                f"model.params.adapter: llm-sft supports {supported} (or null), not {params.adapter.method}"
+            )
 
     def build_network(self, request: NetworkRequest) -> LabelWordNetwork:
         assert self.encoder is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 from torch import nn
 
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.models.hf.adapters.config import PrefixAdapter
 from imdb_sentiment.models.hf.adapters.prefix.layer import (
     PREFIX_ATTENTION,
     PrefixEncoder,
@@ -34,16 +33,15 @@ def check_prefix_support(model_type: str) -> None:
         )
 
 
-def add_prefix_tuning(backbone: nn.Module, settings: PrefixAdapter) -> PrefixEncoder:
-    """Freeze ``backbone``, give it trainable prefixes, return them (already a submodule of it)."""
+def add_prefix_tuning(backbone: nn.Module, length: int, projection: int | None) -> PrefixEncoder:
+    """Freeze ``backbone``, give it ``length`` trainable prefixes per layer (through an MLP of width
+    ``projection``, or directly when None), return them (already a submodule of it)."""
     config = backbone.config
     check_prefix_support(config.model_type)
     attention = self_attention_modules(backbone)
     assert len(attention) == config.num_hidden_layers, "one self-attention module per layer expected"
     head_dim = config.hidden_size // config.num_attention_heads
-    encoder = PrefixEncoder(
-        config.num_hidden_layers, config.num_attention_heads, head_dim, settings.prefix_length, settings.projection
-    )
+    encoder = PrefixEncoder(config.num_hidden_layers, config.num_attention_heads, head_dim, length, projection)
     backbone.requires_grad_(False)
     backbone.add_module(ENCODER_ATTRIBUTE, encoder)  # trained, saved and moved to devices with the model
     for module in attention:
