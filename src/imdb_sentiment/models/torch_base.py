@@ -21,8 +21,9 @@ from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, Se
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.truncation import Truncation
 from imdb_sentiment.training.backends import FitJob, check_backend_supports, get_backend
-from imdb_sentiment.training.batching import EncodedDataset, make_loader
-from imdb_sentiment.training.loop import FitResult, predict_logits
+from imdb_sentiment.training.batching import EncodedDataset
+from imdb_sentiment.training.inference import dataset_logits, softmax
+from imdb_sentiment.training.loop import FitResult
 from imdb_sentiment.training.objectives import objective_needs_features
 from imdb_sentiment.training.runtime import Runtime, seed_everything
 
@@ -127,15 +128,11 @@ class TorchTextClassifier(SentimentModel):
 
     def predict_proba(self, texts: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
-        dataset = self.encode(texts)
-        runtime = self.inference_runtime()  # fitted under a launcher: each rank predicts a share
-        loader = make_loader(
-            dataset, self.encoder, batch_size, shuffle=False, rank=runtime.rank, world_size=runtime.world_size
-        )
-        logits = predict_logits(
-            self.network.to(runtime.device), loader, runtime.device, runtime.bf16, show_progress
-        )
-        return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+        logits = dataset_logits(
+            self.network, self.encoder, self.encode(texts), batch_size, self.inference_runtime(),
+            show_progress=show_progress,
+        )  # fmt: skip
+        return softmax(logits)
 
     def device_used(self) -> str:
         return str(self.inference_runtime().device)

@@ -76,8 +76,7 @@ from imdb_sentiment.models.hf.network import HFNetwork
 from imdb_sentiment.models.hf.params import BertScratchParams, HFParams, MiniLMParams
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
-from imdb_sentiment.training.batching import make_loader
-from imdb_sentiment.training.loop import predict_logits
+from imdb_sentiment.training.inference import dataset_logits, softmax
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig
@@ -238,11 +237,9 @@ class HFClassifier(TorchTextClassifier):
     def predict_proba(self, texts: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
         network, device, bf16 = self.inference_network()
-        runtime = self.inference_runtime()  # fitted under a launcher: each rank predicts a share
-        loader = make_loader(self.encode(texts), self.encoder, batch_size, shuffle=False, rank=runtime.rank,
-                             world_size=runtime.world_size)  # fmt: skip
-        logits = predict_logits(network, loader, device, bf16, show_progress)
-        return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+        logits = dataset_logits(network, self.encoder, self.encode(texts), batch_size, self.inference_runtime(),
+                                device=device, bf16=bf16, show_progress=show_progress)  # fmt: skip
+        return softmax(logits)
 
     def known_token_share(self, texts: list[str]) -> np.ndarray | None:
         """Share of tokenizer tokens (as the network reads them) that are not [UNK]. WordPiece maps

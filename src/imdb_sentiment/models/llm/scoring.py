@@ -45,8 +45,7 @@ from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, verified_gguf
 from imdb_sentiment.models.llm.prompting import balanced_indices, choose_shots
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
-from imdb_sentiment.training.batching import make_loader
-from imdb_sentiment.training.loop import predict_logits
+from imdb_sentiment.training.inference import dataset_logits
 from imdb_sentiment.training.outputs import NetworkOutput
 from imdb_sentiment.training.runtime import Runtime
 
@@ -247,10 +246,13 @@ class LLMScorer(TorchTextClassifier):
     def margins(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         """Raw label margins log P(positive word) - log P(negative word), one per text."""
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
-        loader = make_loader(self.encode(texts), self.encoder, batch_size, shuffle=False)
-        runtime = self.inference_runtime()
-        logits = predict_logits(
-            self.network.to(runtime.device), loader, runtime.device, runtime.bf16, show_progress
+        logits = dataset_logits(
+            self.network,
+            self.encoder,
+            self.encode(texts),
+            batch_size,
+            self.inference_runtime(),
+            show_progress=show_progress,
         )
         return (logits[:, 1] - logits[:, 0]).astype(np.float64)
 
