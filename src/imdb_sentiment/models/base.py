@@ -4,6 +4,8 @@ one record of what each model family can do (:class:`Capabilities`)."""
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -188,9 +190,21 @@ class SentimentModel(ABC):
             model.load_weights(Path(directory))
         except UserError:
             raise
+        except pickle.UnpicklingError:  # torch.load(weights_only=True) met something that is not a tensor
+            raise UserError(
+                f"The saved model in {directory} holds pickled Python objects, not only tensors: refused, since "
+                "loading them could run code. Use a model saved by imdb-sentiment (train it again)."
+            ) from None
         except Exception as exc:  # any unreadable weight file: say so instead of a traceback
             raise UserError(
-                f"The saved model in {directory} cannot be loaded ({type(exc).__name__}: {exc}). "
+                f"The saved model in {directory} cannot be loaded ({type(exc).__name__}: {first_line(exc)}). "
                 "It is corrupt or from an incompatible version; train it again."
             ) from None
         return model
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A library's exception text as one plain line: ANSI styling removed, the first non-empty line, cut."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
