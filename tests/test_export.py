@@ -56,3 +56,22 @@ def test_merge_gives_a_plain_run_with_the_same_predictions(tmp_path, capsys) -> 
     assert again.returncode == 2 and "exists and is not empty" in again.stderr and "Traceback" not in again.stderr
     code, _, err = run_cli(["export", str(merged), "--merge"], capsys)
     assert code == 2 and "no adapter to merge" in err
+
+
+def test_the_graph_form_of_a_mean_embedding_bag_gives_its_numbers() -> None:
+    """The exporter replaces nn.EmbeddingBag (exported by torch as a per-review Loop) with
+    MeanOfEmbeddings: the same vectors, padding left out of the mean, an all-padding row zeros."""
+    from torch import nn
+
+    from imdb_sentiment.models.pooling import MeanOfEmbeddings
+    from imdb_sentiment.pipelines.export import graph_friendly
+
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(50, 8, mode="mean", padding_idx=0)
+    with torch.no_grad():
+        bag.weight[0] = 5.0  # a padding row that is not zero must still count for nothing
+    ids = torch.tensor([[3, 4, 0, 0], [7, 7, 7, 9], [0, 0, 0, 0]])
+    torch.testing.assert_close(MeanOfEmbeddings(bag)(ids), bag(ids))
+    network = nn.Sequential(bag)
+    friendly = graph_friendly(network)
+    assert isinstance(friendly[0], MeanOfEmbeddings) and isinstance(network[0], nn.EmbeddingBag)

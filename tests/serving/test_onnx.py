@@ -15,6 +15,8 @@ random BERT (``hf`` from scratch, MiniLM's tokenizer). What is tested, honestly:
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,9 @@ import numpy as np
 import pytest
 from helpers import one_line_user_error, run_cli, tiny_reviews, write_tiny_parquet_imdb
 
-from imdb_sentiment.pipelines.export import ONNX_DIR, ONNX_MANIFEST, export_onnx
+from imdb_sentiment.io_utils import sha256_file
+from imdb_sentiment.models.onnx_format import ONNX_DIR, ONNX_MANIFEST
+from imdb_sentiment.pipelines.export import export_onnx
 from imdb_sentiment.serving.predictor import Predictor
 
 CLI = Path(sys.executable).with_name("imdb-sentiment")
@@ -34,6 +38,8 @@ TRAIN_SETTINGS = {
     "hf": ["model.params.from_scratch=true", "model.params.hidden_size=32", "model.params.num_layers=1",
            "model.params.num_heads=2", "model.params.intermediate_size=64", "model.params.max_length=32",
            "model.params.pooling=mean", "training.learning_rate=5e-3"],
+    "fasttext": ["model.params.embeddings=random", "model.params.embedding_dim=16", "model.params.max_length=32",
+                 "model.params.min_freq=1", "model.params.buckets=1024", "training.learning_rate=5e-2"],
 }  # fmt: skip
 # Varied lengths (one word to far beyond max_length), cue words and none, emoji and HTML.
 TEXTS = [
@@ -80,12 +86,20 @@ def exported(runs, tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-@pytest.mark.parametrize("name", ["cnn", "hf"])
+@pytest.mark.parametrize("name", ["cnn", "hf", "fasttext"])
 def test_fp32_graph_gives_the_pytorch_probabilities(exported, name) -> None:
+    import onnx
+
     run = exported[name]
     manifest = json.loads((run / ONNX_DIR / ONNX_MANIFEST).read_text())
     assert manifest["precision"] == "fp32" and manifest["quantization"] is None and manifest["model"] == name
     assert manifest["max_abs_diff_vs_pytorch"] < 1e-3
+    speed = manifest["speed_vs_pytorch"]  # measured at export (never asserted: timings vary by machine)
+    assert speed["pytorch_ms"] > 0 and speed["onnx_ms"] > 0 and speed["threads"] == 1
+    # torch.onnx exports nn.EmbeddingBag (fastText) as a Loop over reviews, ~20x slower than PyTorch:
+    # the exporter swaps it for a Gather and reductions; no graph runs a per-review loop.
+    operators = {node.op_type for node in onnx.load(str(run / ONNX_DIR / "model.onnx")).graph.node}
+    assert not operators & {"Loop", "Scan", "SequenceEmpty"}, operators
     pytorch, onnx = Predictor.from_run(run), Predictor.from_run(run, onnx=True)
     assert (pytorch.backend, onnx.backend) == ("native", "onnxruntime fp32")
     for batch_size in (1, 8):  # alone, and batched with padding in length-sorted batches
@@ -204,3 +218,107 @@ def test_the_api_serves_the_onnx_graph(exported) -> None:
     expected = Predictor.from_run(run).predict_proba(TEXTS[:4])[:, 1]
     found = [prediction["prob_positive"] for prediction in response.json()["predictions"]]
     assert np.abs(np.asarray(found) - expected).max() < 1e-3
+
+
+# ------------------------------------------------------------------------- hostile files, through the CLI
+def cli_refuses(run: Path, *args: str, fragment: str) -> str:
+    """The real CLI exits 2 with one plain line (no traceback, no ANSI styling) containing ``fragment``."""
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "1000"}
+    result = subprocess.run(
+        [str(CLI), "predict", str(run), *args, "great"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr and "weights_only" not in result.stderr, result.stderr
+    assert fragment in result.stderr, result.stderr
+    return result.stderr
+
+
+def replace_graph(run: Path, content: bytes) -> None:
+    """A graph the manifest vouches for (its sha256 updated, as someone who swaps files would)."""
+    graph = run / ONNX_DIR / "model.onnx"
+    graph.write_bytes(content)
+    manifest_file = run / ONNX_DIR / ONNX_MANIFEST
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps(manifest | {"sha256": sha256_file(graph)}))
+
+
+def test_a_graph_that_cannot_be_loaded_is_one_line(exported, tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    run = copy_run(exported["cnn"], tmp_path)
+    replace_graph(run, os.urandom(512))
+    cli_refuses(run, "--onnx", fragment="not a readable ONNX graph")
+
+    weight = numpy_helper.from_array(np.ones((2, 2), dtype=np.float32), "weight")
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../../../../../etc/passwd"), ("offset", "0"), ("length", "16")):
+        weight.external_data.add(key=key, value=value)
+    inputs = [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+              for name in ("input_ids", "attention_mask")]  # fmt: skip
+    output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 2])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["weight"], ["logits"])], "g", inputs, [output], [weight]
+    )
+    replace_graph(run, helper.make_model(graph).SerializeToString())
+    assert onnx.load(str(run / ONNX_DIR / "model.onnx"), load_external_data=False).graph.initializer
+    cli_refuses(run, "--onnx", fragment="keeps weights in external files")
+
+
+def test_crafted_pickles_in_weight_files_are_refused_in_one_line(runs, tmp_path) -> None:
+    """network.pt (word models) and a transformers pytorch_model.bin hold a pickle that would write a
+    marker file if it ran: refused by weights-only loading, in one plain line."""
+    marker = tmp_path / "PICKLE-RAN"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('ran')",))
+
+    for name, relative in (("cnn", "network.pt"), ("hf", "hf_model/pytorch_model.bin")):
+        run = copy_run(runs[name], tmp_path)
+        model_dir = run / "model"
+        for weights in model_dir.glob("hf_model/*.safetensors"):
+            weights.unlink()  # transformers then reads pytorch_model.bin
+        target = model_dir / relative
+        target.write_bytes(pickle.dumps({"weight": Payload()}))
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        manifest["files"] = {key: value for key, value in manifest["files"].items() if (model_dir / key).is_file()}
+        manifest["files"][relative] = sha256_file(target)
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+        cli_refuses(run, fragment="holds pickled Python objects")
+    assert not marker.exists()
+
+
+def test_a_serving_backend_is_one_registered_loader(runs, monkeypatch) -> None:
+    from imdb_sentiment.models.base import SentimentModel
+    from imdb_sentiment.serving.backends import (
+        BACKEND_MODULES,
+        NativeBackend,
+        ServingBackend,
+        register_serving_backend,
+    )
+
+    class HalfPrecisionBackend(NativeBackend):
+        """The run's PyTorch network in bf16 (what an OpenVINO or TensorRT module would look like)."""
+
+        name = "torch bf16"
+
+        def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+            import torch
+
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return super().predict_proba(texts, batch_size)
+
+    monkeypatch.setitem(BACKEND_MODULES, "torch-bf16", __name__)  # its one registration line
+    register_serving_backend("torch-bf16")(
+        lambda run, config: HalfPrecisionBackend(SentimentModel.load(run / "model"), config)
+    )
+    predictor = Predictor.from_run(runs["cnn"], backend="torch-bf16")
+    assert predictor.backend == "torch bf16" and isinstance(predictor.runner, ServingBackend)
+    expected = Predictor.from_run(runs["cnn"]).predict_proba(TEXTS)
+    assert np.abs(predictor.predict_proba(TEXTS) - expected).max() < 0.05
+    one_line_user_error(
+        lambda: Predictor.from_run(runs["cnn"], backend="tensorrt"), "No serving backend 'tensorrt'"
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from imdb_sentiment.cli.app import app, console
+from imdb_sentiment.cli.app import app, console, err_console
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import read_json
 
@@ -59,3 +59,10 @@ def export(
         f"({manifest['bytes'] / 1e6:.1f} MB; max |P(positive) difference| vs PyTorch on the check reviews "
         f"{manifest['max_abs_diff_vs_pytorch']:.1e}). Use it: predict / evaluate RUN --onnx."
     )
+    speed = manifest["speed_vs_pytorch"]  # measured by the export, one thread each
+    if speed["onnx_over_pytorch"] > 1.2:
+        err_console.print(
+            f"[bold yellow]warning:[/bold yellow] on onnxruntime this graph took {speed['onnx_ms']:.0f} ms per "
+            f"batch of {speed['batch']} reviews, PyTorch {speed['pytorch_ms']:.0f} ms (one thread each): "
+            "serve it with PyTorch unless you need onnxruntime.", highlight=False, soft_wrap=True
+        )  # fmt: skip

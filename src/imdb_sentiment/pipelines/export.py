@@ -5,15 +5,16 @@ network as an ONNX graph (fp32 or int8) into the run folder, for onnxruntime (se
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +29,15 @@ from imdb_sentiment.io_utils import (
 )
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
+from imdb_sentiment.models.onnx_format import (
+    INPUT_NAMES,
+    ONNX_DIR,
+    ONNX_FILE,
+    ONNX_MANIFEST,
+    OUTPUT_NAME,
+    pad_to_length,
+)
+from imdb_sentiment.models.pooling import MeanOfEmbeddings
 from imdb_sentiment.models.torch_base import TorchTextClassifier
 from imdb_sentiment.runs import RunFolder, now_utc, save_model_atomically, write_status
 
@@ -65,11 +75,7 @@ def export_merged(run_dir: Path, output: Path | None = None) -> Path:
 # ``export RUN --onnx`` writes RUN/onnx/: the graph (model.onnx), export.json saying what it is and
 # manifest.json (io_utils' integrity format: both files' sha256, tied to the run like model/).
 # A run holds one ONNX export; exporting again replaces it (staged in onnx.tmp/, then renamed).
-ONNX_DIR = "onnx"
-ONNX_FILE = "model.onnx"
-ONNX_MANIFEST = "export.json"
 ONNX_OPSET = 18
-INPUT_NAMES = ("input_ids", "attention_mask")
 # What an fp32 graph may differ from PyTorch in P(positive) before the export is refused.
 FP32_TOLERANCE = 1e-3
 # Reviews of varied lengths that every export is checked on, against the PyTorch network.
@@ -93,17 +99,19 @@ class LogitsGraph(nn.Module):
         return self.network({"input_ids": input_ids, "attention_mask": attention_mask}).logits
 
 
-def pad_to_length(batch: dict[str, Any], length: int | None, pad_id: int) -> dict[str, np.ndarray]:
-    """The graph's inputs as int64 arrays, right-padded to ``length`` when the graph has a fixed
-    sequence length (padding never changes a prediction: every network masks it)."""
-    arrays = {name: np.asarray(batch[name], dtype=np.int64) for name in INPUT_NAMES}
-    if length is not None:
-        missing = length - arrays["input_ids"].shape[1]
-        if missing < 0:
-            raise ValueError(f"a batch of width {arrays['input_ids'].shape[1]} exceeds the graph's {length}")
-        arrays["input_ids"] = np.pad(arrays["input_ids"], ((0, 0), (0, missing)), constant_values=pad_id)
-        arrays["attention_mask"] = np.pad(arrays["attention_mask"], ((0, 0), (0, missing)))
-    return arrays
+def graph_friendly(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` in which modules whose ONNX form is slow are replaced by equivalents:
+    torch.onnx turns ``nn.EmbeddingBag`` into a Loop that runs once per review (fastText's graph was
+    ~20x slower on onnxruntime than PyTorch); :class:`MeanOfEmbeddings` is one Gather and two
+    reductions. The export check still compares the graph with the original network."""
+    network = copy.deepcopy(network)
+    for name, module in list(network.named_modules()):
+        if isinstance(module, nn.EmbeddingBag) and module.mode == "mean":
+            parent_name, _, child = name.rpartition(".")
+            setattr(
+                network.get_submodule(parent_name) if parent_name else network, child, MeanOfEmbeddings(module)
+            )
+    return network
 
 
 def exportable_model(run_dir: Path) -> TorchTextClassifier:
@@ -146,12 +154,13 @@ def export_onnx(
     # The wrapper in eval mode too: the TorchScript exporter restores the wrapper's mode afterwards,
     # recursively, which would switch the network's dropout on for the parity check.
     network = LogitsGraph(model.network.float().cpu()).eval()
+    exported = LogitsGraph(graph_friendly(model.network)).eval()
     target = Path(output) if output is not None else run_dir / ONNX_DIR
     with staged_dir(target, "exporting into", "export again") as staging:
         ensure_writable_dir(staging)
         graph = staging / ONNX_FILE
         fp32 = staging / "fp32.onnx" if quantize else graph
-        sequence_length = _export_graph(network, model, fp32, for_fusion=optimize)
+        sequence_length = _export_graph(exported, model, fp32, for_fusion=optimize)
         fused_operators = None
         if optimize:
             _optimize_transformer(fp32, backbone_config)
@@ -160,6 +169,7 @@ def export_onnx(
             _quantize_int8(fp32, graph)
             fp32.unlink()
         difference = _check_against_pytorch(network, model, graph, sequence_length)
+        speed = _speed_against_pytorch(network, model, graph, sequence_length)
         if quantize is None and difference > FP32_TOLERANCE:
             raise UserError(
                 f"The ONNX graph of {model.name} does not reproduce PyTorch (max |P(positive) difference| "
@@ -167,7 +177,8 @@ def export_onnx(
             )
         write_json_atomic(
             staging / ONNX_MANIFEST,
-            _manifest(model, run_dir, graph, quantize, sequence_length, difference, fused_operators),
+            _manifest(model, run_dir, graph, quantize, sequence_length, difference, fused_operators)
+            | {"speed_vs_pytorch": speed},
         )
         write_manifest(staging, **run.tie(model.name))
     return target
@@ -200,13 +211,13 @@ def _export_graph(
                 network.network.backbone.set_attn_implementation("eager")
                 torch.onnx.export(
                     network, inputs, str(path), dynamo=False, opset_version=ONNX_OPSET,
-                    input_names=list(INPUT_NAMES), output_names=["logits"],
+                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                     dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}, "logits": {0: "batch"}},
                 )  # fmt: skip
             else:
                 torch.onnx.export(
                     network, inputs, str(path), dynamo=True, external_data=False, opset_version=ONNX_OPSET,
-                    input_names=list(INPUT_NAMES), output_names=["logits"], verbose=False,
+                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], verbose=False,
                     dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
                 )  # fmt: skip
     except Exception as exc:  # the exporter's errors are long and internal: one line, the cause kept
@@ -293,6 +304,48 @@ def _check_against_pytorch(
     return worst
 
 
+def _speed_against_pytorch(
+    network: LogitsGraph, model: TorchTextClassifier, graph: Path, sequence_length: int | None
+) -> dict[str, Any]:
+    """Milliseconds per batch of 32 long check reviews, PyTorch and the graph on one thread each (best
+    of 3): what a user needs to know before serving the graph instead of the network (a graph can be
+    slower when an operator has no fused ONNX form)."""
+    import onnxruntime as ort
+
+    assert model.encoder is not None
+    batch = _example_batch(model, (_CHECK_TEXTS[2], _CHECK_TEXTS[1]) * 16)
+    inputs = pad_to_length(batch, sequence_length, model.encoder.pad_id)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        timings = {}
+        for name, run in (
+            ("pytorch_ms", lambda: network(batch["input_ids"], batch["attention_mask"])),
+            ("onnx_ms", lambda: session.run(None, inputs)),
+        ):
+            with torch.no_grad():
+                run()  # warm-up
+                best = min(_seconds(run) for _ in range(3))
+            timings[name] = round(best * 1000, 2)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "batch": 32,
+        "threads": 1,
+        **timings,
+        "onnx_over_pytorch": round(timings["onnx_ms"] / timings["pytorch_ms"], 2),
+    }
+
+
+def _seconds(run: Any) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def _manifest(
     model: TorchTextClassifier, run_dir: Path, graph: Path, quantize: str | None, sequence_length: int | None,
     difference: float, fused_operators: dict[str, int] | None,
@@ -313,7 +366,7 @@ def _manifest(
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
         "inputs": list(INPUT_NAMES),
-        "output": "logits",
+        "output": OUTPUT_NAME,
         "sequence_length": sequence_length,  # None: any length up to the model's max_length
         "max_length": model.params.max_length,
         "max_abs_diff_vs_pytorch": difference,  # P(positive), on the export check's reviews

@@ -1,6 +1,6 @@
 """Load a finished run and classify texts with exactly the preprocessing it was trained with.
 
-Used by ``predict`` and ``evaluate`` now, and by the REST API later.
+Used by ``predict``, ``evaluate`` and the REST API (serving/api.py).
 """
 
 from __future__ import annotations
@@ -12,51 +12,54 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment.config import ExperimentConfig, build_data_config
+from imdb_sentiment.config import build_data_config
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import evaluation_split, resolve_data_path, stratified_sample
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
 from imdb_sentiment.io_utils import write_json_atomic
-from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.runs import RunFolder
 
 if TYPE_CHECKING:
-    from imdb_sentiment.serving.onnx_backend import OnnxModel
+    from imdb_sentiment.serving.backends import ServingBackend
 
 
 class Predictor:
-    """``model`` is the run's SentimentModel (PyTorch / scikit-learn) or, with ``onnx``, its ONNX
-    export run by onnxruntime (:class:`OnnxModel`); both offer predict_proba and known_token_share."""
+    """A run's model behind a serving backend (:mod:`.backends`: ``native`` = the run's own
+    PyTorch / scikit-learn model, ``onnx`` = its ONNX export on onnxruntime, or any registered one),
+    with the run's own cleaning in front of it."""
 
     # Whether the model's files matched the checksums recorded when it was saved (False: a run saved
     # before manifests existed, whose files cannot be checked).
     files_checked: bool = False
 
-    def __init__(self, model: SentimentModel | OnnxModel, config: ExperimentConfig, run_dir: Path) -> None:
-        self.model, self.config, self.run_dir = model, config, run_dir
+    def __init__(self, runner: ServingBackend, run_dir: Path) -> None:
+        self.runner, self.config, self.run_dir = runner, runner.config, run_dir
 
     @classmethod
-    def from_run(cls, run_dir: Path, onnx: bool = False) -> Predictor:
+    def from_run(cls, run_dir: Path, onnx: bool = False, backend: str | None = None) -> Predictor:
+        """``backend``: a registered serving backend's name (default ``native``; ``onnx=True`` means ``onnx``)."""
+        from imdb_sentiment.serving.backends import load_backend
+
         run = RunFolder.finished(run_dir)
         run_dir, config = run.path, configure(run.raw_config(), for_training=False)
         # Missing or altered files, or a model/ from another run: one line, before loading.
         checked = run.verify_model() is not None
-        if onnx:  # the encoder still comes from model/; the graph is checked against export.json
-            from imdb_sentiment.serving.onnx_backend import OnnxModel
-
-            predictor = cls(OnnxModel.load(run_dir), config, run_dir)
-        else:
-            predictor = cls(SentimentModel.load(run_dir / "model"), config, run_dir)
+        predictor = cls(load_backend(backend or ("onnx" if onnx else "native"), run_dir, config), run_dir)
         predictor.files_checked = checked
         return predictor
 
     @property
+    def model(self) -> Any:
+        """The model the backend runs: the run's SentimentModel for ``native``, else the backend itself."""
+        return getattr(self.runner, "model", self.runner)
+
+    @property
     def backend(self) -> str:
-        """What runs the model: "native" (its own library: PyTorch, scikit-learn) or "onnxruntime fp32|int8"."""
-        return getattr(self.model, "backend", "native")
+        """What runs the model: "native" (its own library: PyTorch, scikit-learn), "onnxruntime fp32|int8", ..."""
+        return self.runner.name
 
     def clean(self, texts: list[str]) -> list[str]:
         """The texts as the model saw its training data: cleaned, and none of them empty."""
@@ -67,13 +70,13 @@ class Predictor:
         return cleaned
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        return self.model.predict_proba(self.clean(texts), batch_size=batch_size)
+        return self.runner.predict_proba(self.clean(texts), batch_size=batch_size)
 
     def classify(self, texts: list[str], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities, share of each text's tokens the model knows) of the texts, cleaned once; the
         share is None when the model cannot tell (``SentimentModel.known_token_share``)."""
         cleaned = self.clean(texts)
-        return self.model.predict_proba(cleaned, batch_size=batch_size), self.model.known_token_share(cleaned)
+        return self.runner.predict_proba(cleaned, batch_size=batch_size), self.runner.known_token_share(cleaned)
 
 
 def unknown_texts_warning(shares: np.ndarray | None) -> str | None:
@@ -168,7 +171,7 @@ def evaluate_run(
     assert dataset is not None
     if limit:
         dataset = stratified_sample(dataset, limit, predictor.config.data.seed)
-    metrics, _ = evaluate_model(predictor.model, dataset.texts, dataset.labels, batch_size)
+    metrics, _ = evaluate_model(predictor.runner, dataset.texts, dataset.labels, batch_size)
     metrics.update({"dataset": str(source), "format": fmt, "split": split,
                     "content_sha256": dataset.content_digest(), "backend": predictor.backend})  # fmt: skip
     if note:
