@@ -175,6 +175,59 @@ cp -r "$NBSVM_RUN" edited-predictions-run
 sed -i '2s/,0\.[0-9]*,/,x,/' edited-predictions-run/predictions.csv
 printf 'rows:\n  - config: nbsvm\nout_of_domain:\n  path: no-such-mr-folder\n' >missing-ood-suite.yaml
 
+# onnx and weights: copies of the cnn run with an ONNX graph that export.json vouches for but that
+# cannot be loaded (garbage bytes; weights in "external data" outside the folder), and one whose
+# network.pt holds a pickle that would create the marker file if it ran (manifest updated to match).
+"$PYTHON" - "$CNN_RUN" "$MARKER" <<'EOF' || { echo "bad_inputs.sh: could not write the onnx fixtures" >&2; exit 2; }
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def with_graph(name, content):
+    run = Path(shutil.copytree(sys.argv[1], name))
+    (run / "onnx").mkdir()
+    (run / "onnx" / "model.onnx").write_bytes(content)
+    manifest = {"format": "onnx", "file": "model.onnx", "precision": "fp32", "sequence_length": None,
+                "sha256": sha256(run / "onnx" / "model.onnx")}
+    (run / "onnx" / "export.json").write_text(json.dumps(manifest))
+
+
+with_graph("onnx-garbage-run", os.urandom(512))
+weight = numpy_helper.from_array(np.ones((2, 2), dtype=np.float32), "weight")
+weight.ClearField("raw_data")
+weight.data_location = TensorProto.EXTERNAL
+for key, value in (("location", "../../../../../etc/passwd"), ("offset", "0"), ("length", "16")):
+    weight.external_data.add(key=key, value=value)
+inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"]) for n in ("input_ids", "attention_mask")]
+output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 2])
+graph = helper.make_graph([helper.make_node("Identity", ["weight"], ["logits"])], "g", inputs, [output], [weight])
+with_graph("onnx-external-run", helper.make_model(graph).SerializeToString())
+
+
+class Payload:
+    def __reduce__(self):
+        return (exec, (f"open({sys.argv[2]!r}, 'w').write('pickle code ran')",))
+
+
+run = Path(shutil.copytree(sys.argv[1], "pickled-network-run"))
+(run / "model" / "network.pt").write_bytes(pickle.dumps({"weight": Payload()}))
+manifest = json.loads((run / "model" / "manifest.json").read_text())
+manifest["files"]["network.pt"] = sha256(run / "model" / "network.pt")
+(run / "model" / "manifest.json").write_text(json.dumps(manifest))
+EOF
+
 HAS_GPU=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 
 # ------------------------------------------------------------------------------------------ cases
@@ -233,6 +286,10 @@ case_ "every review 3 times (warns)" 0 train nbsvm --data tripled.csv "${NBSVM_T
 case_ "--test-limit above the test (warns)" 0 train nbsvm --data imdb --test-limit 100000 "${NBSVM_TINY[@]}" \
     "${FAST[@]}"
 case_ "evaluate: data without a test split" 2 evaluate "$NBSVM_RUN" --data imdb-train-only
+# onnx and weights
+case_ "ONNX graph of garbage bytes" 2 predict onnx-garbage-run --onnx "a great film"
+case_ "ONNX external data out of folder" 2 evaluate onnx-external-run --onnx --data imdb
+case_ "crafted pickle network.pt" 2 predict pickled-network-run "a great film"
 
 # server: hostile HTTP requests to the real `serve` on 127.0.0.1 (the tiny nbsvm run). A case passes
 # (exit 0) when the answer has the expected status, a JSON body {"error": ...} (or, for a 200, the
