@@ -126,8 +126,8 @@ def main() -> None:
                 started = time.perf_counter()
                 export_onnx(run, "int8" if backend.endswith("int8") else None, optimize=fused, output=folder)
                 print(f"{backend}: exported in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-                predictor = Predictor.from_run(run)
-                predictor.model = OnnxModel.load(run, threads=args.threads, folder=folder)
+                config = Predictor.from_run(run).config
+                predictor = Predictor(OnnxModel.load(run, config, threads=args.threads, folder=folder), run)
             row = measure(predictor, texts, reviews.labels, args.batch_size, args.singles)
             probabilities = row.pop("p_positive")
             reference = probabilities if reference is None else reference
