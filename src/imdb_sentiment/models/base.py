@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -187,7 +188,9 @@ class SentimentModel(ABC):
         try:
             meta = read_json(meta_file, "the saved model is damaged: train it again")
             model = get_model_class(meta["name"])(meta["params"])
-            model.load_weights(Path(directory))
+            with warnings.catch_warnings():  # torch's note on a file's pickle protocol says nothing useful here
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                model.load_weights(Path(directory))
         except UserError:
             raise
         except pickle.UnpicklingError:  # torch.load(weights_only=True) met something that is not a tensor
