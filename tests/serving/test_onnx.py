@@ -238,9 +238,10 @@ def replace_graph(run: Path, content: bytes) -> None:
     """A graph the manifest vouches for (its sha256 updated, as someone who swaps files would)."""
     graph = run / ONNX_DIR / "model.onnx"
     graph.write_bytes(content)
-    manifest_file = run / ONNX_DIR / ONNX_MANIFEST
+    manifest_file = run / ONNX_DIR / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    manifest_file.write_text(json.dumps(manifest | {"sha256": sha256_file(graph)}))
+    manifest["files"]["model.onnx"] = sha256_file(graph)
+    manifest_file.write_text(json.dumps(manifest))
 
 
 def test_a_graph_that_cannot_be_loaded_is_one_line(exported, tmp_path) -> None:
