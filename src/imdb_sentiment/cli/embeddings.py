@@ -36,7 +36,12 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, max=100, help="Passes over the corpus.")] = 5,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Training threads.")] = 2,
     seed: Annotated[
-        int, typer.Option(min=0, max=SEED_MAX, help="Experiment seed (it carves the validation split).")
+        int,
+        typer.Option(
+            min=0,
+            max=SEED_MAX,
+            help="data.seed of the runs to match: it carves the validation split, whose reviews stay out of the corpus (word2vec's own initialisation is fixed by its settings, not by this).",
+        ),
     ] = 42,
 ) -> None:
     """Train word2vec on the training split + unlabeled reviews (never test) and cache it.
@@ -60,7 +65,12 @@ def coverage(
         int, typer.Option(min=1, max=1_000_000, help="Vocabulary: words seen at least this often.")
     ] = 2,
     seed: Annotated[
-        int, typer.Option(min=0, max=SEED_MAX, help="Experiment seed (it carves the validation split).")
+        int,
+        typer.Option(
+            min=0,
+            max=SEED_MAX,
+            help="data.seed of the runs to match: it carves the validation split, whose reviews stay out of the corpus (word2vec's own initialisation is fixed by its settings, not by this).",
+        ),
     ] = 42,
 ) -> None:
     """Share of the training vocabulary (and of its tokens) that a vectors file covers."""

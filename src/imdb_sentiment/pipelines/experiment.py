@@ -1,6 +1,6 @@
 """One experiment end to end: data -> model (from the registry) -> fit -> test evaluation -> run folder.
 
-This is the single pipeline behind ``train``, ``benchmark`` and (later) sweeps and learning curves.
+This is the single pipeline behind ``train``, ``benchmark`` (learning curves included) and ``tune``'s trials.
 
 Under a launcher (``torchrun``, ``accelerate launch``) every process runs it: all of them load the
 data, fit (DistributedDataParallel) and predict their share of the test set; only the main process

@@ -305,7 +305,7 @@ def train_embeddings_command(
 ) -> dict[str, object]:
     """Train (or find cached) word2vec on the train split + unlabeled texts of a dataset, exactly
     as a word model with ``embeddings: word2vec`` and the same settings would, and report coverage
-    of the training vocabulary. ``seed`` is the experiment seed that carves the validation split."""
+    of the training vocabulary. ``seed`` is the ``data.seed`` that carves the validation split (kept out of the corpus)."""
     prepared = _corpus_for(data, seed)
     texts = prepared.train.texts + (prepared.unsup.texts if prepared.unsup is not None else [])
     settings = Word2VecSettings(window=window, min_count=min_count, epochs=epochs, workers=workers)

@@ -9,7 +9,7 @@ pre-emption (SIGTERM: a checkpoint and a clean stop) are callbacks (training/cal
 stop the fit or make it save; more can be passed in. It is the ``native`` training backend
 (training/backends.py).
 
-Why not accelerate/Lightning: the loop is ~200 lines, and owning it keeps checkpoints, the run folder
+Why not accelerate/Lightning: the loop is one file under 400 lines, and owning it keeps checkpoints, the run folder
 and the bit-exact resume contract in one place; device, precision and threads come from one
 :class:`~imdb_sentiment.training.runtime.Runtime` resolved by the caller.
 """
