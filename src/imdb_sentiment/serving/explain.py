@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -251,19 +252,24 @@ class OcclusionExplainer(TorchExplainer):
         return scores
 
 
+def _integrated_gradients(model: SentimentModel, cleaning: CleaningConfig) -> Explainer:
+    layer, baseline_id = model.input_embeddings()  # type: ignore[attr-defined]
+    return IntegratedGradientsExplainer(model, cleaning, layer, baseline_id)
+
+
+# ``Capabilities.explanation`` -> the explainer that implements it: a new method is one class + one entry.
+EXPLAINERS: dict[str, Callable[[SentimentModel, CleaningConfig], Explainer]] = {
+    "linear": LinearExplainer,
+    "attention": AttentionExplainer,
+    "integrated-gradients": _integrated_gradients,
+    "occlusion": OcclusionExplainer,
+}
+
+
 def explainer_for(model: SentimentModel, cleaning: CleaningConfig) -> Explainer | None:
     """The explainer its capabilities name (``Capabilities.explanation``), or None when it has none
     (e.g. a remote LLM, an ensemble)."""
     if not isinstance(model, SentimentModel):  # a serving backend (an ONNX graph): no network to explain
         return None
-    method = model.capabilities.explanation
-    if method == "linear":
-        return LinearExplainer(model, cleaning)
-    if method == "attention":
-        return AttentionExplainer(model, cleaning)
-    if method == "integrated-gradients":
-        layer, baseline_id = model.input_embeddings()  # type: ignore[attr-defined]
-        return IntegratedGradientsExplainer(model, cleaning, layer, baseline_id)
-    if method == "occlusion":
-        return OcclusionExplainer(model, cleaning)
-    return None
+    make = EXPLAINERS.get(model.capabilities.explanation or "")
+    return make(model, cleaning) if make is not None else None

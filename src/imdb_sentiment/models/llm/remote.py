@@ -225,6 +225,9 @@ class LLMPromptClassifier(SentimentModel):
         tasks = [asyncio.create_task(ask(key, messages)) for key, messages in requests]
         watch = asyncio.create_task(watch_server(p.base_url))
         answered = asyncio.gather(*tasks)
+        # Mark its outcome seen even when a stop (SIGTERM, Ctrl-C) leaves it un-awaited: otherwise asyncio
+        # prints "exception was never retrieved" with a traceback after the run's one-line message.
+        answered.add_done_callback(lambda future: future.cancelled() or future.exception())
         try:
             await asyncio.wait([answered, watch], return_when=asyncio.FIRST_COMPLETED)
             if watch.done():
