@@ -81,10 +81,12 @@ def train(
 
     quiet = quiet or launcher_ranks()[0] != 0  # under a launcher, rank 0 speaks for all
     setup_logging(quiet)
+    finished = False
     try:
         result = run_experiment(experiment, resume_dir=resume, show_progress=not quiet, command=" ".join(sys.argv))
+        finished = True
     finally:
-        leave_process_group()
+        leave_process_group(finished)
     if not result.main_process:
         return
     print_metrics(result.metrics, f"{experiment.run_name} on {result.metrics['examples']:,} test reviews")

@@ -35,11 +35,15 @@ def join_process_group(device: torch.device) -> None:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
-def leave_process_group() -> None:
+def leave_process_group(finished: bool = False) -> None:
     """Destroy the process group before the interpreter exits, as PyTorch asks: left to interpreter
-    shutdown, gloo's threads can abort a rank ("terminate called without an active exception", seen
-    once in CI after a run that had finished). A local call: no rank waits for another here."""
+    shutdown, gloo's threads can abort a rank ("terminate called without an active exception").
+    ``finished``: every rank completed the run, so they first meet at a barrier: a rank that tore its
+    group down while rank 0 was still saving the run aborted that way (SIGABRT, seen in the suite).
+    After a failure the call stays local, since the other ranks may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if finished and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
