@@ -169,3 +169,19 @@ def test_corrupt_saved_model_is_a_clear_error(trained_run, tmp_path, capsys) -> 
     assert code == 2 and "cannot be loaded" in err
     code, _, err = run_cli(["predict", str(run_dir), "   "], capsys)
     assert code == 2 and "empty" in err
+
+
+def test_quiet_is_quiet_after_a_verbose_command_in_the_same_process() -> None:
+    """--quiet used to keep the log handler an earlier command in the process had added (INFO lines
+    then broke the one-line error of a later, quiet command: seen in the suite)."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from imdb_sentiment.cli.app import setup_logging
+
+    logger = logging.getLogger("imdb_sentiment")
+    setup_logging(quiet=False)
+    assert any(isinstance(handler, RichHandler) for handler in logger.handlers)
+    setup_logging(quiet=True)
+    assert not any(isinstance(handler, RichHandler) for handler in logger.handlers)

@@ -75,7 +75,11 @@ def yaml_scalar(value: Any) -> str:
 def setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("imdb_sentiment")
     logger.setLevel(logging.INFO)
-    if not quiet and not any(isinstance(h, RichHandler) for h in logger.handlers):
+    ours = [handler for handler in logger.handlers if isinstance(handler, RichHandler)]
+    if quiet:  # as in a fresh process, whatever ran before in this one (tests, notebooks): warnings only
+        for handler in ours:
+            logger.removeHandler(handler)
+    elif not ours:
         logger.addHandler(RichHandler(console=err_console, show_path=False, markup=False))
 
 
