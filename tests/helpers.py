@@ -11,6 +11,16 @@ from imdb_sentiment.cli import main
 from imdb_sentiment.data.dataset import TextDataset
 
 
+class NullCapture:
+    """Stands in for pytest's capsys where none exists (module-scoped fixtures): captures nothing."""
+
+    def readouterr(self):
+        class Captured:
+            out = err = ""
+
+        return Captured()
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """Run the CLI in-process exactly as the console script does; return (exit code, stdout, stderr)."""
     argv = sys.argv

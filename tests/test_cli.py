@@ -7,7 +7,7 @@ import os
 
 import pandas as pd
 import pytest
-from helpers import run_cli, write_tiny_parquet_imdb
+from helpers import NullCapture, run_cli, write_tiny_parquet_imdb
 
 FAST = ["--set", "model.params.min_df=1", "--quiet"]
 
@@ -16,21 +16,13 @@ FAST = ["--set", "model.params.min_df=1", "--quiet"]
 def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     write_tiny_parquet_imdb(root / "imdb")
-    capsys = _NullCapture()
+    capsys = NullCapture()
     code, _out, err = run_cli(
         ["train", "tfidf-lr", "--data", str(root / "imdb"), "--output-dir", str(root / "runs"), *FAST], capsys
     )
     assert code == 0, err
     (run_dir,) = list((root / "runs").iterdir())
     return root, run_dir
-
-
-class _NullCapture:
-    def readouterr(self):
-        class Captured:
-            out = err = ""
-
-        return Captured()
 
 
 def test_train_writes_a_complete_run_folder(trained_run) -> None:

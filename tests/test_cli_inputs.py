@@ -14,20 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import typer
-from helpers import run_cli, write_tiny_parquet_imdb
+from helpers import NullCapture, run_cli, write_tiny_parquet_imdb
 from typer.models import ParameterInfo
 
 from imdb_sentiment.cli import app
 
 CLI = Path(sys.executable).with_name("imdb-sentiment")
-
-
-class _NullCapture:
-    def readouterr(self):
-        class Captured:
-            out = err = ""
-
-        return Captured()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     write_tiny_parquet_imdb(root / "imdb")
     args = ["train", "nbsvm", "--data", str(root / "imdb"), "--output-dir", str(root / "runs"), "--quiet",
             "--set", "model.params.min_df=1", "--set", "model.params.max_features=null"]  # fmt: skip
-    code, _, err = run_cli(args, _NullCapture())
+    code, _, err = run_cli(args, NullCapture())
     assert code == 0, err
     (run_dir,) = list((root / "runs").iterdir())
     return root, run_dir
@@ -202,7 +194,7 @@ def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path) -> None:
     root, run_dir = tiny_run
     args = ["train", "nbsvm", "--data", str(root / "imdb"), "--output-dir", str(tmp_path / "other"), "--quiet",
             "--seed", "3", "--set", "model.params.min_df=1", "--set", "model.params.max_features=null"]  # fmt: skip
-    assert run_cli(args, _NullCapture())[0] == 0
+    assert run_cli(args, NullCapture())[0] == 0
     (other,) = (tmp_path / "other").iterdir()
     swapped = tmp_path / "swapped"
     shutil.copytree(run_dir, swapped, ignore=shutil.ignore_patterns("evaluations"))

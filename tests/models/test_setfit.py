@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from helpers import one_line_user_error, run_cli, tiny_reviews
+from helpers import NullCapture, one_line_user_error, run_cli, tiny_reviews
 
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.serving.api import ServeLimits, create_app, served_model_from_run
@@ -28,19 +28,11 @@ def setfit_run(tmp_path_factory):
     code, _, err = run_cli(
         ["train", "setfit", "--data", str(root / "reviews.csv"), "--limit", "16", "--test-limit", "8",
          "--output-dir", str(root / "runs"), *TINY],
-        _NullCapture(),
+        NullCapture(),
     )  # fmt: skip
     assert code == 0, err
     (run_dir,) = list((root / "runs").iterdir())
     return root, run_dir
-
-
-class _NullCapture:
-    def readouterr(self):
-        class Captured:
-            out = err = ""
-
-        return Captured()
 
 
 def test_train_saves_the_body_as_safetensors_and_the_head_as_arrays(setfit_run) -> None:
