@@ -9,6 +9,7 @@ import pandas as pd
 
 from imdb_sentiment.cli import main
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import LabelSpace
 
 
 class NullCapture:
@@ -39,6 +40,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 POSITIVE_CUES = ("great", "wonderful", "excellent", "loved")
 NEGATIVE_CUES = ("awful", "boring", "terrible", "hated")
 FILLER = ("the", "movie", "plot", "actor", "scene", "was", "and", "a", "film", "story")
+NEUTRAL_CUES = ("average", "okay", "mixed", "middling")
+THREE_CLASSES = LabelSpace(("negative", "neutral", "positive"))
 
 
 def tiny_reviews(
@@ -56,6 +59,21 @@ def tiny_reviews(
         texts.append(" ".join(words))
         labels.append(label)
     return TextDataset(texts, np.asarray(labels))
+
+
+def tiny_three_class_reviews(size: int, seed: int, length: tuple[int, int] = (4, 20)) -> TextDataset:
+    """Negative / neutral / positive reviews in turn (classes not named as sentiment's two, so every
+    layer meets a third class): filler words plus two cue words of the class."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for index in range(size):
+        label = index % 3
+        cues = (NEGATIVE_CUES, NEUTRAL_CUES, POSITIVE_CUES)[label]
+        words = [*rng.choice(FILLER, size=int(rng.integers(*length))), *rng.choice(cues, size=2)]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return TextDataset(texts, np.asarray(labels), classes=THREE_CLASSES)
 
 
 def write_tiny_parquet_imdb(folder, size: int = 60, seed: int = 0) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from fake_openai import shared_fake_server
-from helpers import tiny_causal_lm_folder, tiny_reviews
+from helpers import tiny_causal_lm_folder, tiny_reviews, tiny_three_class_reviews
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.models.base import FitContext
@@ -73,6 +73,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     }.items()
 }
 CASES: dict[str, tuple[str, dict]] = {name: (name, TINY_PARAMS[name]) for name in available_models()} | VARIANTS
+# Every case again on three classes (negative / neutral / positive): "<case>@3".
+MULTICLASS_SUFFIX = "@3"
 
 
 def test_every_registered_model_has_tiny_settings() -> None:
@@ -88,11 +90,13 @@ def fitted(tmp_path_factory) -> dict[str, CheckCase]:
         if name not in cases:
             torch.manual_seed(0)
             workdir = Path(tmp_path_factory.mktemp(name))
-            model_name, params = CASES[name]
+            multiclass = name.endswith(MULTICLASS_SUFFIX)
+            model_name, params = CASES[name.removesuffix(MULTICLASS_SUFFIX)]
             model = get_model_class(model_name)(params)
             training = TrainingConfig(epochs=2, batch_size=8, learning_rate=5e-3, max_steps=8, threads=2)
             context = FitContext(training=training, run_dir=workdir / "run", show_progress=False)
-            train, valid, test = tiny_reviews(48, 0), tiny_reviews(16, 1), tiny_reviews(12, 2)
+            reviews = tiny_three_class_reviews if multiclass else tiny_reviews
+            train, valid, test = reviews(48, 0), reviews(16, 1), reviews(12, 2)
             returned = model.fit(train, valid, context)
             cases[name] = CheckCase(model, returned, context, train, valid, test, workdir)
         return cases[name]
@@ -101,9 +105,10 @@ def fitted(tmp_path_factory) -> dict[str, CheckCase]:
 
 
 CHECK_IDS = [
-    (case, check_name, check)
+    (case + suffix, check_name, check)
     for case, (model_name, _) in CASES.items()
-    for check_name, check in model_checks(get_model_class(model_name))
+    for suffix in ("", MULTICLASS_SUFFIX)
+    for check_name, check in model_checks(get_model_class(model_name), multiclass=bool(suffix))
 ]
 
 

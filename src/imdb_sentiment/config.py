@@ -59,6 +59,21 @@ class DataConfig(StrictModel):
     text_column: str = "text"
     label_column: str = "label"
     id_column: str | None = None
+    target: Literal["sentiment", "rating"] = Field(
+        "sentiment",
+        description="What the IMDB layouts label: sentiment (2 classes) or rating (8 classes: 1-4 and 7-10 "
+        "stars, ordered). A table's classes are its label column's distinct values.",
+    )
+    labels: list[str] | None = Field(
+        None,
+        min_length=2,
+        max_length=1000,
+        description="The classes of a table, in this order (default: sentiment when the labels spell it, "
+        "else numeric or alphabetical order).",
+    )
+    ordinal: bool = Field(
+        False, description="A table's labels are ordered (ratings): adds mean absolute error and within-one."
+    )
     encoding: str | None = Field(None, description="Text encoding; default utf-8 (latin-1 for MR).")
     clean: CleaningConfig = Field(default_factory=CleaningConfig)
     seed: int = Field(
@@ -80,6 +95,16 @@ class DataConfig(StrictModel):
     )
     test_limit: int | None = Field(None, ge=2, description="Evaluate on a stratified test subsample.")
     use_unsup: bool = Field(True, description="Let models use unlabeled reviews (word2vec, MLM).")
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            names = [name.strip() for name in value]
+            if any(not name for name in names) or len(set(names)) != len(names):
+                raise ValueError("list two or more distinct, non-empty class names")
+            return names
+        return value
 
 
 class ObjectiveConfig(StrictModel):

@@ -379,12 +379,14 @@ def test_table_missing_id_column(tmp_path: Path) -> None:
     user_error(lambda: load(path, id_column="review_id"), "missing column(s) review_id", "found: text, label")
 
 
-def test_labels_outside_set(tmp_path: Path) -> None:
+def test_labels_beside_sentiment_spellings_are_classes_of_their_own(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"text": ["a", "b", "c", "d", "e"], "label": ["pos", "meh", "neg", "2", "meh"]}).to_csv(
         path, index=False
     )
-    user_error(lambda: load(path), "'meh' (2x)", "'2' (1x)", "first at row 2", "pos/neg/positive/negative/1/0")
+    train = load(path).train
+    assert train.classes.names == ("2", "meh", "neg", "pos")  # not sentiment: every distinct cell a class
+    assert train.labels.tolist() == [3, 1, 2, 0, 1]
 
 
 def test_kaggle_bad_sentiment(tiny_kaggle: Path) -> None:

@@ -7,17 +7,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
+
 UNLABELED = -1
-LABEL_NAMES = ("negative", "positive")
+LABEL_NAMES = SENTIMENT.names
 
 
 @dataclass
 class TextDataset:
-    """Texts with integer labels (0 negative, 1 positive, -1 unlabeled) and string ids."""
+    """Texts with integer labels (class indices of ``classes``; -1 unlabeled) and string ids. The
+    default classes are sentiment: 0 negative, 1 positive."""
 
     texts: list[str]
     labels: np.ndarray
     ids: list[str] = field(default_factory=list)
+    classes: LabelSpace = SENTIMENT
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -35,6 +39,7 @@ class TextDataset:
             texts=[self.texts[i] for i in indices],
             labels=self.labels[indices],
             ids=[self.ids[i] for i in indices],
+            classes=self.classes,
         )
 
     @property
@@ -42,7 +47,7 @@ class TextDataset:
         return len(self) > 0 and bool((self.labels != UNLABELED).all())
 
     def label_counts(self) -> dict[str, int]:
-        return {name: int((self.labels == value).sum()) for value, name in enumerate(LABEL_NAMES)}
+        return {name: int((self.labels == value).sum()) for value, name in enumerate(self.classes.names)}
 
     def content_digest(self) -> str:
         """sha256 over (id, label, text), independent of row order and storage format."""

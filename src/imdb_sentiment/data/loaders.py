@@ -20,8 +20,8 @@ from imdb_sentiment.config import DataConfig
 from imdb_sentiment.data.cleaning import clean_texts
 from imdb_sentiment.data.dataset import UNLABELED, DatasetSplits, TextDataset
 from imdb_sentiment.data.encoding import decode
+from imdb_sentiment.data.labels import RATINGS, SENTIMENT, LabelSpace, infer_label_space
 from imdb_sentiment.data.tables import (
-    map_labels,
     read_bytes,
     read_parquet,
     read_table_file,
@@ -106,15 +106,17 @@ def read_imdb_parquet(path: Path, spec: DataConfig) -> DatasetSplits:
         if not file.exists():
             continue
         frame = read_parquet(file)
-        require_columns(frame, ["text", "label"], file)
+        column = "rating" if spec.target == "rating" else "label"
+        require_columns(frame, ["text"] + ([column] if split != "unsup" else []), file)
         texts = text_cells(frame["text"], file, "text")
+        classes = _imdb_classes(spec)
         labels = (
             np.full(len(frame), UNLABELED, dtype=np.int64)
             if split == "unsup"
-            else map_labels(frame["label"].tolist(), str(file), "label")
+            else classes.encode(frame[column].tolist(), str(file), column)
         )
         ids = frame["id"].astype(str).tolist() if "id" in frame else []
-        splits[split] = TextDataset(texts, labels, ids)
+        splits[split] = TextDataset(texts, labels, ids, classes)
         files[str(file)] = sha256_file(file)
     if "train" not in splits and "test" not in splits:
         raise UserError(f"{path} has neither train.parquet nor test.parquet.")
@@ -129,7 +131,7 @@ def read_aclimdb_folder(path: Path, spec: DataConfig) -> DatasetSplits:
         for file in sorted(root.glob("*/*/*.txt")):
             yield file.relative_to(root).as_posix(), lambda file=file: read_bytes(file)
 
-    return _collect_aclimdb(members(), encoding, str(root))
+    return _collect_aclimdb(members(), encoding, str(root), _imdb_classes(spec))
 
 
 def read_aclimdb_archive(path: Path, spec: DataConfig) -> DatasetSplits:
@@ -146,7 +148,7 @@ def read_aclimdb_archive(path: Path, spec: DataConfig) -> DatasetSplits:
                         if handle is not None:
                             yield member.name, handle.read
 
-            splits = _collect_aclimdb(members(), encoding, str(path))
+            splits = _collect_aclimdb(members(), encoding, str(path), _imdb_classes(spec))
             # tarfile stops quietly at a cut-off plain .tar; a complete one ends in a zero block.
             if archive.fileobj.tell() - archive.offset != tarfile.BLOCKSIZE:
                 raise tarfile.ReadError("truncated: no end-of-archive marker")
@@ -161,8 +163,13 @@ def read_aclimdb_archive(path: Path, spec: DataConfig) -> DatasetSplits:
     return splits
 
 
+def _imdb_classes(spec: DataConfig) -> LabelSpace:
+    """The classes of the IMDB layouts: sentiment, or the 8 star ratings (``data.target: rating``)."""
+    return RATINGS if spec.target == "rating" else SENTIMENT
+
+
 def _collect_aclimdb(
-    members: Iterable[tuple[str, Callable[[], bytes]]], encoding: str, where: str
+    members: Iterable[tuple[str, Callable[[], bytes]]], encoding: str, where: str, classes: LabelSpace
 ) -> DatasetSplits:
     parts: dict[str, tuple[list[str], list[int], list[str]]] = {
         split: ([], [], []) for split in ("train", "test", "unsup")
@@ -171,16 +178,24 @@ def _collect_aclimdb(
         match = ACLIMDB_NAME.search(name)
         if not match:
             continue
-        split, polarity, item_id, _rating = match.groups()
+        split, polarity, item_id, rating = match.groups()
         if polarity == "unsup":
             split = "unsup"
         texts, labels, ids = parts[split]
         texts.append(decode(read(), encoding, f"{where}/{name}"))
-        labels.append({"pos": 1, "neg": 0, "unsup": UNLABELED}[polarity])
+        if polarity == "unsup":
+            labels.append(UNLABELED)
+        elif classes.is_sentiment:
+            labels.append({"pos": 1, "neg": 0}[polarity])
+        else:
+            labels.append(int(classes.encode([rating], f"{where}/{name}", "the rating in the file name")[0]))
         ids.append(item_id)
     if not parts["train"][0] and not parts["test"][0]:
         raise UserError(f"{where} holds no train/pos, train/neg, test/pos or test/neg review files.")
-    datasets = {split: TextDataset(*part) if part[0] else None for split, part in parts.items()}
+    datasets = {
+        split: TextDataset(*part, classes=classes if split != "unsup" else SENTIMENT) if part[0] else None
+        for split, part in parts.items()
+    }
     return DatasetSplits(datasets["train"], datasets["test"], datasets["unsup"])
 
 
@@ -200,25 +215,35 @@ def read_kaggle(path: Path, spec: DataConfig) -> DatasetSplits:
         frame = read_table_file(file, "tsv", encoding)
         require_columns(frame, ["id", "review"] + (["sentiment"] if split == "train" else []), file)
         ids = frame["id"].astype(str).str.strip('"').tolist()
-        if split == "train":
-            labels = map_labels(frame["sentiment"], str(file), "sentiment")
-        elif split == "test":
-            labels = np.asarray([_label_from_rating(item_id, file) for item_id in ids], dtype=np.int64)
-        else:
+        classes = _imdb_classes(spec)
+        if split == "unsup":
             labels = np.full(len(ids), UNLABELED, dtype=np.int64)
-        result[split] = TextDataset(text_cells(frame["review"], file, "review"), labels, ids)
+        elif classes.is_sentiment and split == "train":
+            labels = classes.encode(frame["sentiment"], str(file), "sentiment")
+        elif classes.is_sentiment:
+            labels = np.asarray([_label_from_rating(item_id, file) for item_id in ids], dtype=np.int64)
+        else:  # ratings: both labelled files carry them in their ids
+            labels = classes.encode([_rating_of(item_id, file) for item_id in ids], str(file), "the rating in id")
+        result[split] = TextDataset(
+            text_cells(frame["review"], file, "review"), labels, ids, classes if split != "unsup" else SENTIMENT
+        )
         files[str(file)] = sha256_file(file)
     if "train" not in result and "test" not in result:
         raise UserError(f"{folder} has neither labeledTrainData.tsv nor testData.tsv.")
     return DatasetSplits(result.get("train"), result.get("test"), result.get("unsup"), files=files)
 
 
-def _label_from_rating(item_id: str, file: Path) -> int:
-    """Kaggle test ids are ``{id}_{rating}``; IMDB labels rating >= 7 positive, <= 4 negative."""
+def _rating_of(item_id: str, file: Path) -> int:
+    """Kaggle ids are ``{id}_{rating}``."""
     try:
-        rating = int(item_id.rsplit("_", 1)[1])
+        return int(item_id.rsplit("_", 1)[1])
     except (IndexError, ValueError):
         raise UserError(f"{file}: id {item_id!r} does not end in _RATING, so no label follows.") from None
+
+
+def _label_from_rating(item_id: str, file: Path) -> int:
+    """Kaggle test ids are ``{id}_{rating}``; IMDB labels rating >= 7 positive, <= 4 negative."""
+    rating = _rating_of(item_id, file)
     if 5 <= rating <= 6:
         raise UserError(f"{file}: id {item_id!r} has a neutral rating; IMDB test ids never do.")
     return 1 if rating >= 7 else 0
@@ -226,6 +251,8 @@ def _label_from_rating(item_id: str, file: Path) -> int:
 
 def read_mr(path: Path, spec: DataConfig) -> DatasetSplits:
     folder = path.parent if path.is_file() else path
+    if spec.target == "rating":
+        raise UserError(f"{folder}: MR sentences carry no star ratings; data.target: rating needs an IMDB layout.")
     encoding = spec.encoding or "latin-1"
     texts, labels, ids, files = [], [], [], {}
     for polarity, label in (("pos", 1), ("neg", 0)):
@@ -246,17 +273,26 @@ def read_mr(path: Path, spec: DataConfig) -> DatasetSplits:
 def read_table(path: Path, spec: DataConfig) -> DatasetSplits:
     """A user's table. Without ``test_path`` the whole table is returned as 'test' and 'train';
     :func:`imdb_sentiment.data.prepare_splits` carves the held-out part."""
-    labeled = _read_labeled_table(path, spec)
+    if spec.target == "rating":
+        raise UserError(
+            f"{path}: data.target: rating reads the IMDB layouts; for a table, name its rating column with "
+            "data.label_column (and set data.ordinal: true)."
+        )
+    texts, cells, ids = _read_labeled_table(path, spec)
+    classes = infer_label_space(cells, str(path), spec.label_column, spec.labels, spec.ordinal)
+    labeled = TextDataset(texts, classes.encode(cells, str(path), spec.label_column), ids, classes)
     files = {str(path): sha256_file(path)}
     test = None
     if spec.test_path:
         test_file = Path(spec.test_path)
-        test = _read_labeled_table(test_file, spec)
+        texts, cells, ids = _read_labeled_table(test_file, spec)
+        test = TextDataset(texts, classes.encode(cells, str(test_file), spec.label_column), ids, classes)
         files[str(test_file)] = sha256_file(test_file)
     return DatasetSplits(labeled, test, files=files)
 
 
-def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
+def _read_labeled_table(path: Path, spec: DataConfig) -> tuple[list[str], list[object], list[str]]:
+    """A labelled table's (texts, label cells, ids); the classes follow from the training table's cells."""
     if not path.is_file():
         raise UserError(f"Data file {path} does not exist.")
     kind = TABLE_SUFFIXES.get(path.suffix.lower())
@@ -270,9 +306,8 @@ def _read_labeled_table(path: Path, spec: DataConfig) -> TextDataset:
         row = int(np.flatnonzero(frame[spec.label_column].isna().to_numpy())[0]) + 1
         raise UserError(f"{path}: column {spec.label_column!r} is empty at row {row}. Fill or drop it.")
     texts = text_cells(frame[spec.text_column], path, spec.text_column)
-    labels = map_labels(frame[spec.label_column].tolist(), str(path), spec.label_column)
     ids = frame[spec.id_column].astype(str).tolist() if spec.id_column else []
-    return TextDataset(texts, labels, ids)
+    return texts, frame[spec.label_column].tolist(), ids
 
 
 def read_texts_table(
@@ -326,6 +361,9 @@ def read_dataset(path: Path, spec: DataConfig) -> DatasetSplits:
     fmt = spec.format if spec.format != "auto" else detect_format(path)
     if not path.exists():
         detect_format(path)  # raises the helpful message
+    if fmt != "table" and (spec.labels is not None or spec.ordinal):
+        field = "data.labels" if spec.labels is not None else "data.ordinal"
+        raise UserError(f"{field} applies to a table; {path} is {fmt} data (use data.target for its ratings).")
     splits = READERS[fmt](path, spec)
     splits.source, splits.format = str(path), fmt
     for name, part in splits.parts().items():

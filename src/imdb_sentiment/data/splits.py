@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from imdb_sentiment.config import DataConfig
 from imdb_sentiment.data.dataset import DatasetSplits, TextDataset
 from imdb_sentiment.data.duplicates import drop_conflicting_labels, shared_rows, text_groups
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import cache_dir
 
@@ -43,10 +44,16 @@ class PreparedData:
     limits: dict[str, dict[str, int]] = field(default_factory=dict)
     full_test_set: bool = True
 
+    @property
+    def classes(self) -> LabelSpace:
+        """The task's classes (the training split's)."""
+        return self.train.classes
+
     def summary(self) -> dict[str, object]:
         return {
             "source": self.raw.source,
             "format": self.raw.format,
+            "classes": self.classes.to_json(),
             "sizes": {"train": len(self.train), "valid": len(self.valid), "test": len(self.test),
                       "unsup": len(self.unsup) if self.unsup else 0},
             "checksums": self.raw.checksums(),
@@ -173,13 +180,20 @@ def prepare_splits(raw: DatasetSplits, spec: DataConfig) -> PreparedData:
         if overlap:
             _warn(f"test: {overlap:,} review(s) also appear in train; the given test set overlaps the "
                   "training data (count in data.json).")  # fmt: skip
-    if len(np.unique(train.labels)) < 2:
-        raise UserError(f"{raw.source}: the training data holds one class only; both are needed.")
+    counts = np.bincount(train.labels[train.labels >= 0], minlength=train.classes.size)
+    if (counts > 0).sum() < 2:
+        raise UserError(f"{raw.source}: the training data holds one class only; two or more are needed.")
+    if missing := [name for name, count in zip(train.classes.names, counts, strict=True) if not count]:
+        raise UserError(f"{raw.source}: no training review has the label(s) {', '.join(map(repr, missing[:5]))}; "
+                        "drop them from data.labels or add examples.")  # fmt: skip
     train, train_limit = _limit("training", "data.limit", train, spec.limit, seed)
     test_size = len(test)
     test, test_limit = _limit("test", "data.test_limit", test, spec.test_limit, seed)
     limits = {name: used for name, used in (("limit", train_limit), ("test_limit", test_limit)) if used}
     train, valid = stratified_split(train, spec.valid_fraction, seed)
+    if absent := [name for index, name in enumerate(train.classes.names) if not (train.labels == index).any()]:
+        raise UserError(f"data.limit: {spec.limit} reviews leave no training review for class(es) "
+                        f"{', '.join(map(repr, absent[:5]))} after the validation split; raise it.")  # fmt: skip
     unsup = raw.unsup if spec.use_unsup else None
     return PreparedData(train=train, valid=valid, test=test, unsup=unsup, raw=raw, duplicates=duplicates,
                         limits=limits, full_test_set=len(test) == test_size)  # fmt: skip

@@ -10,41 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imdb_sentiment.data.dataset import UNLABELED
 from imdb_sentiment.data.encoding import decode, describe_binary
+from imdb_sentiment.data.labels import SENTIMENT, clip
 from imdb_sentiment.errors import UserError
-
-LABEL_ALIASES = {
-    "1": 1, "pos": 1, "positive": 1, "true": 1,
-    "0": 0, "neg": 0, "negative": 0, "false": 0,
-}  # fmt: skip
 
 
 def map_labels(values: Iterable[object], where: str, column: str) -> np.ndarray:
-    """Map pos/neg/positive/negative/1/0 (any case) to 1/0; reject anything else clearly."""
-    mapped, bad, first_bad_row = [], {}, None
-    for row, value in enumerate(values):
-        key = str(value).strip().lower()
-        if key.endswith(".0"):  # integers read back as floats from CSV
-            key = key[:-2]
-        label = LABEL_ALIASES.get(key)
-        if label is None:
-            bad[str(value)] = bad.get(str(value), 0) + 1
-            first_bad_row = row if first_bad_row is None else first_bad_row
-            label = UNLABELED
-        mapped.append(label)
-    if bad:
-        shown = ", ".join(f"{clip(repr(value))} ({count}x)" for value, count in list(bad.items())[:5])
-        raise UserError(
-            f"{where}: column {column!r} has labels outside pos/neg/positive/negative/1/0: {shown}, "
-            f"first at row {first_bad_row + 1}. Fix or drop those rows, or choose another --label-column."
-        )
-    return np.asarray(mapped, dtype=np.int64)
-
-
-def clip(text: str, size: int = 40) -> str:
-    """A value shown in a message: at most ``size`` characters, so a message stays one short line."""
-    return text if len(text) <= size else text[: size - 1] + "…"
+    """Binary sentiment cells (pos/neg/positive/negative/1/0, any case) as 1/0; anything else refused."""
+    return SENTIMENT.encode(values, where, column)
 
 
 JSON_KINDS = {dict: "an object", list: "a list", tuple: "a list", np.ndarray: "a list", bool: "a boolean",

@@ -3,6 +3,7 @@ diagram; the benchmark report's accuracy bars, accuracy-against-cost scatters an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +46,24 @@ def _accuracy_axis_top(axis) -> None:
     axis.set_ylim(bottom, min(top, 1.005))
 
 
-def plot_confusion_matrix(matrix: list[list[int]], path: Path, title: str) -> None:
+def plot_confusion_matrix(
+    matrix: list[list[int]], path: Path, title: str, names: Sequence[str] = ("negative", "positive")
+) -> None:
+    """Rows: true class; columns: predicted (an extra last column: "invalid", a prompted model's
+    unparseable answers)."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(4, 3.6))
     values = np.asarray(matrix)
+    size = 3.2 + 0.45 * len(names)
+    figure, axis = plt.subplots(figsize=(size + 0.4, size))
     axis.imshow(values, cmap="Blues")
+    font = 9 if len(names) <= 4 else 7
     for (row, column), value in np.ndenumerate(values):
-        axis.text(column, row, f"{value:,}", ha="center", va="center",
+        axis.text(column, row, f"{value:,}", ha="center", va="center", fontsize=font,
                   color="white" if value > values.max() / 2 else "black")  # fmt: skip
-    axis.set_xticks(range(values.shape[1]), ["negative", "positive", "invalid"][: values.shape[1]])
-    axis.set_yticks([0, 1], ["negative", "positive"])
+    axis.set_xticks(
+        range(values.shape[1]), [*names, "invalid"][: values.shape[1]], rotation=45 if len(names) > 4 else 0
+    )
+    axis.set_yticks(range(len(names)), list(names))
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)

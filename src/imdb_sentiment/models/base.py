@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import read_json
 
@@ -74,7 +75,12 @@ class Capabilities:
 
 
 class SentimentModel(ABC):
-    """A binary sentiment classifier. Subclasses register with ``@register_model(name)``."""
+    """A text classifier over two or more classes. Subclasses register with ``@register_model(name)``.
+
+    The classes are the training split's (``train.classes``): ``fit`` records them in ``self.classes``
+    (:meth:`learn_classes`), ``save`` writes them to model.json and ``load`` restores them before the
+    weights, so a network is rebuilt with as many outputs as it was trained with. A folder saved before
+    classes were recorded is the binary sentiment task."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[ModelParams]] = ModelParams
@@ -85,6 +91,15 @@ class SentimentModel(ABC):
         if params is None or isinstance(params, dict):
             params = self.Params.model_validate(params or {})
         self.params = params
+        self.classes: LabelSpace = SENTIMENT
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.size
+
+    def learn_classes(self, train: TextDataset) -> None:
+        """Take the task's classes from the training split; the first thing every ``fit`` does."""
+        self.classes = train.classes
 
     # The configure step (models/configure.py) calls these after the schema has validated the config;
     # each raises UserError naming the field. None of them runs inside pydantic validation.
@@ -123,7 +138,8 @@ class SentimentModel(ABC):
 
     @abstractmethod
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """Return an (n, 2) array: column 1 is P(positive)."""
+        """Return an (n, num_classes) array of class probabilities, columns in ``self.classes`` order
+        (sentiment: column 1 is P(positive))."""
 
     def predict(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         return self.predict_proba(texts, batch_size).argmax(axis=1)
@@ -174,7 +190,14 @@ class SentimentModel(ABC):
         """Write the model to ``directory`` (which the caller renames into place atomically)."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "model.json").write_text(
-            json.dumps({"name": self.name, "params": self.params.model_dump(mode="json")}, indent=2)
+            json.dumps(
+                {
+                    "name": self.name,
+                    "params": self.params.model_dump(mode="json"),
+                    "classes": self.classes.to_json(),
+                },
+                indent=2,
+            )
         )
         self.save_weights(directory)
 
@@ -188,6 +211,7 @@ class SentimentModel(ABC):
         try:
             meta = read_json(meta_file, "the saved model is damaged: train it again")
             model = get_model_class(meta["name"])(meta["params"])
+            model.classes = LabelSpace.from_json(meta.get("classes"))
             with warnings.catch_warnings():  # torch's note on a file's pickle protocol says nothing useful here
                 warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
                 model.load_weights(Path(directory))

@@ -50,9 +50,14 @@ def check_fit_returns_self(case: CheckCase) -> None:
     assert case.fitted is case.model, "fit() must return the model itself"
 
 
+def check_learns_the_classes(case: CheckCase) -> None:
+    """The model's classes are its training split's, in order."""
+    assert case.model.classes == case.train.classes, (case.model.classes, case.train.classes)
+
+
 def check_predict_proba_is_a_distribution(case: CheckCase) -> None:
     probabilities = case.model.predict_proba(case.test.texts)
-    assert probabilities.shape == (len(case.test), 2), probabilities.shape
+    assert probabilities.shape == (len(case.test), case.train.classes.size), probabilities.shape
     assert np.isfinite(probabilities).all()
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
@@ -79,6 +84,7 @@ def check_save_load_round_trip(case: CheckCase) -> None:
     case.model.save(folder)
     loaded = SentimentModel.load(folder)
     assert type(loaded) is type(case.model)
+    assert loaded.classes == case.model.classes
     np.testing.assert_allclose(
         loaded.predict_proba(case.test.texts), case.model.predict_proba(case.test.texts), rtol=1e-4, atol=1e-5
     )
@@ -107,6 +113,7 @@ def check_resume_of_a_finished_run_trains_nothing_more(case: CheckCase) -> None:
 CHECKS: list[tuple[str, Check, Callable[[Capabilities], bool]]] = [
     ("unknown_params_are_refused", check_unknown_params_are_refused, lambda can: True),
     ("fit_returns_self", check_fit_returns_self, lambda can: True),
+    ("learns_the_classes", check_learns_the_classes, lambda can: True),
     ("predict_proba_is_a_distribution", check_predict_proba_is_a_distribution, lambda can: True),
     ("predict_is_argmax", check_predict_is_argmax, lambda can: True),
     ("predictions_do_not_depend_on_batching", check_predictions_do_not_depend_on_batching, lambda can: True),
@@ -118,8 +125,15 @@ CHECKS: list[tuple[str, Check, Callable[[Capabilities], bool]]] = [
 ]  # fmt: skip
 
 
-def model_checks(model_class: type[SentimentModel]) -> Iterator[tuple[str, Check]]:
-    """The named checks that apply to ``model_class``, by its capabilities."""
+# What a task of three or more classes must also keep: outputs, and the classes through save / load. The
+# training-loop checks (history, resume) do not depend on the number of classes.
+MULTICLASS_CHECKS = ("fit_returns_self", "learns_the_classes", "predict_proba_is_a_distribution",
+                     "predict_is_argmax", "predictions_do_not_depend_on_batching", "save_load_round_trip")  # fmt: skip
+
+
+def model_checks(model_class: type[SentimentModel], multiclass: bool = False) -> Iterator[tuple[str, Check]]:
+    """The named checks that apply to ``model_class``, by its capabilities; ``multiclass``: those of a
+    fit on three or more classes."""
     for name, check, applies in CHECKS:
-        if applies(model_class.capabilities):
+        if applies(model_class.capabilities) and (not multiclass or name in MULTICLASS_CHECKS):
             yield name, check

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from imdb_sentiment.config import ExperimentConfig, dump_config
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.data.splits import PreparedData, load_data
 from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model, reliability_bins, single_review_latency
@@ -32,6 +33,7 @@ from imdb_sentiment.evaluation.plots import (
     plot_roc_curve,
     plot_training_curves,
 )
+from imdb_sentiment.evaluation.predictions import predictions_frame
 from imdb_sentiment.evaluation.resources import PeakMemory, gpu_peak_mb, process_peak_mb, reset_gpu_peak
 from imdb_sentiment.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import FitContext, SentimentModel
@@ -68,10 +70,10 @@ def attach_log_file(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def write_predictions(path: Path, ids: list[str], labels: np.ndarray, probabilities: np.ndarray) -> None:
-    frame = pd.DataFrame(
-        {"id": ids, "label": labels, "prob_positive": probabilities[:, 1], "prediction": probabilities.argmax(1)}
-    )
+def write_predictions(
+    path: Path, ids: list[str], labels: np.ndarray, probabilities: np.ndarray, classes: LabelSpace
+) -> None:
+    frame = predictions_frame(ids, labels, probabilities, classes)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
 
@@ -159,7 +161,9 @@ def run_experiment(
         )
         if (gpu_peak := gpu_peak_mb()) is not None:
             metrics["peak_gpu_memory_mb"] = gpu_peak
-        write_predictions(run_dir / "predictions.csv", data.test.ids, data.test.labels, probabilities)
+        write_predictions(
+            run_dir / "predictions.csv", data.test.ids, data.test.labels, probabilities, model.classes
+        )
         if context.history:
             with atomic_path(run_dir / "history.csv") as tmp:
                 pd.DataFrame(context.history).to_csv(tmp, index=False)
@@ -168,7 +172,8 @@ def run_experiment(
         metrics.update(model.saved_sizes(run_dir / "model"))
         write_json_atomic(run_dir / "metrics.json", metrics)
         preemption.stage("plotting")
-        _write_plots(run_dir, metrics, data.test.labels, probabilities, context.history, config.run_name)
+        _write_plots(run_dir, metrics, data.test.labels, probabilities, context.history, config.run_name,
+                     model.classes)  # fmt: skip
         write_status(run_dir, "completed", finished=now_utc(), accuracy=metrics["accuracy"])
         logger.info("%s accuracy %.4f (%d reviews)", score_on, metrics["accuracy"], metrics["examples"])
         return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model)
@@ -245,10 +250,11 @@ def _folder_size_mb(folder: Path) -> float:
 
 
 def _write_plots(run_dir: Path, metrics: dict[str, Any], labels: np.ndarray, probabilities: np.ndarray,
-                 history: list[dict[str, float]], title: str) -> None:  # fmt: skip
+                 history: list[dict[str, float]], title: str, classes: LabelSpace) -> None:  # fmt: skip
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    plot_confusion_matrix(metrics["confusion_matrix"], plots / "confusion_matrix.png", title)
-    plot_roc_curve(labels, probabilities[:, 1], plots / "roc_curve.png", title)
+    plot_confusion_matrix(metrics["confusion_matrix"], plots / "confusion_matrix.png", title, classes.names)
+    if classes.size == 2:  # one curve; K classes have K one-vs-rest curves, summarised by roc_auc
+        plot_roc_curve(labels, probabilities[:, 1], plots / "roc_curve.png", title)
     plot_training_curves(history, plots / "training_curves.png", title)
     plot_reliability_diagram(reliability_bins(labels, probabilities), plots / "reliability.png", title)

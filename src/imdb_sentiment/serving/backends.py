@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import SentimentModel
 
@@ -36,9 +37,10 @@ class ServingBackend(Protocol):
 
     name: str
     config: ExperimentConfig
+    classes: LabelSpace  # the model's classes: the columns of predict_proba
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """(n, 2) class probabilities."""
+        """(n, K) class probabilities, columns in ``classes`` order."""
         ...
 
     def known_token_share(self, texts: list[str]) -> np.ndarray | None:
@@ -75,6 +77,10 @@ class NativeBackend:
 
     def __init__(self, model: SentimentModel, config: ExperimentConfig) -> None:
         self.model, self.config = model, config
+
+    @property
+    def classes(self) -> LabelSpace:
+        return self.model.classes
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         return self.model.predict_proba(texts, batch_size=batch_size)

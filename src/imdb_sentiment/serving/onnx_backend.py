@@ -19,6 +19,7 @@ from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import MANIFEST_FILE, read_json
 from imdb_sentiment.models.onnx_format import ONNX_DIR, open_session, pad_to_length, read_export
 from imdb_sentiment.models.pooling import pool_chunks
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.models.torch_base import TorchTextClassifier
 from imdb_sentiment.runs import RunFolder
@@ -40,6 +41,7 @@ class OnnxModel:
         # known tokens exactly as the PyTorch model does.
         self.classifier, self.session, self.manifest, self.config = classifier, session, manifest, config
         self.params = classifier.params
+        self.classes = classifier.classes
 
     @property
     def name(self) -> str:
@@ -59,6 +61,7 @@ class OnnxModel:
         manifest, graph = read_export(run_dir, folder)
         meta = read_json(Path(run_dir) / "model" / "model.json", "restore the run folder or train it again")
         classifier = get_model_class(meta["name"])(meta["params"])
+        classifier.classes = LabelSpace.from_json(meta.get("classes"))
         assert isinstance(classifier, TorchTextClassifier)
         classifier.encoder = classifier.load_encoder(Path(run_dir) / "model")
         session = open_session(graph, threads or torch.get_num_threads())
