@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import MANIFEST_FILE, read_json
 from imdb_sentiment.models.onnx_format import ONNX_DIR, open_session, pad_to_length, read_export
 from imdb_sentiment.models.pooling import pool_chunks
-from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.models.torch_base import TorchTextClassifier
 from imdb_sentiment.runs import RunFolder
