@@ -33,7 +33,19 @@ class RunInterrupted(KeyboardInterrupt):
         return f"interrupted; resume with: {self.how_to_resume}"
 
 
-class RunPreempted(Exception):
+class JobStopped(Exception):
+    """SIGTERM ended a command (a cluster pre-empting the job): exit code 143 (128 + SIGTERM), as the shell
+    reports a job killed by SIGTERM, so schedulers treat it as pre-empted rather than failed or finished.
+    ``message`` says what was kept and how to carry on."""
+
+    exit_code = 143
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RunPreempted(JobStopped):
     """SIGTERM during a run (a cluster pre-empting the job), after a resume checkpoint was written and
     the run folder marked "preempted". Exit code 143 (128 + SIGTERM), as the shell reports a job
     killed by SIGTERM, so schedulers treat it as pre-empted rather than failed or finished."""
@@ -43,7 +55,7 @@ class RunPreempted(Exception):
     def __init__(
         self, run_dir: object, step: int | None, how_to_resume: str | None = None, stage: str | None = None
     ) -> None:
-        super().__init__(str(run_dir))
+        Exception.__init__(self, str(run_dir))
         self.run_dir = run_dir
         self.step = step  # None: stopped outside the training steps, during ``stage``
         self.stage = stage

@@ -203,3 +203,29 @@ def test_sigterm_while_llm_prompt_waits_for_its_server_ends_preempted(tmp_path) 
     assert json.loads((run_dir / "run.json").read_text())["status"] == "preempted"
     assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM during "), err[:3000]
     assert "Traceback" not in err and "never retrieved" not in err, err[:3000]  # nothing printed after it
+
+
+@pytest.mark.parametrize(
+    ("target", "stage"),
+    [("transformers:Trainer.train", "MLM pre-training"),
+     ("transformers:PreTrainedModel.save_pretrained", "saving the model")],
+)  # fmt: skip
+def test_sigterm_during_pretrain_mlm_is_exit_143_in_one_line_and_leaves_no_output(
+    tiny_imdb_80, tmp_path, target, stage
+) -> None:
+    """Before: pretrain-mlm had no SIGTERM scope (killed with a traceback), and a stop while saving left a
+    half-written --output folder that the next run refused as "not empty"."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    output = tmp_path / "mlm"
+    command = [sys.executable, str(driver), *target.split(":"), "SIGTERM", "pretrain-mlm", "--data", str(tiny_imdb_80),
+               "--output", str(output), "--max-steps", "1", "--max-length", "16", "--hidden-size", "16",
+               "--num-layers", "1", "--num-heads", "2", "--intermediate-size", "32", "--quiet"]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 143, finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    assert finished.stderr.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM during {stage}; nothing was written to {output} (pre-training keeps no checkpoint): "
+        "run the same command again."
+    )
+    assert not output.exists() and not output.with_name("mlm.tmp").exists()

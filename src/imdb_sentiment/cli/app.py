@@ -17,7 +17,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
+from imdb_sentiment.errors import JobStopped, RunInterrupted, UserError
 
 app = typer.Typer(
     help="Train, evaluate, compare and serve sentiment classifiers on IMDB (or any labelled text set).",
@@ -105,7 +105,7 @@ def main() -> None:
         # escape: a message's own brackets (pip install "imdb-sentiment[ray]") are text, not Rich markup
         err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except RunPreempted as exc:
+    except JobStopped as exc:  # a run pre-empted (RunPreempted), or another command stopped by SIGTERM
         err_console.print(exc.message, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except SystemExit as exc:

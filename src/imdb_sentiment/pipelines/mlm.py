@@ -26,7 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from imdb_sentiment.errors import UserError
+from imdb_sentiment.errors import JobStopped, UserError
+from imdb_sentiment.io_utils import staged_dir
+from imdb_sentiment.training import preemption
+from imdb_sentiment.training.preemption import TrainingStopped, stop_on_sigterm
 
 logger = logging.getLogger("imdb_sentiment.training")
 
@@ -141,11 +144,10 @@ class _Blocks:
 def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
     """Pre-train and write ``settings.output``; returns the summary also written to ``mlm.json``."""
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer
+    from transformers import DataCollatorForLanguageModeling
 
     from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder
     from imdb_sentiment.models.hf.hub import quiet_transformers
-    from imdb_sentiment.training.hf_trainer import base_training_arguments
     from imdb_sentiment.training.runtime import Runtime, seed_everything
 
     if not texts:
@@ -170,6 +172,50 @@ def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
     collator = DataCollatorForLanguageModeling(
         tokenizer, mlm_probability=settings.mlm_probability, pad_to_multiple_of=8, seed=settings.seed
     )
+    # SIGTERM (a cluster pre-empting the job) at any stage: exit 143 in one line, and --output never holds
+    # a half-written model: it is built as <output>.tmp and renamed into place only once complete.
+    try:
+        with stop_on_sigterm():
+            preemption.stage("MLM pre-training")
+            trainer, train_output, seconds, eval_loss = _train(model, tokenizer, collator, train_set, eval_set,
+                                                               settings, runtime)  # fmt: skip
+            preemption.stage("saving the model")
+            model = trainer.model.to(torch.device("cpu"))
+            summary = {
+                "model": settings.model,
+                "architecture": type(model).__name__,
+                "parameters": int(sum(p.numel() for p in model.parameters())),
+                "texts": len(texts),
+                "train_blocks": len(train_set),
+                "eval_blocks": held,
+                "block_tokens": settings.max_length,
+                "steps": int(trainer.state.global_step),
+                "train_loss": float(train_output.training_loss),
+                "eval_loss": eval_loss,
+                "eval_perplexity": math.exp(eval_loss) if eval_loss == eval_loss and eval_loss < 50 else math.nan,
+                "train_seconds": seconds,
+                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+            }
+            output.parent.mkdir(parents=True, exist_ok=True)
+            with staged_dir(output, "writing", "run pretrain-mlm again") as staging, quiet_transformers():
+                model.save_pretrained(str(staging))  # quiet: no "Writing model shards" bar
+                tokenizer.save_pretrained(str(staging))
+                (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    except TrainingStopped as stopped:
+        raise JobStopped(
+            f"stopped by SIGTERM during {stopped.stage}; nothing was written to {output} (pre-training keeps "
+            "no checkpoint): run the same command again."
+        ) from None
+    return summary
+
+
+def _train(model: Any, tokenizer: Any, collator: Any, train_set: _Blocks, eval_set: _Blocks | None,
+           settings: MLMSettings, runtime: Any) -> tuple[Any, Any, float, float]:  # fmt: skip
+    """Hugging Face Trainer over the blocks: (trainer, its train output, seconds, held-out loss or NaN)."""
+    from transformers import Trainer
+
+    from imdb_sentiment.training.hf_trainer import base_training_arguments
+
     with tempfile.TemporaryDirectory(prefix="imdb-mlm-") as scratch:
         args = base_training_arguments(
             Path(scratch),
@@ -198,28 +244,7 @@ def pretrain_mlm(texts: list[str], settings: MLMSettings) -> dict[str, Any]:
         train_output = trainer.train()
         seconds = time.perf_counter() - started
         eval_loss = float(trainer.evaluate(eval_set)["eval_loss"]) if eval_set is not None else math.nan
-    model = trainer.model.to(torch.device("cpu"))
-    output.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():  # no "Writing model shards" bar
-        model.save_pretrained(str(output))
-        tokenizer.save_pretrained(str(output))
-    summary = {
-        "model": settings.model,
-        "architecture": type(model).__name__,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "texts": len(texts),
-        "train_blocks": len(train_set),
-        "eval_blocks": held,
-        "block_tokens": settings.max_length,
-        "steps": int(trainer.state.global_step),
-        "train_loss": float(train_output.training_loss),
-        "eval_loss": eval_loss,
-        "eval_perplexity": math.exp(eval_loss) if eval_loss == eval_loss and eval_loss < 50 else math.nan,
-        "train_seconds": seconds,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-    }
-    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    return summary
+    return trainer, train_output, seconds, eval_loss
 
 
 def pretraining_texts(
