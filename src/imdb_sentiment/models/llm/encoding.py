@@ -14,28 +14,31 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from pydantic import Field, field_validator
 
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.llm.prompting import PromptParams, answer_text, chat_messages, fill
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.truncation import Truncation, truncate
 
 SENTINEL = "\u2063REVIEW\u2063"  # stands for the review while the chat template renders the prompt
-DEFAULT_ANSWER_PREFIX = "The sentiment is"
+DEFAULT_ANSWER_PREFIX = "The sentiment is"  # the sentiment task's
+LABELS_ANSWER_PREFIX = "The answer is"  # any other task's: its template asks which label fits
 
 
 class LMPromptParams(PromptParams):
     """Prompt settings of the scorers that read a local LM's logits."""
 
     chat: bool = Field(True, description="Wrap the prompt in the tokenizer's chat template when it has one.")
-    answer_prefix: str = Field(
-        DEFAULT_ANSWER_PREFIX,
+    answer_prefix: str | None = Field(
+        None,
         description="Words that begin the answer (inside the assistant turn); the label word is scored as "
-        "their continuation. Empty: the label word is the answer's first token.",
+        "their continuation. Empty: the label word is the answer's first token. Default: "
+        f"{DEFAULT_ANSWER_PREFIX!r} for the sentiment task, else {LABELS_ANSWER_PREFIX!r}.",
     )
     shot_max_tokens: int = Field(96, ge=8, le=4096, description="Tokens kept of each example review.")
     max_length: int = Field(384, ge=8, le=32768, description="Tokens kept of the review (not the prompt).")
@@ -43,13 +46,21 @@ class LMPromptParams(PromptParams):
 
     @field_validator("answer_prefix")
     @classmethod
-    def _one_line_prefix(cls, value: str) -> str:
-        return value.strip()  # the space before the label word belongs to the label word's token
+    def _one_line_prefix(cls, value: str | None) -> str | None:
+        return None if value is None else value.strip()  # the space before the label word is the word's token
+
+    def for_task(self, classes: LabelSpace) -> Self:
+        resolved = super().for_task(classes)
+        if resolved.answer_prefix is None:
+            prefix = DEFAULT_ANSWER_PREFIX if classes.is_sentiment else LABELS_ANSWER_PREFIX
+            resolved = resolved.model_copy(update={"answer_prefix": prefix})
+        return resolved
 
 
 class PromptEncoder(TextEncoder):
     """Review -> prompt token ids (fixed prefix + head+tail-truncated review + fixed suffix); batches
-    are left-padded so every row ends at the position whose next-token logits are read."""
+    are left-padded so every row ends at the position whose next-token logits are read. ``params``: with
+    the task's defaults filled in (:meth:`LMPromptParams.for_task`)."""
 
     def __init__(
         self, tokenizer: Any, params: LMPromptParams, shots: list[tuple[str, int]], include_prefix: bool = True
@@ -82,11 +93,14 @@ class PromptEncoder(TextEncoder):
             )
             for word in params.label_words
         ]
-        if self.label_ids[0] == self.label_ids[1]:
-            raise UserError(
-                f"model.params.label_words: {params.label_words} start with the same token; the scorer reads "
-                "the first token of each, so pick words that differ there."
-            )
+        first_word = {}  # each label word's token -> the first word scored by it
+        for word, token in zip(params.label_words, self.label_ids, strict=True):
+            if token in first_word:
+                raise UserError(
+                    f"model.params.label_words: {first_word[token]!r} and {word!r} start with the same token; the "
+                    "scorer reads the first token of each, so pick words that differ there."
+                )
+            first_word[token] = word
 
     def continuation_token(self, context: str, continuation: str) -> int:
         """The first token the tokenizer gives ``continuation`` written right after ``context`` (e.g.
