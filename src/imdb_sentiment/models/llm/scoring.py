@@ -17,8 +17,13 @@ so ``fit`` calibrates without touching the test split and trains nothing: a cont
 biases are kept; ``calibration`` picks the one predictions use, and the test metrics report the raw,
 content-free and training-threshold accuracies side by side.
 
+K > 2 classes (one label word each): the probabilities are the softmax of the K label-word logits
+minus a per-class bias: content-free, the log of the mean content-free distribution (Zhao et al.'s
+diagonal calibration); train, the intercepts that maximise the likelihood of balanced training reviews
+(:func:`fit_intercepts`). Two classes keep the margin, its sigmoid and the accuracy threshold above.
+
 Why not ``transformers`` pipelines: zero-shot-classification is NLI-based and text-generation decodes;
-neither gives the two label-word logits of one forward pass.
+neither gives the label-word logits of one forward pass.
 """
 
 from __future__ import annotations
@@ -34,15 +39,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 from pydantic import Field
+from scipy.special import logsumexp, softmax
 from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
 from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
 from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
 from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, verified_gguf
-from imdb_sentiment.models.llm.prompting import balanced_indices, choose_shots
+from imdb_sentiment.models.llm.prompting import balanced_indices, check_label_words_fit_the_data, choose_shots
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
 from imdb_sentiment.training.inference import dataset_logits
@@ -126,7 +133,7 @@ def load_causal_lm(params: LLMScoreParams, private: bool) -> nn.Module:
 
 
 class LabelWordNetwork(nn.Module):
-    """Causal LM -> the next-token logits of the two label words after the prompt: the 2-class logits.
+    """Causal LM -> the next-token logits of the label words after the prompt: the K-class logits.
 
     With ``prompt_prefix`` (a frozen LM), batches carry only review + suffix: the prompt's shared
     beginning (instruction, k-shot examples) runs once and its key / value cache is reused by every
@@ -185,30 +192,43 @@ class LLMScorer(TorchTextClassifier):
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
+        self._prompt: tuple[LabelSpace, LLMScoreParams] | None = None  # see prompt
         self.shots: list[tuple[str, int]] = []
-        self.biases: dict[str, float] = {"none": 0.0}
+        # Two classes: a bias on the margin; K: one per class on the label-word logits.
+        self.biases: dict[str, float | list[float]] = {"none": 0.0}
         self.encoder: PromptEncoder | None = None
         self._last_margins: tuple[int, np.ndarray] | None = None
         self.calibration_reviews = 0
 
+    @property
+    def prompt(self) -> LLMScoreParams:
+        """The params with the task's defaults (label words, template) for the model's classes."""
+        if self._prompt is None or self._prompt[0] != self.classes:
+            self._prompt = (self.classes, self.params.for_task(self.classes))
+        return self._prompt[1]
+
     @classmethod
     def check_runnable(cls, config, params: ModelParams) -> None:
         assert isinstance(params, LLMScoreParams)
+        check_label_words_fit_the_data(config, params)
         model_source(params)
 
     # ------------------------------------------------------------------------------ encoder/network
     def build_encoder(self, train: TextDataset, context: FitContext) -> PromptEncoder:
+        self.learn_classes(train)
+        prompt = self.prompt  # label words given for another number of classes are refused here, first
         try:
             self.shots = choose_shots(train, self.params.shots, context.seed)
         except ValueError as exc:
             raise UserError(f"model.params.shots: {exc}") from None
-        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots, not self.caches_prompt)
+        return PromptEncoder(load_tokenizer(self.params), prompt, self.shots, not self.caches_prompt)
 
     def load_encoder(self, directory: Path) -> PromptEncoder:
         saved = json.loads((Path(directory) / PROMPT_FILE).read_text())
         self.shots = [(text, int(label)) for text, label in saved["shots"]]
-        self.biases = {key: float(value) for key, value in saved["biases"].items()}
-        return PromptEncoder(load_tokenizer(self.params), self.params, self.shots, not self.caches_prompt)
+        self.biases = {key: [float(v) for v in value] if isinstance(value, list) else float(value)
+                       for key, value in saved["biases"].items()}  # fmt: skip
+        return PromptEncoder(load_tokenizer(self.params), self.prompt, self.shots, not self.caches_prompt)
 
     def build_network(self, request: NetworkRequest) -> LabelWordNetwork:
         assert self.encoder is not None
@@ -227,15 +247,27 @@ class LLMScorer(TorchTextClassifier):
         """Both biases, from anything but the test split: content-free inputs and training reviews
         that are not among the shots."""
         p = self.params
-        cf = torch.sigmoid(torch.from_numpy(self.margins(p.content_free_inputs, len(p.content_free_inputs))))
-        mean = float(cf.mean().clamp(1e-6, 1 - 1e-6))
-        self.biases = {"none": 0.0, "content-free": float(np.log(mean / (1 - mean)))}
         shots = set(self.shots)
         shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
         size = min(p.calibration_size, len(train) - len(shot_rows))
-        rows = balanced_indices(np.asarray(train.labels), size, context.seed + 1, np.asarray(shot_rows, dtype=int))
-        margins = self.margins([train.texts[i] for i in rows], context.training.eval_batch_size)
-        self.biases["train"] = best_threshold(margins, np.asarray(train.labels)[rows])
+        rows = balanced_indices(np.asarray(train.labels), size, context.seed + 1, np.asarray(shot_rows, dtype=int),
+                                self.num_classes)  # fmt: skip
+        if self.num_classes == 2:
+            cf = torch.sigmoid(torch.from_numpy(self.margins(p.content_free_inputs, len(p.content_free_inputs))))
+            mean = float(cf.mean().clamp(1e-6, 1 - 1e-6))
+            self.biases = {"none": 0.0, "content-free": float(np.log(mean / (1 - mean)))}
+            margins = self.margins([train.texts[i] for i in rows], context.training.eval_batch_size)
+            self.biases["train"] = best_threshold(margins, np.asarray(train.labels)[rows])
+        else:
+            content_free = self.label_scores(p.content_free_inputs, len(p.content_free_inputs)).astype(np.float64)
+            scores = self.label_scores([train.texts[i] for i in rows], context.training.eval_batch_size)
+            prior = softmax(content_free, axis=1).mean(axis=0)  # the label prior of inputs that say nothing
+            labels = np.asarray(train.labels)[rows]
+            self.biases = {
+                "none": [0.0] * self.num_classes,
+                "content-free": np.log(np.clip(prior, 1e-6, None)).tolist(),
+                "train": fit_intercepts(scores.astype(np.float64), labels, self.num_classes),
+            }
         self.calibration_reviews = len(rows)
         context.extra_metrics.update(
             {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,
@@ -243,10 +275,10 @@ class LLMScorer(TorchTextClassifier):
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------ inference
-    def margins(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-        """Raw label margins log P(positive word) - log P(negative word), one per text."""
+    def label_scores(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """Raw label-word logits (n, K), one column per class."""
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
-        logits = dataset_logits(
+        return dataset_logits(
             self.network,
             self.encoder,
             self.encode(texts),
@@ -254,9 +286,17 @@ class LLMScorer(TorchTextClassifier):
             self.inference_runtime(),
             show_progress=show_progress,
         )
+
+    def margins(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """Two classes: raw label margins log P(positive word) - log P(negative word), one per text."""
+        logits = self.label_scores(texts, batch_size, show_progress)
         return (logits[:, 1] - logits[:, 0]).astype(np.float64)
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        if self.num_classes > 2:
+            scores = self.label_scores(texts, batch_size, show_progress).astype(np.float64)
+            self._last_margins = (id(texts), scores)
+            return softmax(scores - np.asarray(self.biases.get(self.params.calibration, 0.0)), axis=1)
         margins = self.margins(texts, batch_size, show_progress)
         self._last_margins = (id(texts), margins)
         positive = 1.0 / (1.0 + np.exp(-(margins - self.biases.get(self.params.calibration, 0.0))))
@@ -265,19 +305,25 @@ class LLMScorer(TorchTextClassifier):
     def prediction_metrics(
         self, texts: list[str], labels: np.ndarray, probabilities: np.ndarray
     ) -> dict[str, Any]:
-        """Accuracy under each calibration (the margins are those predict_proba just computed)."""
-        margins = self._last_margins[1] if self._last_margins and self._last_margins[0] == id(texts) else None
-        if margins is None or len(margins) != len(texts):
-            margins = self.margins(texts)
+        """Accuracy under each calibration (the scores are those predict_proba just computed)."""
+        scores = self._last_margins[1] if self._last_margins and self._last_margins[0] == id(texts) else None
+        if scores is None or len(scores) != len(texts):
+            scores = self.margins(texts) if self.num_classes == 2 else self.label_scores(texts).astype(np.float64)
         labels = np.asarray(labels)
+
+        def predicted(bias: float | list[float]) -> np.ndarray:
+            if self.num_classes == 2:
+                return (scores > bias).astype(int)
+            return (scores - np.asarray(bias)).argmax(axis=1)
+
         return {
             "calibration": self.params.calibration,
-            **{f"accuracy_{name.replace('-', '_')}": float(((margins > bias).astype(int) == labels).mean())
+            **{f"accuracy_{name.replace('-', '_')}": float((predicted(bias) == labels).mean())
                for name, bias in self.biases.items()},
         }  # fmt: skip
 
     def num_trainable_parameters(self) -> int:
-        return 0  # the LM is frozen; fit() only measures two biases
+        return 0  # the LM is frozen; fit() only measures biases
 
     def train_examples_used(self, available: int) -> int:
         """Training reviews the fit read: the shots and the calibration sample, not the whole split."""
@@ -303,3 +349,24 @@ def best_threshold(margins: np.ndarray, labels: np.ndarray) -> float:
     accuracy = np.array([((margins > c).astype(int) == labels).mean() for c in candidates])
     best = np.flatnonzero(accuracy == accuracy.max())
     return float(candidates[best[len(best) // 2]])
+
+
+def fit_intercepts(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
+    """Per-class biases ``b`` (``b[0] = 0``) maximising the likelihood of ``labels`` under
+    ``softmax(scores - b)``. Why not the accuracy-best biases as for two classes: over K - 1 thresholds
+    accuracy is a non-convex staircase; the likelihood is convex in ``b`` with one optimum, where the mean
+    prediction matches the class shares (a balanced sample: the label prior removed)."""
+    from scipy.optimize import minimize
+
+    targets = np.eye(num_classes)[labels]
+
+    def loss(free: np.ndarray) -> tuple[float, np.ndarray]:
+        shift = np.concatenate([[0.0], free])
+        shifted = scores - shift
+        probabilities = softmax(shifted, axis=1)
+        value = float(np.mean(logsumexp(shifted, axis=1) - (shifted * targets).sum(axis=1)))
+        gradient = (targets - probabilities).mean(axis=0)[1:]
+        return value, gradient
+
+    result = minimize(loss, np.zeros(num_classes - 1), jac=True, method="L-BFGS-B")
+    return [0.0, *(float(value) for value in result.x)]

@@ -1,7 +1,8 @@
 """``llm-sft``: the label-word scorer of :mod:`.scoring`, fine-tuned by the shared loop.
 
-The two label-word logits after the prompt are the 2-class logits, so the ordinary cross-entropy of
-the loop is the language-modelling loss of the right label word restricted to the verbalizer. With
+The K label-word logits after the prompt (one word per class) are the K-class logits, so the ordinary
+cross-entropy of the loop is the language-modelling loss of the right label word restricted to the
+verbalizer. With
 ``adapter`` (LoRA by default, through :mod:`imdb_sentiment.models.hf.adapters`) only the adapter
 trains and a run saves only the adapter plus a pointer to the base; ``adapter: null`` fine-tunes every
 weight and saves the whole LM. ``merged()`` folds LoRA into the base (``imdb-sentiment export --merge``).
@@ -116,6 +117,7 @@ class LLMSFTClassifier(LLMScorer):
         assert self.network is not None and self.params.adapter is not None, "a fitted or loaded LoRA run"
         merged = type(self)(self.params.model_copy(update={"adapter": None}))
         merged.encoder, merged.shots, merged.biases = self.encoder, self.shots, dict(self.biases)
+        merged.classes = self.classes
         lm = plain_weights(merge_adapter(copy.deepcopy(self.network.lm), self.params.adapter))
         merged.network = LabelWordNetwork(lm, self.encoder.label_ids).eval()
         return merged
