@@ -16,7 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from helpers import NEGATIVE_CUES, POSITIVE_CUES
+from helpers import NEGATIVE_CUES, NEUTRAL_CUES, POSITIVE_CUES
 
 
 class _Server(ThreadingHTTPServer):
@@ -90,7 +90,8 @@ class FakeOpenAI:
             text = "I cannot tell."
         else:
             score = len(words & set(POSITIVE_CUES)) - len(words & set(NEGATIVE_CUES))
-            text = "Positive." if score > 0 else "negative"
+            neutral = score == 0 and words & set(NEUTRAL_CUES)  # the 3-class reviews' middle class
+            text = "Positive." if score > 0 else "Neutral" if neutral else "negative"
         completion = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                       "choices": [{"index": 0, "finish_reason": "stop",
                                    "message": {"role": "assistant", "content": text}}]}  # fmt: skip

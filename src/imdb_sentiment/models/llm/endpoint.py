@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from imdb_sentiment.errors import UserError
+from imdb_sentiment.models.llm.prompting import WORD
 
 MALFORMED_SAMPLE = 8  # responses before a server whose answers are mostly malformed is given up on
 WATCH_SECONDS = 1.0  # how often the server's port is probed while requests wait
@@ -21,14 +21,22 @@ WATCH_SECONDS = 1.0  # how often the server's port is probed while requests wait
 
 # ------------------------------------------------------------------------------------------- parsing
 def parse_answer(answer: str | None, label_words: list[str]) -> int | None:
-    """Strict: the answer's first word must be a label word and the other label word must not
-    appear ("Positive." -> 1; "negative, not positive" -> None; "I think positive" -> None)."""
-    words = re.findall(r"[a-z]+", (answer or "").lower())
-    labels = [word.strip().lower() for word in label_words]
-    if not words or words[0] not in labels:
+    """Strict: the answer must begin with a label word and name no other label word ("Positive." -> 1;
+    "negative, not positive" -> None; "I think positive" -> None). Words are runs of letters and digits,
+    compared case-insensitively, so punctuation and markup around them do not count; a label word of
+    several words matches as that sequence, and the longest label word the answer begins with wins
+    ("very positive" over "very" when both are labels)."""
+    words = WORD.findall((answer or "").lower())
+    labels = [tuple(WORD.findall(word.lower())) for word in label_words]
+    starting = [index for index, label in enumerate(labels) if label and tuple(words[: len(label)]) == label]
+    if not starting:
         return None
-    label = labels.index(words[0])
-    return None if labels[1 - label] in words else label
+    chosen = max(starting, key=lambda index: len(labels[index]))
+    rest = words[len(labels[chosen]) :]
+    for index, label in enumerate(labels):
+        if index != chosen and any(tuple(rest[at : at + len(label)]) == label for at in range(len(rest))):
+            return None  # names two labels: ambiguous
+    return chosen
 
 
 # --------------------------------------------------------------------------------------------- cache

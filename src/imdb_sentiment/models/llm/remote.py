@@ -11,9 +11,9 @@ endpoint, model, messages and sampling settings: an interrupted, failed or repea
 nothing twice. The API key is read from the environment variable named by ``api_key_env`` and never
 stored in the params, the run folder or the cache.
 
-An answer that names no label word (or both) is *invalid*: its probability row is [0.5, 0.5] and
-``prediction_metrics`` reports ``accuracy`` with invalid answers counted wrong, ``accuracy_valid_only``
-and ``coverage`` (share of valid answers).
+The prompt lists the label words (one per class); an answer that names none of them (or two) is
+*invalid*: its probability row is uniform (1/K each) and ``prediction_metrics`` reports ``accuracy``
+with invalid answers counted wrong, ``accuracy_valid_only`` and ``coverage`` (share of valid answers).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import cache_dir
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
@@ -43,7 +44,12 @@ from imdb_sentiment.models.llm.endpoint import (
     parse_answer,
     watch_server,
 )
-from imdb_sentiment.models.llm.prompting import PromptParams, chat_messages, choose_shots
+from imdb_sentiment.models.llm.prompting import (
+    PromptParams,
+    chat_messages,
+    check_label_words_fit_the_data,
+    choose_shots,
+)
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.text.truncation import Truncation, truncate
 
@@ -84,16 +90,24 @@ class LLMPromptClassifier(SentimentModel):
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
+        self._prompt: tuple[LabelSpace, LLMPromptParams] | None = None  # see prompt
         self.shots: list[tuple[str, int]] = []
         self._last: tuple[int, np.ndarray] | None = None  # (id(texts), parsed labels; -1 invalid)
         self.request_stats: dict[str, Any] = {}
+
+    @property
+    def prompt(self) -> LLMPromptParams:
+        """The params with the task's defaults (label words, template) for the model's classes."""
+        if self._prompt is None or self._prompt[0] != self.classes:
+            self._prompt = (self.classes, self.params.for_task(self.classes))
+        return self._prompt[1]
 
     # ------------------------------------------------------------------------------------- prompts
     def cut(self, text: str, words: int) -> str:
         return " ".join(truncate(text.split(), words, self.params.truncation))
 
     def messages(self, text: str) -> list[dict]:
-        p = self.params
+        p = self.prompt
         shots = [(self.cut(example, p.shot_max_words), label) for example, label in self.shots]
         messages = chat_messages(p.template, p.label_words, shots, self.cut(text, p.max_words))
         return ([{"role": "system", "content": p.system_prompt}] if p.system_prompt else []) + messages
@@ -114,9 +128,11 @@ class LLMPromptClassifier(SentimentModel):
         return folder / f"{endpoint[:16]}.jsonl"
 
     @classmethod
-    def runnable_key(cls, config, params: ModelParams) -> tuple[str, str, str | None]:
+    def runnable_key(cls, config, params: ModelParams) -> tuple[str, str, str | None, tuple[int, str] | None]:
         assert isinstance(params, LLMPromptParams)
-        return params.base_url.rstrip("/"), params.model, params.api_key_env  # one check per server and key
+        # One check per server and key (and per label-word count and data, which check_runnable also checks).
+        labels = (len(params.label_words), config.data.model_dump_json()) if params.label_words else None
+        return params.base_url.rstrip("/"), params.model, params.api_key_env, labels
 
     @classmethod
     def check_runnable(cls, config, params: ModelParams) -> None:
@@ -125,6 +141,8 @@ class LLMPromptClassifier(SentimentModel):
         the configure step, once per distinct server in a command (:meth:`runnable_key`)."""
         assert isinstance(params, LLMPromptParams)
         import openai
+
+        check_label_words_fit_the_data(config, params)
 
         api_key = os.environ.get(params.api_key_env, "") if params.api_key_env else ""
         client = openai.OpenAI(base_url=params.base_url, api_key=api_key or "none", timeout=min(params.timeout, 10.0),
@@ -145,6 +163,9 @@ class LLMPromptClassifier(SentimentModel):
 
     # -------------------------------------------------------------------------------------- fitting
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMPromptClassifier:
+        self.learn_classes(train)
+        # Resolved for these classes: label words given for another number of classes are refused here.
+        logger.info("llm-prompt: label words %s", ", ".join(self.prompt.label_words or ()))
         try:
             self.shots = choose_shots(train, self.params.shots, context.seed)
         except ValueError as exc:
@@ -248,45 +269,49 @@ class LLMPromptClassifier(SentimentModel):
                               "malformed_responses": malformed}  # fmt: skip
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        labels = np.array([-1 if (label := parse_answer(answer, self.params.label_words)) is None else label
+        labels = np.array([-1 if (label := parse_answer(answer, self.prompt.label_words)) is None else label
                            for answer in self.answers(texts)], dtype=np.int64)  # fmt: skip
         self._last = (id(texts), labels)
-        probabilities = np.full((len(texts), 2), 0.5)
+        probabilities = np.full((len(texts), self.num_classes), 1.0 / self.num_classes)
         valid = labels >= 0
-        probabilities[valid] = np.eye(2)[labels[valid]]
+        probabilities[valid] = np.eye(self.num_classes)[labels[valid]]
         return probabilities
 
     def prediction_metrics(
         self, texts: list[str], labels: np.ndarray, probabilities: np.ndarray
     ) -> dict[str, Any]:
         """Accuracy with invalid answers counted wrong (replaces the argmax accuracy, which would
-        give every invalid answer a coin's chance), over valid answers only, and coverage. Precision,
-        recall, F1 and the confusion matrix replace the argmax ones too (which read an invalid answer's
-        [0.5, 0.5] as "negative"): the matrix gets a third column for invalid answers, so its diagonal
-        over its total is the accuracy."""
+        give every invalid answer a chance), over valid answers only, and coverage. The confusion matrix
+        and the scores read from it replace the argmax ones too (which read an invalid answer's uniform
+        row as the first class): the matrix gets a last column for invalid answers, so its diagonal over
+        its total is the accuracy, and an invalid answer is a miss of its true class (recall)."""
         if self._last is None or self._last[0] != id(texts):
             self.predict_proba(texts)
         assert self._last is not None
         parsed, labels = self._last[1], np.asarray(labels)
         valid = parsed >= 0
-        matrix = [[int(((labels == true) & (parsed == answer)).sum()) for answer in (0, 1, -1)] for true in (0, 1)]
-        true_positive, predicted_positive, positive = (
-            matrix[1][1],
-            int((parsed == 1).sum()),
-            int((labels == 1).sum()),
-        )
-        precision = true_positive / predicted_positive if predicted_positive else 0.0
-        recall = true_positive / positive if positive else 0.0  # an invalid answer to a positive review: missed
+        answers = [*range(self.num_classes), -1]
+        matrix = [[int(((labels == true) & (parsed == answer)).sum()) for answer in answers]
+                  for true in range(self.num_classes)]  # fmt: skip
+        scores = [class_scores(matrix[k][k], int((parsed == k).sum()), int((labels == k).sum()))
+                  for k in range(self.num_classes)]  # fmt: skip
+        if self.num_classes == 2:  # the binary keys: of the positive class
+            precision, recall, f1 = scores[1]
+            by_class: dict[str, Any] = {"precision": precision, "recall": recall, "f1": f1}
+        else:
+            by_class = {"per_class": {
+                name: {"precision": p, "recall": r, "f1": f, "support": int((labels == k).sum())}
+                for k, (name, (p, r, f)) in enumerate(zip(self.classes.names, scores, strict=True))
+            }}  # fmt: skip
         return {
             "accuracy": float((parsed == labels).mean()) if len(labels) else float("nan"),
             "accuracy_valid_only": float((parsed[valid] == labels[valid]).mean()) if valid.any() else float("nan"),
             "coverage": float(valid.mean()) if len(labels) else float("nan"),
             "invalid_answers": int((~valid).sum()),
-            "precision": precision,
-            "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            **by_class,
+            "macro_f1": float(np.mean([f for _, _, f in scores])),
             "confusion_matrix": matrix,
-            "confusion_matrix_columns": ["negative", "positive", "invalid"],
+            "confusion_matrix_columns": [*self.classes.names, "invalid"],
             **self.request_stats,
         }
 
@@ -304,3 +329,11 @@ class LLMPromptClassifier(SentimentModel):
 def prompt_size(messages: list[dict]) -> int:
     """Words in a request's messages: what the server's time per request grows with."""
     return sum(len(str(message.get("content", "")).split()) for message in messages)
+
+
+def class_scores(hits: int, predicted: int, support: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of one class from its counts (0 where undefined, as scikit-learn's
+    zero_division=0); ``support`` counts invalid answers, so they lower recall."""
+    precision = hits / predicted if predicted else 0.0
+    recall = hits / support if support else 0.0
+    return precision, recall, 2 * precision * recall / (precision + recall) if precision + recall else 0.0
