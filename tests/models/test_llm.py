@@ -16,6 +16,7 @@ from fake_openai import FakeOpenAI
 from helpers import one_line_user_error, tiny_causal_lm_folder, tiny_reviews
 
 from imdb_sentiment.config import TrainingConfig
+from imdb_sentiment.data.labels import SENTIMENT
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.llm import fetch
@@ -88,6 +89,22 @@ def scorer():
     model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "shots": 2, "max_length": 8,
                                           "calibration_size": 8})  # fmt: skip
     return model.fit(tiny_reviews(24, 0), tiny_reviews(8, 1), context())
+
+
+def test_binary_shots_calibration_and_probabilities_are_as_before_any_number_of_classes(scorer) -> None:
+    """Pinned from the code before K classes (commit 10f0df5): the same shots, biases and probabilities."""
+    labels = np.array([0, 1] * 20)
+    assert balanced_indices(labels, 5, seed=3).tolist() == [30, 3, 34, 7, 29]
+    assert balanced_indices(labels, 6, seed=1).tolist() == [19, 30, 17, 36, 31, 4]
+    assert balanced_indices(labels, 7, seed=2, exclude=np.array([0, 1, 2, 3])).tolist() == [15, 6, 29, 14, 7, 24, 13]
+    train = tiny_reviews(24, 0)
+    assert [train.texts.index(text) for text, _ in scorer.shots] == [3, 18]
+    assert scorer.biases == pytest.approx(
+        {"none": 0.0, "content-free": -0.008083425521787166, "train": -0.008679366204887629}, rel=1e-6
+    )
+    probabilities = scorer.predict_proba(tiny_reviews(10, 2).texts)[:4, 1]
+    expected = [0.49983687268683186, 0.500581574946069, 0.49986071454255715, 0.49953292521730136]
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9)
 
 
 def test_the_prompt_survives_truncation_and_only_the_review_is_cut(scorer) -> None:
@@ -289,7 +306,7 @@ def test_the_prompt_ids_are_the_tokenizers_ids_of_the_whole_prompt(template, ans
 
     tokenizer = byte_level_tokenizer()
     params = LMPromptParams(**({"template": template} if template else {}), answer_prefix=answer_prefix, chat=chat,
-                            shots=2)  # fmt: skip
+                            shots=2).for_task(SENTIMENT)  # fmt: skip
     shots = [("I loved it, a wonderful film.", 1), ("I hated it, boring.", 0)]
     encoder = PromptEncoder(tokenizer, params, shots)
     review = "I gave this movie a ten."
@@ -302,10 +319,12 @@ def test_label_words_are_scored_as_the_token_that_continues_the_answer_prefix() 
     from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
 
     tokenizer = byte_level_tokenizer()
-    begun = PromptEncoder(tokenizer, LMPromptParams(answer_prefix="The sentiment is"), [])
+    begun = PromptEncoder(tokenizer, LMPromptParams(answer_prefix="The sentiment is").for_task(SENTIMENT), [])
     assert tokenizer.convert_ids_to_tokens(begun.label_ids) == ["Ġnegative", "Ġpositive"]
     assert begun.suffix[-1] == tokenizer.convert_tokens_to_ids("Ġis")  # the prompt ends inside the answer
-    empty = PromptEncoder(tokenizer, LMPromptParams(answer_prefix=""), [])  # "...assistant " + "positive"
+    empty = PromptEncoder(
+        tokenizer, LMPromptParams(answer_prefix="").for_task(SENTIMENT), []
+    )  # "...assistant " + "positive"
     assert tokenizer.convert_ids_to_tokens(empty.label_ids) == ["Ġnegative", "Ġpositive"]
     assert tokenizer.decode(empty.suffix).endswith("assistant")  # the space went to the label word
 
