@@ -96,7 +96,8 @@ def test_binary_shots_calibration_and_probabilities_are_as_before_any_number_of_
     labels = np.array([0, 1] * 20)
     assert balanced_indices(labels, 5, seed=3).tolist() == [30, 3, 34, 7, 29]
     assert balanced_indices(labels, 6, seed=1).tolist() == [19, 30, 17, 36, 31, 4]
-    assert balanced_indices(labels, 7, seed=2, exclude=np.array([0, 1, 2, 3])).tolist() == [15, 6, 29, 14, 7, 24, 13]
+    excluded = balanced_indices(labels, 7, seed=2, exclude=np.array([0, 1, 2, 3]))
+    assert excluded.tolist() == [15, 6, 29, 14, 7, 24, 13]
     train = tiny_reviews(24, 0)
     assert [train.texts.index(text) for text, _ in scorer.shots] == [3, 18]
     assert scorer.biases == pytest.approx(
