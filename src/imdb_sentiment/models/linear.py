@@ -125,10 +125,13 @@ class LinearModel(SentimentModel):
     def _classifier(self, C: float, seed: int) -> LogisticRegression:
         # random_state: liblinear shuffles with it; unset, it draws from numpy's global RNG, so the same
         # seed gave different weights depending on what ran before in the process.
+        if self.num_classes > 2:  # liblinear is binary only; lbfgs fits the multinomial model
+            return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="lbfgs", random_state=seed)
         return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="liblinear", dual=self.params.dual,
                                   random_state=seed)  # fmt: skip
 
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LinearModel:
+        self.learn_classes(train)
         started = time.perf_counter()
         steps = self.feature_steps()
         vectorizer, scalers = steps[0][1], steps[1:]
