@@ -257,9 +257,10 @@ class LinearModel(SentimentModel):
             scaler.ratio_ = _load_array(directory, "nb_ratio", (width,))
             fitted.append((name, scaler))
         classifier = self._classifier(float(meta["classifier"]["C"]), seed=0)  # loaded weights: never refitted
-        classifier.classes_ = _load_array(directory, "classes", (2,))
-        classifier.coef_ = _load_array(directory, "coef", (1, width))
-        classifier.intercept_ = _load_array(directory, "intercept", (1,))
+        rows = self.num_classes if self.num_classes > 2 else 1  # a binary model keeps one row of weights
+        classifier.classes_ = _load_array(directory, "classes", (self.num_classes,))
+        classifier.coef_ = _load_array(directory, "coef", (rows, width))
+        classifier.intercept_ = _load_array(directory, "intercept", (rows,))
         classifier.n_features_in_ = width
         self.pipeline_ = Pipeline([steps[0], *fitted, ("classifier", classifier)])
 
