@@ -6,7 +6,8 @@ Columns are derived from what the runs recorded, the way scikit-learn's ``cv_res
 with dotted names, e.g. ``validation.valid_accuracy``) and the out-of-domain metrics of
 ``analysis/analysis.json`` (``ood_accuracy``, ...) become ``<name>_mean`` and ``<name>_std`` over the
 seeds; a new metric reaches the CSV without touching this file. The Markdown table shows a readable
-choice of them (``MARKDOWN_COLUMNS``).
+choice of them (``MARKDOWN_COLUMNS``; ``MULTICLASS_COLUMNS`` for K-class runs). Runs of different class
+sets are never ranked together: the board gets one table per class set (``task_groups``).
 """
 
 from __future__ import annotations
