@@ -13,7 +13,15 @@ from helpers import THREE_CLASSES, run_cli, tiny_three_class_reviews
 
 from imdb_sentiment.pipelines import report as report_module
 from imdb_sentiment.pipelines.benchmark import run_benchmark
-from imdb_sentiment.pipelines.leaderboard import RunRecord, aggregate, grouped_tables, leaderboard_table
+from imdb_sentiment.pipelines.leaderboard import (
+    BenchmarkResult,
+    RunRecord,
+    aggregate,
+    grouped_tables,
+    leaderboard_markdown,
+    leaderboard_table,
+)
+from imdb_sentiment.pipelines.report import write_report
 from imdb_sentiment.pipelines.suites import Suite, SuiteRow, expand_suite
 
 FAST = ["model.params.min_df=1"]
@@ -93,8 +101,11 @@ def test_a_board_mixing_class_sets_gets_one_table_per_task(tmp_path) -> None:
     (planned[1].run_dir / "data.json").write_text(
         json.dumps({"classes": {"names": ["1", "2", "3"], "ordered": True}})
     )
-    board = aggregate([RunRecord(planned[0], "completed", metrics=binary),
-                       RunRecord(planned[1], "completed", metrics=three)])  # fmt: skip
+    records = [
+        RunRecord(planned[0], "completed", metrics=binary),
+        RunRecord(planned[1], "completed", metrics=three),
+    ]
+    board = aggregate(records)
     lines = grouped_tables(board, "##")
     headings = [line for line in lines if line.startswith("## ")]
     assert headings == ["## Classes: negative, positive", "## Classes: 1, 2, 3"]
@@ -108,6 +119,12 @@ def test_a_board_mixing_class_sets_gets_one_table_per_task(tmp_path) -> None:
         and "| F1 | ROC-AUC |" in alone
         and "Classes" not in "".join(grouped_tables(board[:1], "##"))
     )
+    # The page and leaderboard.md: a table (and its cost table) per class set, under a heading naming it.
+    result = BenchmarkResult(suite, tmp_path, records, [])
+    markdown = leaderboard_markdown(result, board)
+    assert "## Classes: negative, positive" in markdown and "## Classes: 1, 2, 3" in markdown
+    page = write_report(result, board).read_text()
+    assert page.count("<h3>Classes: ") == 2 and page.count("Cost, speed and size") == 2
 
 
 def test_analyze_a_three_class_run(three_class_data, tmp_path, capsys) -> None:
