@@ -87,7 +87,7 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False)
     # LLM rows add coverage (llm-prompt) and the accuracy under each calibration (llm-score).
     for key in ("accuracy", "accuracy_valid_only", "coverage", "accuracy_none", "accuracy_content_free",
-                "accuracy_train", "f1", "precision", "recall", "macro_f1", "mae", "within_one", "roc_auc"):  # fmt: skip
+                "accuracy_train", "f1", "precision", "recall", "roc_auc"):  # fmt: skip
         if metrics.get(key) is not None:
             table.add_row(key, f"{metrics[key]:.4f}")
     for key, unit in (("train_seconds", "s"), ("inference_seconds", "s"), ("parameters", ""),
