@@ -6,13 +6,17 @@ Layout::
       run.json            status (running | completed | failed), times, command
       config.yaml         the resolved, validated config
       environment.json    versions, machine, seed
-      data.json           dataset source, split sizes, content checksums
+      data.json           dataset source, its classes, split sizes, content checksums
       metrics.json        test metrics, times, parameter count, peak memory, validation metrics
       history.csv         per-epoch (or per-C) training history
-      predictions.csv     id, label, prob_positive, prediction for every test review
-      model/              the saved model (renamed into place only once complete), with manifest.json:
-                          every file's sha256, the model's name and the run's config digest
-      plots/              confusion_matrix.png, roc_curve.png, training_curves.png
+      predictions.csv     every test review: id, label, the probability columns, prediction; sentiment
+                          as ever (prob_positive, labels 0 / 1), any other task prob_<class> per class
+                          and class names (evaluation/predictions.py)
+      model/              the saved model (model.json records its classes; renamed into place only once
+                          complete), with manifest.json: every file's sha256, the model's name and the
+                          run's config digest
+      plots/              confusion_matrix.png (K x K), roc_curve.png (two classes), training_curves.png,
+                          reliability.png
       train.log           the log; tensorboard/ and checkpoints/ for PyTorch models
 
 Every file is written atomically (temp file, then rename), so an interrupted run never leaves a

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from helpers import run_cli, tiny_three_class_reviews
 from rich.console import Console
 from rich.table import Table
 
@@ -111,3 +113,39 @@ def test_stats_of_the_tiny_fixture(tiny_imdb_parquet_shared: Path) -> None:
     assert result["unsup"]["labels"]["unlabeled"] == 20
     assert result["all"]["share_over_256_words"] == 0.0
     assert {"great", "awful", "café", "it's"} <= vocabulary(splits.train.texts)
+
+
+def test_three_classes_are_counted_by_name_in_every_split() -> None:
+    # Each split in the training split's classes (unsup, unlabelled, carries sentiment's by default).
+    train, test = tiny_three_class_reviews(9, 0), tiny_three_class_reviews(4, 1)
+    unsup = TextDataset(["just text"], [UNLABELED])
+    result = stats_by_split({"train": train, "test": test, "unsup": unsup})
+    assert result["train"]["labels"] == {"negative": 3, "neutral": 3, "positive": 3, "unlabeled": 0}
+    assert result["test"]["class_shares"] == {"negative": 0.5, "neutral": 0.25, "positive": 0.25}
+    assert result["unsup"]["labels"] == {"negative": 0, "neutral": 0, "positive": 0, "unlabeled": 1}
+    assert result["all"]["labels"]["neutral"] == 4 and "positive_share" not in result["all"]
+    console = Console(record=True, width=120)
+    console.print(render_stats(result))
+    text = console.export_text()
+    assert "class neutral" in text and "3 (33.3%)" in text and "positive share" not in text
+
+
+def test_data_stats_of_the_rating_task(tmp_path, capsys) -> None:
+    # --set data.target=rating: IMDB's eight star classes, each counted (an IMDB file may lack some).
+    folder = tmp_path / "imdb"
+    folder.mkdir()
+    ratings = {"train": [1, 2, 3, 4, 7, 8, 9, 10, 10], "test": [1, 10, 4]}
+    for split, stars in ratings.items():
+        pd.DataFrame({"text": [f"review {index}" for index in range(len(stars))], "rating": stars,
+                      "label": [int(star > 5) for star in stars]}).to_parquet(folder / f"{split}.parquet")  # fmt: skip
+    code, stdout, err = run_cli(["data", "stats", "--data", str(folder), "--set", "data.target=rating"], capsys)
+    assert code == 0, err
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip() for line in stdout.splitlines() if "│ class" in line
+    }
+    assert list(rows) == [f"class {star}" for star in ("1", "2", "3", "4", "7", "8", "9", "10")]
+    assert rows["class 10"] == "2 (22.2%)" and rows["class 2"] == "1 (11.1%)"
+    code, stdout, _ = run_cli(["data", "stats", "--data", str(folder)], capsys)
+    assert code == 0 and "positive share" in stdout and "class 10" not in stdout  # sentiment, as ever
+    code, _, err = run_cli(["data", "stats", "--data", str(folder), "--set", "model.name=nbsvm"], capsys)
+    assert code == 2 and "data section only" in err

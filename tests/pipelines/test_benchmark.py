@@ -344,6 +344,10 @@ def test_analyze_command(tiny_data, tmp_path, capsys) -> None:
     assert "MR (out of domain)" in stdout and (run_dir / "analysis" / "accuracy_by_length.png").is_file()
     analysis = json.loads((run_dir / "analysis" / "analysis.json").read_text())
     assert analysis["out_of_domain"]["examples"] == 5 and len(analysis["accuracy_by_length"]) == 10
+    assert not {"classes", "per_class", "confusion_matrix", "ordinal"} & set(analysis)  # sentiment as ever
+    assert (
+        "| true label | predicted | P(positive) | review |" in (run_dir / "analysis" / "analysis.md").read_text()
+    )
     # Other data than the run was tested on: one line, exit 2.
     other = tmp_path / "other"
     write_tiny_parquet_imdb(other, size=40, seed=9)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import one_line_user_error, run_cli, write_tiny_parquet_imdb
+from helpers import one_line_user_error, run_cli, tiny_three_class_reviews, write_tiny_parquet_imdb
 
 pytest.importorskip("optuna")
 
@@ -237,3 +237,37 @@ def test_sigint_to_the_tune_process_stops_it_cleanly(tiny_imdb, tmp_path) -> Non
     # The stopped trial is failed-and-interrupted in the study, and already asked again (enqueued).
     assert [trial.state.name for trial in study.trials] == ["FAIL", "WAITING"]
     assert study.trials[0].user_attrs["interrupted"] and (out / "tune-report.html").is_file()
+
+
+def test_a_three_class_search_on_macro_f1_and_the_metrics_the_task_lacks(tmp_path, capsys) -> None:
+    reviews = tiny_three_class_reviews(90, 0)
+    table = tmp_path / "three.csv"
+    pd.DataFrame({"text": reviews.texts, "label": [reviews.classes.names[i] for i in reviews.labels]}).to_csv(
+        table
+    )
+    test = tiny_three_class_reviews(30, 1)
+    test_table = tmp_path / "three-test.csv"
+    pd.DataFrame({"text": test.texts, "label": [test.classes.names[i] for i in test.labels]}).to_csv(test_table)
+    space = tune_file(tmp_path, {**LINEAR_SPACE, "metric": "macro_f1"})
+    data = ["--data", str(table), "--set", f"data.test_path={json.dumps(str(test_table))}", "--quiet"]
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(["tune", str(space), "--trials", "2", "--output-dir", str(out), *data], capsys)
+    assert code == 0, stderr
+    assert "validation macro_f1" in stdout
+    result = yaml.safe_load((out / "best.yaml").read_text())  # a config train runs as is
+    tested = next(out.glob("trials/*/test_metrics.json"))
+    assert {"macro_f1", "per_class"} <= set(json.loads(tested.read_text())) and result["data"]["path"] == str(
+        table
+    )
+    assert "test macro_f1" in (out / "tune-report.html").read_text()
+    # f1 (of class 1) means nothing with three classes: one line naming search.metric, before any folder.
+    binary_only = tune_file(tmp_path, {**LINEAR_SPACE, "metric": "f1"})
+    code, _, stderr = run_cli(["tune", str(binary_only), "--output-dir", str(tmp_path / "f1"), *data], capsys)
+    assert code == 2 and "search.metric: f1" in stderr and "macro_f1" in stderr and not (tmp_path / "f1").exists()
+    # Known from the config alone: the star ratings have no F1 of a class 1; unordered classes no within_one.
+    for metric, overrides, fragment in (("f1", ["data.target=rating"], "8 classes"),
+                                        ("within_one", ["data.labels=[a,b,c]"], "ordered classes")):  # fmt: skip
+        tune = load_tune_file(str(tune_file(tmp_path, {**LINEAR_SPACE, "metric": metric})))
+        one_line_user_error(
+            lambda tune=tune, overrides=overrides: check_space(tune, overrides), "search.metric", fragment
+        )

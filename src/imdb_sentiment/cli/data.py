@@ -12,6 +12,7 @@ from imdb_sentiment.cli.app import (
     EncodingOption,
     FormatOption,
     LabelColumnOption,
+    SetOption,
     TextColumnOption,
     app,
     console,
@@ -53,15 +54,22 @@ def data_stats(
     text_column: TextColumnOption = None,
     label_column: LabelColumnOption = None,
     encoding: EncodingOption = None,
+    set_: SetOption = None,
 ) -> None:
-    """Counts, label balance, words per review and vocabulary size of each split."""
-    from imdb_sentiment.config import build_data_config
+    """Counts, each class's count and share, words per review and vocabulary size of each split.
+
+    Any data field with --set, e.g. --set data.target=rating (IMDB's 8 star classes) or
+    --set 'data.labels=[neg,neutral,pos]'."""
+    from imdb_sentiment.config import apply_overrides, build_data_config
     from imdb_sentiment.data.loaders import read_dataset
     from imdb_sentiment.data.splits import resolve_data_path
     from imdb_sentiment.data.stats import render_stats, stats_by_split
 
     values = {"path": data, "format": format, "text_column": text_column, "label_column": label_column,
               "encoding": encoding}  # fmt: skip
-    spec = build_data_config({k: v for k, v in values.items() if v is not None})
+    if other := [item for item in set_ or [] if not item.strip().startswith("data.")]:
+        raise UserError(f"--set {other[0]!r}: data stats reads the data section only; give data.<field>=value.")
+    raw = apply_overrides({"data": {k: v for k, v in values.items() if v is not None}}, set_ or [])
+    spec = build_data_config(raw["data"])
     splits = read_dataset(resolve_data_path(spec.path), spec)
     console.print(render_stats(stats_by_split(splits.parts())))

@@ -174,13 +174,15 @@ def benchmark(
         )  # fmt: skip
     finally:
         runner.shutdown()
-    from imdb_sentiment.pipelines.leaderboard import leaderboard_table, main_rows
+    from imdb_sentiment.pipelines.leaderboard import grouped_tables, main_rows
 
     if not result.main_process:  # under a launcher rank 0 prints and writes
         return
     board = result.leaderboard_frame()
     if not board.empty:
-        console.print(leaderboard_table(main_rows(board)), soft_wrap=True, markup=False, highlight=False)
+        console.print(
+            "\n".join(grouped_tables(main_rows(board), "##")), soft_wrap=True, markup=False, highlight=False
+        )
     failed = sum(record.status == "failed" for record in result.records)
     if failed:
         console.print(f"[bold red]{failed} run(s) failed[/bold red]: see {paths[0]}")
@@ -206,6 +208,12 @@ def analyze(
     table = Table(title=f"{run.name}: {analysis['examples']:,} test reviews", show_header=False)
     table.add_row("accuracy", f"{100 * analysis['accuracy']:.2f}%")
     table.add_row("calibration error (ECE)", f"{analysis['calibration']['ece']:.4f}")
+    if ordinal := analysis.get("ordinal"):
+        table.add_row("mean absolute error", f"{ordinal['mae']:.3f}")
+        table.add_row("within one step", f"{100 * ordinal['within_one']:.2f}%")
+    for name, row in (analysis.get("per_class") or {}).items():  # any task but sentiment
+        if row["recall"] is not None:
+            table.add_row(f"recall of {name}", f"{100 * row['recall']:.2f}% ({row['count']:,})")
     for name, row in cues.items():
         if row["with"]["accuracy"] is not None and row["without"]["accuracy"] is not None:
             table.add_row(f"with {name} words", f"{100 * row['with']['accuracy']:.2f}% ({row['with']['count']:,})")
@@ -218,6 +226,8 @@ def analyze(
             f"{ood['name']} (out of domain)", f"{100 * ood['accuracy']:.2f}% ({ood['examples']:,} examples)"
         )
     console.print(table)
+    if skipped := analysis.get("out_of_domain_skipped"):
+        console.print(f"Out of domain: not scored, {skipped}.", markup=False, highlight=False)
     console.print(f"Analysis: [bold]{run / 'analysis' / 'analysis.md'}[/bold]")
 
 

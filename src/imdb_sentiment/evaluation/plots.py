@@ -106,8 +106,9 @@ def plot_training_curves(history: list[dict[str, float]], path: Path, title: str
     _save(figure, path)
 
 
-def plot_reliability_diagram(bins: list[dict[str, float]], path: Path, title: str) -> None:
-    """Accuracy against confidence per bin (bars) next to the diagonal of perfect calibration."""
+def plot_reliability_diagram(bins: list[dict[str, float]], path: Path, title: str, num_classes: int = 2) -> None:
+    """Accuracy against confidence per bin (bars) next to the diagonal of perfect calibration; the
+    confidence of the predicted class runs from 1/K (0.5 for two classes) to 1."""
     if not bins:
         return
     plt = _pyplot()
@@ -115,9 +116,10 @@ def plot_reliability_diagram(bins: list[dict[str, float]], path: Path, title: st
     centres = [(row["low"] + row["high"]) / 2 for row in bins]
     width = bins[0]["high"] - bins[0]["low"]
     axis.bar(centres, [row["accuracy"] for row in bins], width=width * 0.9, color="#4c72b0", label="accuracy")
-    axis.plot([0.5, 1], [0.5, 1], linestyle="--", color="grey", label="perfect calibration")
+    low = 1.0 / max(num_classes, 2)
+    axis.plot([low, 1], [low, 1], linestyle="--", color="grey", label="perfect calibration")
     axis.plot(centres, [row["confidence"] for row in bins], marker="o", color="#dd8452", label="confidence")
-    axis.set_xlim(0.5, 1)
+    axis.set_xlim(low, 1)
     axis.set_ylim(0, 1.02)
     axis.set_xlabel("confidence of the predicted class")
     axis.set_ylabel("accuracy")

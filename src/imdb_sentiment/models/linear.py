@@ -125,10 +125,13 @@ class LinearModel(SentimentModel):
     def _classifier(self, C: float, seed: int) -> LogisticRegression:
         # random_state: liblinear shuffles with it; unset, it draws from numpy's global RNG, so the same
         # seed gave different weights depending on what ran before in the process.
+        if self.num_classes > 2:  # liblinear is binary only; lbfgs fits the multinomial model
+            return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="lbfgs", random_state=seed)
         return LogisticRegression(C=C, max_iter=self.params.max_iter, solver="liblinear", dual=self.params.dual,
                                   random_state=seed)  # fmt: skip
 
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LinearModel:
+        self.learn_classes(train)
         started = time.perf_counter()
         steps = self.feature_steps()
         vectorizer, scalers = steps[0][1], steps[1:]
@@ -254,9 +257,10 @@ class LinearModel(SentimentModel):
             scaler.ratio_ = _load_array(directory, "nb_ratio", (width,))
             fitted.append((name, scaler))
         classifier = self._classifier(float(meta["classifier"]["C"]), seed=0)  # loaded weights: never refitted
-        classifier.classes_ = _load_array(directory, "classes", (2,))
-        classifier.coef_ = _load_array(directory, "coef", (1, width))
-        classifier.intercept_ = _load_array(directory, "intercept", (1,))
+        rows = self.num_classes if self.num_classes > 2 else 1  # a binary model keeps one row of weights
+        classifier.classes_ = _load_array(directory, "classes", (self.num_classes,))
+        classifier.coef_ = _load_array(directory, "coef", (rows, width))
+        classifier.intercept_ = _load_array(directory, "intercept", (rows,))
         classifier.n_features_in_ = width
         self.pipeline_ = Pipeline([steps[0], *fitted, ("classifier", classifier)])
 

@@ -14,12 +14,15 @@ import numpy as np
 import pandas as pd
 
 from imdb_sentiment.config import ExperimentConfig, build_data_config
+from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 from imdb_sentiment.data.loaders import read_dataset
 from imdb_sentiment.data.splits import PreparedData, load_data, resolve_data_path
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.evaluation.analysis import error_analysis
 from imdb_sentiment.evaluation.metrics import classification_metrics
 from imdb_sentiment.evaluation.plots import plot_accuracy_by_group, plot_reliability_diagram
+from imdb_sentiment.evaluation.predictions import read_class_column, read_probabilities
 from imdb_sentiment.io_utils import write_json_atomic, write_text_atomic
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
@@ -66,39 +69,61 @@ def run_data_path(config: ExperimentConfig) -> Path | None:
         return None
 
 
-def out_of_domain_metrics(
-    model: SentimentModel, config: ExperimentConfig, ood: OutOfDomainSet, path: Path, batch_size: int
-) -> dict[str, Any]:
-    """Accuracy on the out-of-domain set's test part (MR: every sentence, Latin-1), cleaned as the
-    run's training data was."""
-    spec = config.data.model_copy(update={"path": str(path), "format": ood.format, "encoding": None, "limit": None,
-                                          "test_limit": None, "test_path": None})  # fmt: skip
+def read_out_of_domain(config: ExperimentConfig, ood: OutOfDomainSet, path: Path) -> TextDataset:
+    """The out-of-domain set's test part (MR: every sentence, Latin-1), cleaned as the run's training
+    data was."""
+    update = {"path": str(path), "format": ood.format, "encoding": None, "limit": None, "test_limit": None,
+              "test_path": None}  # fmt: skip
+    if ood.format != "table":  # the run's label order and star ratings mean nothing to MR sentences
+        update.update(
+            {"labels": None, "ordinal": False, "target": "sentiment" if ood.format == "mr" else config.data.target}
+        )
+    spec = config.data.model_copy(update=update)
     examples = read_dataset(Path(path), spec).test
     if examples is None or not len(examples):
         raise UserError(f"{path}: no labelled test examples found for the out-of-domain set {ood.name}.")
+    return examples
+
+
+def out_of_domain_metrics(
+    model: SentimentModel, examples: TextDataset, ood: OutOfDomainSet, path: Path, batch_size: int
+) -> dict[str, Any]:
+    """The model's metrics on the out-of-domain set (its classes are the run's)."""
     probabilities = model.predict_proba(examples.texts, batch_size=batch_size)
-    metrics = classification_metrics(examples.labels, probabilities)
+    metrics = classification_metrics(examples.labels, probabilities, model.classes)
     metrics.pop("confusion_matrix")
     return {"name": ood.name, "path": str(path), **metrics}
 
 
-def read_predictions(run_dir: Path) -> pd.DataFrame:
+def run_classes(run: RunFolder) -> LabelSpace:
+    """The classes a run predicts: model/model.json's, else data.json's; none recorded (a run from
+    before classes were): sentiment."""
+    for name in ("model/model.json", "data.json"):
+        record = run.read_optional(name) or {}
+        if "classes" in record:
+            try:
+                return LabelSpace.from_json(record["classes"])
+            except ValueError as exc:
+                raise UserError(f"{run.path / name}: classes: {exc}; was it edited?") from None
+    return SENTIMENT
+
+
+def read_predictions(run_dir: Path, classes: LabelSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ids, true labels (class indices) and (n, K) probabilities of a run's predictions.csv."""
     path = run_dir / "predictions.csv"
     if not path.is_file():
         raise UserError(f"{run_dir} has no predictions.csv; the run did not finish its test evaluation.")
     try:
-        frame = pd.read_csv(path, dtype={"id": str})
+        frame = pd.read_csv(path, dtype={"id": str, "label": str, "prediction": str})
     except (OSError, ValueError) as exc:
         raise UserError(
             f"Cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
         ) from None
-    if not {"id", "label", "prob_positive"} <= set(frame.columns):
-        raise UserError(f"{path} lacks the columns id, label, prob_positive; was it edited?")
-    positive = pd.to_numeric(frame["prob_positive"], errors="coerce")
-    if not positive.between(0, 1).all():  # NaN (an unreadable cell) fails too
-        raise UserError(f"{path}: prob_positive holds values that are not probabilities; was it edited?")
-    frame["prob_positive"] = positive.astype(float)
-    return frame
+    if "id" not in frame.columns:
+        raise UserError(f"{path} lacks the column 'id'; was it edited?")
+    probabilities = read_probabilities(frame, classes, path)
+    labels = read_class_column(frame, "label", classes, path)
+    return [str(item) for item in frame["id"]], labels, probabilities
 
 
 def analyze_run(
@@ -119,27 +144,34 @@ def analyze_run(
     run = RunFolder.finished(run_dir)
     run_dir, config = run.path, configure(run.raw_config(), for_training=False)
     location = locate_out_of_domain(ood, Path(data_path) if data_path else run_data_path(config), ood_path)
-    predictions = read_predictions(run_dir)
+    classes = run_classes(run)
+    ids, labels, probabilities = read_predictions(run_dir, classes)
     # Checked before the data and model load: a read-only run folder, or analysis/ linked out of it.
     folder = run.output_folder("analysis") if write else None
     if data is None and data_path is not None:
         data = load_data(build_data_config({**config.data.model_dump(), "path": str(data_path)}))
     test = (data or load_data(config.data)).test
-    if list(predictions["id"]) != [str(item) for item in test.ids]:
+    same = test.classes.names == classes.names and np.array_equal(test.labels, labels)
+    if not same or ids != [str(item) for item in test.ids]:
         raise UserError(
             f"The test data found now ({len(test):,} reviews) is not the data {run_dir.name} was tested on "
-            f"({len(predictions):,} predictions): point --data at the run's dataset."
+            f"({len(ids):,} predictions): point --data at the run's dataset."
         )
-    positive = predictions["prob_positive"].to_numpy(dtype=float)
-    probabilities = np.stack([1.0 - positive, positive], axis=1)
-    analysis = error_analysis(test.texts, test.labels, probabilities)
+    analysis = error_analysis(test.texts, test.labels, probabilities, classes)
     if location is not None:
-        if model is None:
-            run.verify_model()  # altered files, or a model/ from another run: one line
-            model = SentimentModel.load(run.model_dir)
-        analysis["out_of_domain"] = out_of_domain_metrics(
-            model, config, ood or DEFAULT_OUT_OF_DOMAIN, location, config.training.eval_batch_size
-        )
+        ood = ood or DEFAULT_OUT_OF_DOMAIN
+        examples = read_out_of_domain(config, ood, location)
+        if examples.classes.names != classes.names:  # e.g. MR (sentiment) for a run on star ratings
+            analysis["out_of_domain_skipped"] = (
+                f"{ood.name} ({location}) has the classes {', '.join(examples.classes.names[:8])}, not the run's"
+            )
+        else:
+            if model is None:
+                run.verify_model()  # altered files, or a model/ from another run: one line
+                model = SentimentModel.load(run.model_dir)
+            analysis["out_of_domain"] = out_of_domain_metrics(
+                model, examples, ood, location, config.training.eval_batch_size
+            )
     if folder is not None:
         write_analysis(folder, analysis, config.run_name)
     return analysis
@@ -152,7 +184,8 @@ def write_analysis(folder: Path, analysis: dict[str, Any], title: str) -> None:
         folder.mkdir(exist_ok=True)
         write_json_atomic(folder / "analysis.json", analysis)
         write_text_atomic(folder / "analysis.md", analysis_markdown(analysis, title))
-        plot_reliability_diagram(analysis["calibration"]["bins"], folder / "reliability.png", title)
+        classes = LabelSpace.from_json(analysis.get("classes"))
+        plot_reliability_diagram(analysis["calibration"]["bins"], folder / "reliability.png", title, classes.size)
         plot_accuracy_by_group(analysis["accuracy_by_length"], folder / "accuracy_by_length.png", title,
                                "review length (deciles)")  # fmt: skip
     except OSError as exc:
@@ -170,14 +203,30 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
 
+def _cell(text: str, size: int = 300) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= size else text[:size] + " …"
+
+
 def analysis_markdown(analysis: dict[str, Any], title: str) -> str:
+    classes = LabelSpace.from_json(analysis.get("classes"))
     lines = [f"# Error analysis: {title}", "",
              f"Test accuracy {_percent(analysis['accuracy'])} on {analysis['examples']:,} reviews; "
-             f"expected calibration error {analysis['calibration']['ece']:.4f}."]  # fmt: skip
+             f"expected calibration error {analysis['calibration']['ece']:.4f}"
+             + ("." if classes.is_sentiment else " (of the predicted class).")]  # fmt: skip
+    if ordinal := analysis.get("ordinal"):
+        unit = "" if ordinal["mae_units"] == "steps" else " (in label units)"
+        lines.append(
+            f"Mean absolute error {ordinal['mae']:.3f}{unit}; within one step {_percent(ordinal['within_one'])}."
+        )
     ood = analysis.get("out_of_domain")
     if ood:
         lines.append(f"Out of domain ({ood.get('name', 'MR')}, {ood['examples']:,} examples): "
                      f"accuracy {_percent(ood['accuracy'])}.")  # fmt: skip
+    if skipped := analysis.get("out_of_domain_skipped"):
+        lines.append(f"Out of domain: not scored, {skipped}.")
+    if not classes.is_sentiment:
+        lines += _class_sections(analysis, classes)
     lines += ["", "## Reviews with negation or contrast words", "", "| cue | with | without |", "|---|---|---|"]
     for name, row in analysis["accuracy_by_cues"].items():
         lines.append(f"| {name} | {_percent(row['with']['accuracy'])} ({row['with']['count']:,}) "
@@ -187,11 +236,30 @@ def analysis_markdown(analysis: dict[str, Any], title: str) -> str:
         f"| {row['group']} | {row['count']:,} | {_percent(row['accuracy'])} |"
         for row in analysis["accuracy_by_length"]
     ]
-    lines += ["", "## Most confident mistakes", "", "| true label | predicted | P(positive) | review |",
-              "|---|---|---|---|"]  # fmt: skip
-    for row in analysis["confident_mistakes"]:
-        text = " ".join(row["text"].split()).replace("|", "\\|")
-        text = text if len(text) <= 300 else text[:300] + " …"
-        true, predicted = sentiment(row["label"]), sentiment(1 - row["label"])
-        lines.append(f"| {true} | {predicted} | {row['prob_positive']:.3f} | {text} |")
+    lines += ["", "## Most confident mistakes", ""]
+    if classes.is_sentiment:
+        lines += ["| true label | predicted | P(positive) | review |", "|---|---|---|---|"]
+        for row in analysis["confident_mistakes"]:
+            true, predicted = sentiment(row["label"]), sentiment(1 - row["label"])
+            lines.append(f"| {true} | {predicted} | {row['prob_positive']:.3f} | {_cell(row['text'])} |")
+    else:
+        lines += ["| true label | predicted | P(predicted) | P(true) | review |", "|---|---|---|---|---|"]
+        lines += [f"| {_cell(row['label'], 40)} | {_cell(row['predicted'], 40)} | {row['confidence']:.3f} "
+                  f"| {row['prob_true']:.3f} | {_cell(row['text'])} |" for row in analysis["confident_mistakes"]]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _class_sections(analysis: dict[str, Any], classes: LabelSpace) -> list[str]:
+    """Per-class errors and the confusion matrix of a task other than sentiment."""
+    names = [_cell(name, 40) for name in classes.names]
+    lines = ["", "## Per class", "", "| class | reviews | recall | precision | most often mistaken for |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name, row in zip(names, analysis["per_class"].values(), strict=True):
+        mistaken = _cell(row["most_mistaken_for"], 40) if row["most_mistaken_for"] is not None else "–"
+        lines.append(f"| {name} | {row['count']:,} | {_percent(row['recall'])} | {_percent(row['precision'])} "
+                     f"| {mistaken} |")  # fmt: skip
+    lines += ["", "## Confusion matrix (rows: true class, columns: predicted)", "",
+              "| true ↓ predicted → | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]  # fmt: skip
+    for name, row in zip(names, analysis["confusion_matrix"], strict=True):
+        lines.append(f"| {name} | " + " | ".join(f"{value:,}" for value in row) + " |")
+    return lines

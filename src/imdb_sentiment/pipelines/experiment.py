@@ -257,4 +257,6 @@ def _write_plots(run_dir: Path, metrics: dict[str, Any], labels: np.ndarray, pro
     if classes.size == 2:  # one curve; K classes have K one-vs-rest curves, summarised by roc_auc
         plot_roc_curve(labels, probabilities[:, 1], plots / "roc_curve.png", title)
     plot_training_curves(history, plots / "training_curves.png", title)
-    plot_reliability_diagram(reliability_bins(labels, probabilities), plots / "reliability.png", title)
+    plot_reliability_diagram(
+        reliability_bins(labels, probabilities), plots / "reliability.png", title, classes.size
+    )

@@ -6,7 +6,8 @@ Columns are derived from what the runs recorded, the way scikit-learn's ``cv_res
 with dotted names, e.g. ``validation.valid_accuracy``) and the out-of-domain metrics of
 ``analysis/analysis.json`` (``ood_accuracy``, ...) become ``<name>_mean`` and ``<name>_std`` over the
 seeds; a new metric reaches the CSV without touching this file. The Markdown table shows a readable
-choice of them (``MARKDOWN_COLUMNS``).
+choice of them (``MARKDOWN_COLUMNS``; ``MULTICLASS_COLUMNS`` for K-class runs). Runs of different class
+sets are never ranked together: the board gets one table per class set (``task_groups``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import atomic_path, write_text_atomic
 from imdb_sentiment.pipelines.suites import VARY_MEANING, PlannedRun, Suite, SuiteRow
@@ -52,6 +54,21 @@ MARKDOWN_COLUMNS = (
     ("device", "device", "{}"),
     ("writeup_claimed", "write-up claimed", "pct1"),
     ("writeup_kaggle", "write-up Kaggle file", "pct1"),
+)
+# A board of K-class runs (no F1 of a class 1): macro-F1 in the F1 column's place, then, for ordered
+# classes (ratings), the mean absolute error (stars for IMDB ratings) and the share within one step.
+MULTICLASS_COLUMNS = tuple(
+    column
+    for key, header, style in MARKDOWN_COLUMNS
+    for column in (
+        [
+            ("macro_f1_mean", "macro-F1", "{:.4f}"),
+            ("mae_mean", "MAE", "{:.3f}"),
+            ("within_one_mean", "within one %", "pct"),
+        ]
+        if key == "f1_mean"
+        else [(key, "ROC-AUC (one-vs-rest)" if key == "roc_auc_mean" else header, style)]
+    )
 )
 
 
@@ -92,7 +109,19 @@ class RunRecord:
         analysis = read_optional_json(self.planned.run_dir / "analysis" / "analysis.json") or {}
         ood = analysis.get("out_of_domain") or {}
         values.update({f"ood_{key}": value for key, value in flat_values(ood).items() if key != "path"})
+        if (task := self.task()) is not None:
+            values["classes"] = task
         return values
+
+    def task(self) -> str | None:
+        """The run's classes, comma-separated, from its data.json; None for sentiment (or unrecorded),
+        so a board of binary runs keeps its columns exactly."""
+        record = read_optional_json(self.planned.run_dir / "data.json") or {}
+        try:
+            classes = LabelSpace.from_json(record.get("classes"))
+        except ValueError:
+            return None
+        return None if classes.is_sentiment else ", ".join(classes.names)
 
     def row(self) -> dict[str, Any]:
         planned = self.planned
@@ -213,16 +242,60 @@ def learning_curve_table(board: pd.DataFrame) -> str | None:
     return "\n".join(lines)
 
 
+def task_groups(board: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """The board split by class set, each in the board's order: runs of different tasks (sentiment and
+    star ratings, say) are never ranked against each other. One task: [(None, board)]."""
+    if board.empty or "classes" not in board or not board["classes"].map(present).any():
+        return [(None, board)]
+    tasks = board["classes"].map(lambda value: value if present(value) else ", ".join(SENTIMENT.names))
+    if tasks.nunique() == 1:
+        return [(None, board)]
+    return [(task, board[tasks == task].reset_index(drop=True)) for task in dict.fromkeys(tasks)]
+
+
+def task_title(task: str) -> str:
+    return "Classes: " + (task if len(task) <= 200 else task[:199] + "…")
+
+
 def leaderboard_table(board: pd.DataFrame, keys: tuple[str, ...] | None = None) -> str:
     """The Markdown table of ``board``'s rows in their order; ``keys``: only these columns (the
-    report splits the wide table in two)."""
+    report splits the wide table in two). Binary runs (an F1 of class 1) get :data:`MARKDOWN_COLUMNS`,
+    K-class runs :data:`MULTICLASS_COLUMNS`; one table holds one task (see :func:`task_groups`)."""
     records = board.to_dict("records")
-    shown = [(key, header, style) for key, header, style in MARKDOWN_COLUMNS if keys is None or key in keys
+    binary = any(present(row.get("f1_mean")) for row in records) or not records
+    columns = MARKDOWN_COLUMNS if binary else MULTICLASS_COLUMNS
+    shown = [(key, header, style) for key, header, style in columns if keys is None or key in keys
              if any(present(row.get(f"{key}_mean" if style == "spread" else key)) for row in records)]  # fmt: skip
     lines = ["| rank | " + " | ".join(header for _, header, _ in shown) + " |", "|" + "---|" * (len(shown) + 1)]
     for rank, row in enumerate(records, start=1):
         lines.append(f"| {rank} | " + " | ".join(_cell(row, key, style) for key, _, style in shown) + " |")
     return "\n".join(lines)
+
+
+def grouped_tables(board: pd.DataFrame, heading: str) -> list[str]:
+    """The leaderboard table, or one per task under a ``heading`` (Markdown level) naming its classes."""
+    groups = task_groups(board)
+    if len(groups) == 1:
+        return [leaderboard_table(board)]
+    lines: list[str] = []
+    for task, rows in groups:
+        lines += [f"{heading} {task_title(task or '')}", "", leaderboard_table(rows), ""]
+    return lines[:-1]
+
+
+def describe_task(board: pd.DataFrame) -> str | None:
+    """The classes of a board that holds one task other than sentiment (several tasks: each table names
+    its own), with what its mean absolute error counts, when it has one."""
+    groups = task_groups(board)
+    if len(groups) > 1 or board.empty or "classes" not in board or not present(board["classes"].iloc[0]):
+        return None
+    task = str(board["classes"].iloc[0])
+    units = board["mae_units"].dropna() if "mae_units" in board else pd.Series(dtype=object)
+    if not units.empty:
+        task += "; MAE in " + (
+            "the labels' own units" if units.iloc[0] == "label value" else "steps of their order"
+        )
+    return task
 
 
 def describe_seeds(suite: Suite) -> str:
@@ -286,9 +359,10 @@ def leaderboard_markdown(result: BenchmarkResult, board: pd.DataFrame) -> str:
               f"- Seeds: {describe_seeds(suite)}.",
               f"- Test set: {describe_test_set(result.records)}."
               + (f" Out of domain: {ood}." if ood else ""),
+              *([f"- {task_title(task)}."] if (task := describe_task(board)) else []),
               f"- Made with {describe_provenance(result.records)}.",
               f"- Command: `{result.command or 'imdb-sentiment benchmark'}`; written {now_utc()}.", ""]  # fmt: skip
-    lines.append(leaderboard_table(main_rows(board)) if not board.empty else "No run has completed yet.")
+    lines += grouped_tables(main_rows(board), "##") if not board.empty else ["No run has completed yet."]
     curves = learning_curve_table(board)
     if curves:
         spread = "mean ± std over seeds" if suite.seeds > 1 else "one seed per point, n=1"

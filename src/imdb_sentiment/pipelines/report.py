@@ -19,17 +19,20 @@ from imdb_sentiment.pipelines.leaderboard import (
     describe_out_of_domain,
     describe_provenance,
     describe_seeds,
+    describe_task,
     describe_test_set,
     leaderboard_table,
     learning_curve_table,
     main_rows,
     present,
+    task_groups,
+    task_title,
 )
 from imdb_sentiment.runs import now_utc, read_json
 
 # The leaderboard in two tables that each fit the page: how good, then what it costs.
-ACCURACY_COLUMNS = ("label", "train_size", "seeds", "accuracy", "f1_mean", "roc_auc_mean", "ood_accuracy", "ece_mean",
-                    "writeup_claimed", "writeup_kaggle")  # fmt: skip
+ACCURACY_COLUMNS = ("label", "train_size", "seeds", "accuracy", "f1_mean", "macro_f1_mean", "mae_mean", "within_one_mean",
+                    "roc_auc_mean", "ood_accuracy", "ece_mean", "writeup_claimed", "writeup_kaggle")  # fmt: skip
 COST_COLUMNS = ("label", "train_size", "train_seconds_mean", "inference_seconds_mean",
                 "inference_reviews_per_second_mean", "single_reviews_per_second_mean", "peak_memory_mb_mean",
                 "peak_gpu_memory_mb_mean", "parameters_mean", "trainable_parameters_mean", "trainable_share_mean",
@@ -117,13 +120,28 @@ def _summary_figures(board: pd.DataFrame, figures: Path) -> list[str]:
 
 
 def _mistake(mistake: dict[str, Any]) -> str:
-    """One confident mistake: the true label, what the model said, how sure it was, the review."""
+    """One confident mistake: the true label, what the model said, how sure it was, the review.
+    Sentiment's mistakes carry P(positive); any other task's name their classes."""
     text = " ".join(mistake["text"].split())
     text = text if len(text) <= 400 else text[:400] + " …"
-    true = "positive" if mistake["label"] else "negative"
-    said = "negative" if mistake["label"] else "positive"
-    verdict = f"true label {true}; predicted {said}, P(positive) {mistake['prob_positive']:.3f}"
+    if "prob_positive" in mistake:
+        true = "positive" if mistake["label"] else "negative"
+        said = "negative" if mistake["label"] else "positive"
+        verdict = f"true label {true}; predicted {said}, P(positive) {mistake['prob_positive']:.3f}"
+    else:
+        true, said = mistake["label"], mistake["predicted"]
+        verdict = f"true label {true}; predicted {said}, P({said}) {mistake['confidence']:.3f}, P({true}) {mistake['prob_true']:.3f}"
     return f'<p class="mistake"><b>{verdict}</b>: {html.escape(text)}</p>'
+
+
+def _worst_class(per_class: dict[str, dict[str, Any]]) -> str | None:
+    """The class a K-class run recognises least, and what it takes it for."""
+    scored = [(row["recall"], name, row) for name, row in per_class.items() if row["recall"] is not None]
+    if not scored:
+        return None
+    recall, name, row = min(scored, key=lambda item: item[0])
+    mistaken = f", most often taken for {row['most_mistaken_for']}" if row["most_mistaken_for"] is not None else ""
+    return f"weakest class {name}: recall {100 * recall:.1f}%{mistaken}"
 
 
 def _run_section(run_dir: Path) -> str:
@@ -133,8 +151,16 @@ def _run_section(run_dir: Path) -> str:
     if analysis:
         facts = [f"test accuracy {100 * analysis['accuracy']:.2f}% on {analysis['examples']:,} reviews",
                  f"ECE {analysis['calibration']['ece']:.3f}"]  # fmt: skip
+        if ordinal := analysis.get("ordinal"):
+            facts.append(
+                f"mean absolute error {ordinal['mae']:.3f}, {100 * ordinal['within_one']:.1f}% within one step"
+            )
+        if worst := _worst_class(analysis.get("per_class") or {}):
+            facts.append(worst)
         if ood := analysis.get("out_of_domain"):
             facts.append(f"{ood.get('name', 'MR')} (out of domain) {100 * ood['accuracy']:.2f}%")
+        elif skipped := analysis.get("out_of_domain_skipped"):
+            facts.append(f"out of domain not scored: {skipped}")
         for name, cue in analysis["accuracy_by_cues"].items():
             with_, without = cue["with"]["accuracy"], cue["without"]["accuracy"]
             if with_ is not None and without is not None:
@@ -171,10 +197,17 @@ def write_report(result: BenchmarkResult, board: pd.DataFrame) -> Path:
     if board.empty:
         body.append("<p>No run has completed yet.</p>")
     else:
-        leaders = main_rows(board)
-        body.append("<h2>Leaderboard</h2>" + _markdown_table_to_html(leaderboard_table(leaders, ACCURACY_COLUMNS)))
-        body.append("<h3>Cost, speed and size (same order)</h3>"
-                    + _markdown_table_to_html(leaderboard_table(leaders, COST_COLUMNS)))  # fmt: skip
+        body.append("<h2>Leaderboard</h2>")
+        if task := describe_task(board):
+            body.append(f"<p>{html.escape(task_title(task))}.</p>")
+        groups = task_groups(main_rows(board))
+        for task, leaders in groups:  # one task per table: a rating run is never ranked against sentiment
+            if len(groups) > 1:
+                body.append(f"<h3>{html.escape(task_title(task or ''))}</h3>")
+            body.append(_markdown_table_to_html(leaderboard_table(leaders, ACCURACY_COLUMNS)))
+            body.append("<h4>Cost, speed and size (same order)</h4>" if len(groups) > 1
+                        else "<h3>Cost, speed and size (same order)</h3>")  # fmt: skip
+            body.append(_markdown_table_to_html(leaderboard_table(leaders, COST_COLUMNS)))
         curves = learning_curve_table(board)
         if curves:
             body.append("<h2>Learning curves</h2>" + _markdown_table_to_html(curves))

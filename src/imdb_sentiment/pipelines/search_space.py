@@ -27,12 +27,36 @@ from imdb_sentiment.config import (
     format_validation_error,
     read_yaml,
 )
+from imdb_sentiment.data.labels import RATINGS, LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.configure import configure, find_config
 
 Scalar = str | int | float | bool | None
-# Validation metrics a trial can be scored on (evaluation/metrics.py::classification_metrics), all maximised.
-METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")
+# Validation metrics a trial can be scored on (evaluation/metrics.py::classification_metrics), all maximised:
+# every task has accuracy, macro_f1 and roc_auc; two classes f1 / precision / recall (of class 1); ordered
+# classes (ratings) within_one.
+METRICS = ("accuracy", "macro_f1", "roc_auc", "f1", "precision", "recall", "within_one")
+TWO_CLASS_METRICS = ("f1", "precision", "recall")
+
+
+def metric_problem(metric: str, classes: LabelSpace) -> str | None:
+    """Why the task's validation metrics lack ``metric``, in one line naming search.metric; None if they have it."""
+    if metric in TWO_CLASS_METRICS and classes.size > 2:
+        return (f"search.metric: {metric} is of class 1 of a two-class task; this one has {classes.size} classes: "
+                "use macro_f1 (or accuracy).")  # fmt: skip
+    if metric == "within_one" and not classes.ordered:
+        return "search.metric: within_one needs ordered classes (data.target: rating, or data.ordinal: true)."
+    return None
+
+
+def config_classes(config: ExperimentConfig) -> LabelSpace | None:
+    """The classes a config's data section fixes before any data is read: the IMDB star ratings, or the
+    classes data.labels lists; None while only the data can tell."""
+    if config.data.target == "rating" and config.data.format != "table":
+        return RATINGS
+    if config.data.labels is not None:
+        return LabelSpace(tuple(config.data.labels), ordered=config.data.ordinal)
+    return None
 
 
 class _Param(StrictModel):
@@ -86,8 +110,10 @@ ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimina
 
 class SearchSpace(StrictModel):
     base: str | None = Field(None, description="The config to tune (path, name under configs/, model name).")
-    metric: Literal["accuracy", "f1", "roc_auc", "precision", "recall"] = Field(
-        "accuracy", description="Validation metric to maximise (the test split is never scored in a trial)."
+    metric: Literal[METRICS] = Field(  # type: ignore[valid-type]
+        "accuracy",
+        description="Validation metric to maximise (the test split is never scored in a trial): accuracy, macro_f1, "
+        "roc_auc; f1, precision, recall (two classes); within_one (ordered classes).",
     )
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "none"] = Field(
@@ -189,6 +215,8 @@ def check_space(tune: TuneFile, extra: list[str]) -> None:
     validation split, since the search scores on it."""
     base = tune.trial_config({}, extra)
     _check_validation_held_out(base)
+    if (classes := config_classes(base)) is not None and (problem := metric_problem(tune.space.metric, classes)):
+        raise UserError(problem)
     for path, spec in tune.space.params.items():
         candidates = list(spec.choices) if isinstance(spec, CategoricalParam) else [spec.low, spec.high]
         for value in candidates:

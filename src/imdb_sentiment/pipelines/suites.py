@@ -51,7 +51,9 @@ class WriteupReference(StrictModel):
 
 class OutOfDomainSet(StrictModel):
     """A labelled set from another domain that every run of the suite is also scored on (the
-    leaderboard's "out of domain" column). The default is MR (Pang & Lee's movie-review sentences)."""
+    leaderboard's "out of domain" column). The default is MR (Pang & Lee's movie-review sentences). A run
+    on other classes than the set's (star ratings against MR's sentiment) is not scored on it; its
+    analysis.json says why (``out_of_domain_skipped``)."""
 
     name: str = Field("MR", min_length=1, description="What the report calls the set.")
     path: str | None = Field(

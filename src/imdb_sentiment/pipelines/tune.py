@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from imdb_sentiment.config import ExperimentConfig, read_yaml
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.data.splits import PreparedData, load_data
 from imdb_sentiment.errors import RunInterrupted, UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
@@ -48,6 +49,7 @@ from imdb_sentiment.pipelines.search_space import (
     check_space,
     conditions_hold,
     config_value,
+    metric_problem,
 )
 from imdb_sentiment.runs import read_json, write_status
 from imdb_sentiment.training.loop import Callback
@@ -113,8 +115,17 @@ def run_trial(config: ExperimentConfig, run_dir: Path, storage: str, study_name:
         except optuna.TrialPruned as pruned:
             write_status(run_dir, "pruned", reason=str(pruned))
             raise
-    return {"value": metrics[space.metric], "run_dir": str(run_dir),
-            "metrics": {key: metrics.get(key) for key in ("accuracy", "f1", "roc_auc", "train_seconds")}}  # fmt: skip
+    if metrics.get(space.metric) is None:  # a task the driver could not check (data read on a worker)
+        raise UserError(metric_problem(space.metric, LabelSpace.from_json(read_json(run_dir / "data.json").get("classes")))
+                        or f"search.metric: the trial recorded no validation {space.metric}.")  # fmt: skip
+    keys = dict.fromkeys(
+        ("accuracy", "f1" if "f1" in metrics else "macro_f1", "roc_auc", space.metric, "train_seconds")
+    )
+    return {
+        "value": metrics[space.metric],
+        "run_dir": str(run_dir),
+        "metrics": {key: metrics.get(key) for key in keys},
+    }
 
 
 def sample(trial: Any, space: SearchSpace, resolved: dict[str, Any]) -> dict[str, Any]:
@@ -208,12 +219,16 @@ def run_tune(tune: TuneFile, output_dir: Path, overrides: list[str] | None = Non
     output_dir = output_dir.resolve()  # a Ray worker's working directory is not ours
     storage = storage or f"sqlite:///{output_dir / 'study.db'}"
     study = open_study(tune, overrides, storage, study_name) if given_storage else None  # a bad URL: no folder
-    ensure_writable_dir(output_dir)
-    study = study or open_study(tune, overrides, storage, study_name)
     executor = executor or LocalExecutor()
     local = executor.name == "local"
-    resolved = tune.resolved(overrides)
     data_cache: dict[str, PreparedData] = {}
+    if local:  # the data the trials share, read now: a metric the task lacks is one line before any folder
+        classes = _data(tune.trial_config({}, overrides), data_cache).classes
+        if problem := metric_problem(tune.space.metric, classes):
+            raise UserError(problem)
+    ensure_writable_dir(output_dir)
+    study = study or open_study(tune, overrides, storage, study_name)
+    resolved = tune.resolved(overrides)
     started = time.monotonic()
     pending: dict[Any, Any] = {}
 
@@ -315,8 +330,14 @@ def _test_once(study: Any, best: Any, run_dir: Path) -> dict[str, Any]:
     metrics["split"] = "test"
     path = run_dir / "test_metrics.json"  # beside metrics.json, which holds the validation scores
     write_json_atomic(path, metrics)
-    tested = {"trial": best.number, "accuracy": metrics["accuracy"], "f1": metrics["f1"],
-              "roc_auc": metrics["roc_auc"], "examples": metrics["examples"], "file": str(path)}  # fmt: skip
+    # Two classes: accuracy, F1 of class 1, ROC-AUC as ever; K classes: macro-F1 (and MAE, within-one if ordered).
+    scores = (
+        ("accuracy", "f1", "roc_auc")
+        if "f1" in metrics
+        else ("accuracy", "macro_f1", "roc_auc", "mae", "within_one")
+    )
+    tested = {"trial": best.number, **{key: metrics[key] for key in scores if key in metrics},
+              "examples": metrics["examples"], "file": str(path)}  # fmt: skip
     study.set_user_attr("test", tested)
     logger.info("tune: best trial %d: test accuracy %.4f", best.number, metrics["accuracy"])
     return tested

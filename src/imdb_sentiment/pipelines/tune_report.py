@@ -55,7 +55,12 @@ def _best(best: dict[str, Any] | None, metric: str) -> str:
     params = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
                      for k, v in best["params"].items())  # fmt: skip
     test = best.get("test")
-    scored = (f"test accuracy {test['accuracy']:.4f} on {test['examples']:,} reviews (scored once, for this trial)"
+    also = (
+        f", test {metric} {test[metric]:.4f}"
+        if test and metric != "accuracy" and test.get(metric) is not None
+        else ""
+    )
+    scored = (f"test accuracy {test['accuracy']:.4f}{also} on {test['examples']:,} reviews (scored once, for this trial)"
               if test else "test split not scored yet (the search was stopped)")  # fmt: skip
     return (f"<h2>Best trial: {best['number']}</h2><p>validation {html.escape(metric)} {best['value']:.4f}; "
             f"{scored}. Config: <code>{html.escape(best['config'])}</code> "
