@@ -85,6 +85,26 @@ def test_the_cli_refuses_three_label_words_for_imdb_sentiment_without_a_run_fold
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_tables_label_word_count_is_refused_once_read_and_before_a_run_folder(tmp_path, capsys) -> None:
+    """A table's classes are known once it is read; the pipeline asks the model (check_classes) then,
+    before it creates a run folder (before: refused at fit start, leaving a failed run folder)."""
+    reviews = tiny_three_class_reviews(24, 0)
+    table = tmp_path / "three.csv"
+    table.write_text(
+        "text,label\n"
+        + "".join(
+            f"{text},{reviews.classes.names[label]}\n"
+            for text, label in zip(reviews.texts, reviews.labels, strict=True)
+        )
+    )
+    args = ["train", "llm-score", "--data", str(table), "--quiet", "--output-dir", str(tmp_path / "runs"),
+            "--set", f"model.params.checkpoint={json.dumps(tiny_causal_lm_folder())}",
+            "--set", 'model.params.label_words=["no", "yes"]']  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "model.params.label_words: 2 words for 3 classes" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_tables_label_word_count_is_checked_when_the_fit_starts() -> None:
     """A table's classes are known once it is read: the fit refuses before it loads the LM."""
     model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "label_words": ["no", "yes"]})

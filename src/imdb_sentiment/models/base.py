@@ -101,6 +101,11 @@ class SentimentModel(ABC):
         """Take the task's classes from the training split; the first thing every ``fit`` does."""
         self.classes = train.classes
 
+    def check_classes(self, classes: LabelSpace) -> None:
+        """Refuse, in one line naming the field, settings that do not fit the data's classes (label words
+        for another number of classes). The pipeline calls it once the data is read, before a run folder
+        exists: the configure step cannot, since a table's classes are known only then."""
+
     # The configure step (models/configure.py) calls these after the schema has validated the config;
     # each raises UserError naming the field. None of them runs inside pydantic validation.
     @classmethod

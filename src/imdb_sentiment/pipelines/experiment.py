@@ -98,6 +98,7 @@ def run_experiment(
         data = replace(data, test=data.valid, full_test_set=False)
     model_class = get_model_class(config.model.name)
     model = model_class(config.model.params)
+    model.check_classes(data.classes)  # settings that need the data's classes, before a run folder
     runtime = None
     if not model_class.capabilities.trains_with_loop and distributed.launcher_ranks()[1] > 1:
         raise UserError(f"model.name: {config.model.name!r} trains in one process; run it without torchrun.")

@@ -162,6 +162,9 @@ class LLMPromptClassifier(SentimentModel):
             )
 
     # -------------------------------------------------------------------------------------- fitting
+    def check_classes(self, classes: LabelSpace) -> None:
+        self.params.for_task(classes)  # label words and template for these classes, or one line
+
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMPromptClassifier:
         self.learn_classes(train)
         # Resolved for these classes: label words given for another number of classes are refused here.

@@ -236,6 +236,9 @@ class LLMScorer(TorchTextClassifier):
         return LabelWordNetwork(load_causal_lm(self.params, private=False), self.encoder.label_ids, prefix)
 
     # ---------------------------------------------------------------------------------- calibration
+    def check_classes(self, classes: LabelSpace) -> None:
+        self.params.for_task(classes)  # label words and template for these classes, or one line
+
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMScorer:
         self.runtime = (context.runtime or Runtime.from_training(context.training)).apply()
         self.encoder = self.build_encoder(train, context)
