@@ -57,7 +57,7 @@ def test_integrated_gradients_add_up_to_the_margin_change(trained_run, name) -> 
     with torch.no_grad():
         margins = [predictor.model.network(b).logits[0] for b in (batch, baseline)]
     change = float((margins[0][1] - margins[0][0]) - (margins[1][1] - margins[1][0]))
-    _, scores = chosen.token_scores(cleaned)
+    _, scores = chosen.token_scores(cleaned, 1)
     assert scores.sum() == pytest.approx(change, rel=0.05, abs=1e-3)
 
 
@@ -99,3 +99,33 @@ def test_unusual_texts_are_explained_without_crashing(trained_run, name) -> None
     for text in ("映画はとても良かった", "🎬🍿😍", "<script>x</script> great", "great film " * 10_000):
         for word in chosen.explain(text).words:
             assert text[word.start : word.end] == word.text
+
+
+@pytest.mark.parametrize("name", ["nbsvm", "cnn", "fasttext"])
+def test_a_binary_model_explained_towards_negative_flips_every_sign(trained_run, name) -> None:
+    """Two classes: the default target is positive (as ever); negative is the same explanation negated."""
+    _, chosen = explainer(trained_run, name)
+    towards_positive, towards_negative = chosen.explain(TEXT), chosen.explain(TEXT, 0)
+    assert (towards_positive.target, towards_negative.target) == ("positive", "negative")
+    assert [w.text for w in towards_positive.words] == [w.text for w in towards_negative.words]
+    np.testing.assert_allclose(
+        [w.score for w in towards_negative.words], [-w.score for w in towards_positive.words], atol=1e-4
+    )
+
+
+def test_class_score_of_more_than_two_classes() -> None:
+    """K > 2: the target's logit against the mean logit (integrated gradients), or its probability
+    (occlusion); two classes: the margin towards the target."""
+    from types import SimpleNamespace
+
+    from imdb_sentiment.serving.explain import class_score
+
+    logits = torch.tensor([[1.0, 2.0, 6.0], [0.0, 0.0, 0.0]])
+    network = lambda batch: SimpleNamespace(logits=batch["logits"])  # noqa: E731
+    torch.testing.assert_close(class_score(network, {"logits": logits}, 2), torch.tensor([3.0, 0.0]))
+    torch.testing.assert_close(
+        class_score(network, {"logits": logits}, 0, probability=True), torch.softmax(logits, dim=1)[:, 0]
+    )
+    binary = torch.tensor([[1.0, 3.0]])
+    assert class_score(network, {"logits": binary}, 1).item() == 2.0
+    assert class_score(network, {"logits": binary}, 0).item() == -2.0

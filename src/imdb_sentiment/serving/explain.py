@@ -1,15 +1,21 @@
-"""Word-level explanations: how much each word of a review pushed the verdict towards positive.
+"""Word-level explanations: how much each word of a review pushed the verdict towards one class.
 
-One method per model kind, each as faithful as that kind allows:
+The class explained (the *target*) is the predicted one unless another is asked for; a binary model is
+explained towards its second class (positive), as it always was: towards the first is the same
+explanation with every sign flipped. One method per model kind, each as faithful as that kind allows:
 
-- linear models (``tfidf-lr``, ``nbsvm``): exact. The decision function is ``w . x + b``; each n-gram
-  feature contributes ``w_j * x_j``, shared equally among the words of its occurrences, so the word
-  scores sum to the decision function minus the intercept.
-- ``attention-lstm``: its own attention weights (which words the pooled state is made of; unsigned).
+- linear models (``tfidf-lr``, ``nbsvm``): exact. The target's decision function is ``w . x + b`` (its
+  row of a multinomial model, the one row of a binary one); each n-gram feature contributes
+  ``w_j * x_j``, shared equally among the words of its occurrences, so the word scores sum to the
+  decision function minus the intercept.
+- ``attention-lstm``: its own attention weights (which words the pooled state is made of; unsigned,
+  the same whichever class is explained).
 - other PyTorch models: integrated gradients (Captum's ``LayerIntegratedGradients``) on the token
-  embedding layer, of the logit margin (positive minus negative) against an all-padding baseline;
-  fastText, whose bag of embeddings has no per-token layer, gets occlusion (each word removed through
-  the attention mask, all in one batch), which for a bag model is cheap and exact about removal.
+  embedding layer against an all-padding baseline, of the logit margin (positive minus negative) for
+  two classes and of the target's logit minus the mean logit for more; fastText, whose bag of
+  embeddings has no per-token layer, gets occlusion (each word removed through the attention mask, all
+  in one batch: the drop in the margin, or for more classes in the target's probability), which for a
+  bag model is cheap and exact about removal.
 
 Scores are per token of the model, then summed into the words (whitespace-separated pieces) of the
 text the user sent, with character offsets into it: cleaning (HTML, entities) is replayed with
@@ -31,6 +37,8 @@ from torch import nn
 
 from imdb_sentiment.config import CleaningConfig
 from imdb_sentiment.data.cleaning import clean_text, clean_text_with_spans
+from imdb_sentiment.data.labels import LabelSpace, clip
+from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import SentimentModel
 
 Method = Literal["linear", "attention", "integrated-gradients", "occlusion"]
@@ -52,6 +60,17 @@ class Explanation:
     method: Method
     words: list[WordScore]
     signed: bool  # False for attention weights: how much a word mattered, not in which direction
+    target: str  # the class explained: a score > 0 pushed towards it
+
+
+def target_index(classes: LabelSpace, name: str | None) -> int | None:
+    """The index of the class named ``name`` (None: None, the default target); an unknown name is one line."""
+    if name is None:
+        return None
+    if name not in classes.names:
+        known = ", ".join(clip(known, 20) for known in classes.names[:12]) + (" ..." if classes.size > 12 else "")
+        raise UserError(f"target: {clip(name)!r} is not a class of this model; its classes: {known}.")
+    return classes.names.index(name)
 
 
 class Explainer:
@@ -63,21 +82,29 @@ class Explainer:
     def __init__(self, model: SentimentModel, cleaning: CleaningConfig) -> None:
         self.model, self.cleaning = model, cleaning
 
-    def token_scores(self, cleaned: str) -> tuple[list[Span | None], np.ndarray]:
-        """Spans (in the cleaned text) and scores of the tokens the model reads."""
+    def token_scores(self, cleaned: str, target: int) -> tuple[list[Span | None], np.ndarray]:
+        """Spans (in the cleaned text) and scores towards class ``target`` of the tokens the model reads."""
         raise NotImplementedError
 
-    def explain(self, text: str) -> Explanation:
+    def explain(self, text: str, target: int | None = None) -> Explanation:
+        """The words of ``text`` scored towards class ``target`` (an index of the model's classes; None:
+        the predicted class, or positive for a binary model)."""
         cleaned, origin = clean_text_with_spans(text, self.cleaning)
         if cleaned != clean_text(text, self.cleaning):  # cannot happen; never point at the wrong words
             raise AssertionError("offset-tracking cleaning disagrees with clean_text")
-        spans, scores = self.token_scores(cleaned)
+        classes = self.model.classes
+        if target is None:
+            target = 1 if classes.size == 2 else int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
+        spans, scores = self.token_scores(cleaned, target)
         original = [
             (origin[span[0]][0], origin[span[1] - 1][1]) if span is not None and span[1] > span[0] else None
             for span in spans
         ]
         return Explanation(
-            self.method, words_of(text, word_regions(text, cleaned, origin), original, scores), self.signed
+            self.method,
+            words_of(text, word_regions(text, cleaned, origin), original, scores),
+            self.signed,
+            classes.name_of(target),
         )
 
 
@@ -111,18 +138,15 @@ def words_of(text: str, words: list[Span], spans: list[Span | None], scores: np.
 class LinearExplainer(Explainer):
     method: Method = "linear"
 
-    def token_scores(self, cleaned: str) -> tuple[list[Span | None], np.ndarray]:
+    def token_scores(self, cleaned: str, target: int) -> tuple[list[Span | None], np.ndarray]:
         from imdb_sentiment.text.spans import regex_tokens_with_spans
 
         pipeline = self.model.pipeline_  # type: ignore[attr-defined]
-        vectorizer, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
+        vectorizer = pipeline.steps[0][1]
         features = pipeline[:-1].transform([cleaned]).tocsr()
+        weights, _ = self.class_weights(target)
         contributions = dict(
-            zip(
-                features.indices.tolist(),
-                (features.data * classifier.coef_[0, features.indices]).tolist(),
-                strict=True,
-            )
+            zip(features.indices.tolist(), (features.data * weights[features.indices]).tolist(), strict=True)
         )
         # The vectorizer's analyzer: lower-case (its preprocessor), its token pattern, word n-grams.
         tokens, spans = regex_tokens_with_spans(
@@ -142,11 +166,26 @@ class LinearExplainer(Explainer):
                 scores[first : first + n] += contributions[column] / (len(found) * n)
         return list(spans), scores
 
-    def decision_without_intercept(self, text: str) -> float:
-        """``w . x`` of the cleaned text: what the word scores of :meth:`explain` add up to."""
+    def class_weights(self, target: int) -> tuple[np.ndarray, float]:
+        """The weights and intercept of class ``target``'s decision function: a multinomial model's row
+        of that class; a binary model's one row (class 1), negated for class 0."""
+        classifier = self.model.pipeline_.steps[-1][1]  # type: ignore[attr-defined]
+        coef, intercept = np.asarray(classifier.coef_), np.asarray(classifier.intercept_)
+        if coef.shape[0] == 1:
+            sign = 1.0 if target == 1 else -1.0
+            return sign * coef[0], sign * float(intercept[0])
+        return coef[target], float(intercept[target])
+
+    def decision_without_intercept(self, text: str, target: int = 1) -> float:
+        """``w . x`` of the cleaned text for class ``target``: what the word scores of :meth:`explain`
+        add up to."""
         pipeline = self.model.pipeline_  # type: ignore[attr-defined]
         cleaned = clean_text(text, self.cleaning)
-        return float(pipeline.decision_function([cleaned])[0] - pipeline.steps[-1][1].intercept_[0])
+        decision = np.asarray(pipeline.decision_function([cleaned]))[0]
+        _, intercept = self.class_weights(target)
+        if decision.ndim == 0:  # binary: the score of class 1
+            return float((decision if target == 1 else -decision) - intercept)
+        return float(decision[target] - intercept)
 
 
 # ----------------------------------------------------------------------------------- PyTorch models
@@ -155,8 +194,9 @@ class TorchExplainer(Explainer):
     from. A chunked model (``chunk: true``) reads a long review as overlapping windows and averages their
     logits, so each window is explained on its own and the scores averaged: exact for the average."""
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor) -> np.ndarray:
-        """One score per input token of a one-row batch; ``reads_text`` is False at special tokens."""
+    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
+        """One score per input token of a one-row batch, towards class ``target``; ``reads_text`` is
+        False at special tokens."""
         raise NotImplementedError
 
     def inputs(
@@ -177,12 +217,12 @@ class TorchExplainer(Explainer):
             windows.append((_one_row(window_ids), frame + body + [None] * len(encoder.suffix)))
         return spans, windows
 
-    def token_scores(self, cleaned: str) -> tuple[list[Span | None], np.ndarray]:
+    def token_scores(self, cleaned: str, target: int) -> tuple[list[Span | None], np.ndarray]:
         spans, windows = self.inputs(cleaned)
         scores = np.zeros(len(spans))
         for batch, positions in windows:
             reads_text = torch.tensor([p is not None and spans[p] is not None for p in positions])
-            for position, score in zip(positions, self.window_scores(batch, reads_text), strict=True):
+            for position, score in zip(positions, self.window_scores(batch, reads_text, target), strict=True):
                 if position is not None:
                     scores[position] += score / len(windows)
         return spans, scores
@@ -193,17 +233,28 @@ def _one_row(ids: list[int]) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
 
-def _margin(network: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def class_score(
+    network: nn.Module, batch: dict[str, torch.Tensor], target: int, probability: bool = False
+) -> torch.Tensor:
+    """Per row, the score explained for class ``target``. Two classes: the logit margin towards it (as
+    binary models have always been explained). More: its probability (``probability``), or its logit
+    minus the mean logit: softmax ignores a shift shared by all logits, so a raw logit means nothing
+    on its own."""
     logits = network(batch).logits.float()
-    return logits[:, 1] - logits[:, 0]
+    if logits.shape[1] == 2:
+        margin = logits[:, 1] - logits[:, 0]
+        return margin if target == 1 else -margin
+    if probability:
+        return torch.softmax(logits, dim=1)[:, target]
+    return logits[:, target] - logits.mean(dim=1)
 
 
 class AttentionExplainer(TorchExplainer):
     method: Method = "attention"
     signed = False
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
+    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
+        with torch.no_grad():  # the weights the pooled state is made of, whichever class is explained
             return self.model.network(batch).attention[0].double().numpy()  # type: ignore[attr-defined]
 
 
@@ -216,15 +267,15 @@ class IntegratedGradientsExplainer(TorchExplainer):
         super().__init__(model, cleaning)
         self.layer, self.baseline_id = layer, baseline_id
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor) -> np.ndarray:
+    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
         from captum.attr import LayerIntegratedGradients
 
         network = self.model.network  # type: ignore[attr-defined]
         mask = batch["attention_mask"]
 
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
-            return _margin(
-                network, {"input_ids": input_ids, "attention_mask": mask.expand(input_ids.shape[0], -1)}
+            return class_score(
+                network, {"input_ids": input_ids, "attention_mask": mask.expand(input_ids.shape[0], -1)}, target
             )
 
         # Baseline: padding in place of every token that stands for text; special tokens stay.
@@ -238,17 +289,17 @@ class IntegratedGradientsExplainer(TorchExplainer):
 class OcclusionExplainer(TorchExplainer):
     method: Method = "occlusion"
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor) -> np.ndarray:
+    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
         network = self.model.network  # type: ignore[attr-defined]
         length = batch["input_ids"].shape[1]
         scores = np.zeros(length)
         with torch.no_grad():
-            full = _margin(network, batch)[0].item()
+            full = class_score(network, batch, target, probability=True)[0].item()
             for first in range(0, length, OCCLUSION_BATCH):
                 rows = torch.arange(first, min(first + OCCLUSION_BATCH, length))
                 occluded = {key: value.repeat(len(rows), 1) for key, value in batch.items()}
                 occluded["attention_mask"][torch.arange(len(rows)), rows] = 0
-                scores[rows.numpy()] = full - _margin(network, occluded).numpy()
+                scores[rows.numpy()] = full - class_score(network, occluded, target, probability=True).numpy()
         return scores
 
 
