@@ -73,7 +73,7 @@ class OnnxModel:
         assert encoder is not None
         loader = make_loader(EncodedDataset(encoder.encode(texts)), encoder, batch_size, shuffle=False)
         assert loader.batch_sampler is not None
-        result = np.zeros((len(texts), 2), dtype=np.float32)
+        result = np.zeros((len(texts), self.classes.size), dtype=np.float32)
         for rows, batch in zip(loader.batch_sampler, loader, strict=True):
             inputs = pad_to_length(batch, self.manifest["sequence_length"], encoder.pad_id)
             logits = self.session.run(None, inputs)[0]
