@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from helpers import write_tiny_parquet_imdb
+from helpers import tiny_three_class_reviews, write_tiny_parquet_imdb
 
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.pipelines.experiment import run_experiment
@@ -48,3 +49,15 @@ def trained_run(tiny_imdb, tmp_path_factory):
         return runs[name]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def three_class_run(tmp_path_factory) -> Path:
+    """A tfidf-lr run on a CSV of negative / neutral / positive reviews, through the real pipeline."""
+    root = tmp_path_factory.mktemp("three-class")
+    reviews = tiny_three_class_reviews(90, 0)
+    names = [reviews.classes.name_of(label) for label in reviews.labels]
+    pd.DataFrame({"text": reviews.texts, "label": names}).to_csv(root / "reviews.csv", index=False)
+    overrides = ["model.name=tfidf-lr", f"data.path={json.dumps(str(root / 'reviews.csv'))}",
+                 f"output_dir={json.dumps(str(root / 'runs'))}", *RUNS["tfidf-lr"]]  # fmt: skip
+    return run_experiment(configure({}, overrides), show_progress=False).run_dir

@@ -30,6 +30,10 @@ def test_predict_returns_label_and_probability(client) -> None:
     assert (first["label"], second["label"]) == ("positive", "negative")
     assert first["prob_positive"] > 0.5 > second["prob_positive"]
     assert first["explanation"] is None
+    # Every task's fields beside the binary ones: each class's probability.
+    assert first["probabilities"] == pytest.approx(
+        {"negative": 1 - first["prob_positive"], "positive": first["prob_positive"]}
+    )
 
 
 def test_explain_returns_word_offsets_into_the_text_sent(client) -> None:
@@ -41,7 +45,11 @@ def test_explain_returns_word_offsets_into_the_text_sent(client) -> None:
     for word in explanation["words"]:
         assert text[word["start"] : word["end"]] == word["word"]
     assert words["great"]["score"] > 0 and "film," in words and "but" in words
-    assert words["awful"]["score"] < 0
+    assert words["awful"]["score"] < 0 and explanation["target"] == "positive"  # binary: towards positive
+    body = client.post("/predict", json={"texts": [text], "explain": True, "target": "negative"}).json()
+    negative = body["predictions"][0]["explanation"]
+    assert negative["target"] == "negative"
+    assert [w["score"] for w in negative["words"]] == pytest.approx([-w["score"] for w in explanation["words"]])
 
 
 def test_health_and_model_card(client, trained_run) -> None:

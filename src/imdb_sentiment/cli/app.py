@@ -90,6 +90,11 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
                 "accuracy_train", "f1", "precision", "recall", "roc_auc"):  # fmt: skip
         if metrics.get(key) is not None:
             table.add_row(key, f"{metrics[key]:.4f}")
+    if "per_class" in metrics:  # three or more classes: macro-F1, and for ordered ones MAE and within-one
+        for key in ("macro_f1", "mae", "within_one"):
+            if metrics.get(key) is not None:
+                name = f"mae ({metrics.get('mae_units')})" if key == "mae" else key  # stars for ratings
+                table.add_row(name, f"{metrics[key]:.4f}")
     for key, unit in (("train_seconds", "s"), ("inference_seconds", "s"), ("parameters", ""),
                       ("peak_memory_mb", "MB")):  # fmt: skip
         if key in metrics:

@@ -66,17 +66,19 @@ def predict(
     encoding: Annotated[str, typer.Option(help="Encoding of --file / stdin.")] = "utf-8",
     output: Annotated[Path | None, typer.Option(help="Write predictions as CSV here.")] = None,
     kaggle_submission: Annotated[
-        Path | None, typer.Option(help="Write a Kaggle submission (id,sentiment) for testData.tsv.")
+        Path | None,
+        typer.Option(help="Write a Kaggle submission (id,sentiment) for testData.tsv (sentiment runs only)."),
     ] = None,
     batch_size: BatchSizeOption = 128,
     onnx: OnnxOption = False,
 ) -> None:
-    """Classify texts given as arguments, from a file or from stdin.
+    """Classify texts given as arguments, from a file or from stdin (--output: one probability column per class).
 
     "known" is the share of a text's tokens the model knows; a text at 0% gets the model's prior.
     """
     from imdb_sentiment.serving.predictor import (
         Predictor,
+        check_kaggle_submission,
         read_prediction_inputs,
         unknown_texts_warning,
         write_prediction_outputs,
@@ -85,21 +87,30 @@ def predict(
     check_outputs(file, output, kaggle_submission)
     ids, inputs = read_prediction_inputs(texts, file, text_column, id_column, encoding)
     predictor = Predictor.from_run(run, onnx=onnx)
+    classes = predictor.classes
+    check_kaggle_submission(classes, kaggle_submission)  # before the work: a rating run has no 0/1 sentiment
     probabilities, known = predictor.classify(inputs, batch_size=batch_size)
     warning = unknown_texts_warning(known)
     if warning:
         err_console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False, soft_wrap=True)
     if output or kaggle_submission:
-        write_prediction_outputs(ids, probabilities, output, kaggle_submission, known)
+        write_prediction_outputs(ids, probabilities, output, kaggle_submission, known, classes)
         for path in (output, kaggle_submission):
             if path:
                 console.print(f"Wrote {len(ids):,} predictions to [bold]{path}[/bold]")
         return
-    table = Table("id", "sentiment", "P(positive)", "known", "text")
+    binary = classes.is_sentiment
+    # Sentiment: the verdict and P(positive), as ever; other classes: the predicted one and its probability.
+    table = Table(
+        "id", "sentiment" if binary else "label", "P(positive)" if binary else "P(label)", "known", "text"
+    )
     for row, (item_id, text, probability) in enumerate(zip(ids, inputs, probabilities, strict=True)):
-        label = "positive" if probability[1] >= 0.5 else "negative"
+        if binary:
+            label, shown = ("positive" if probability[1] >= 0.5 else "negative"), probability[1]
+        else:
+            label, shown = classes.name_of(int(probability.argmax())), probability.max()
         share = "n/a" if known is None else f"{100 * known[row]:.0f}%"
-        table.add_row(item_id, label, f"{probability[1]:.4f}", share, text[:80] + ("…" if len(text) > 80 else ""))
+        table.add_row(item_id, label, f"{shown:.4f}", share, text[:80] + ("…" if len(text) > 80 else ""))
     console.print(table)
 
 

@@ -1,6 +1,6 @@
 """The REST API (FastAPI): ``POST /predict``, ``GET /health``, ``GET /model`` and the page at ``GET /``.
 
-The app serves a :class:`ServedModel`: anything with ``predict_proba(texts) -> (n, 2) array`` (the
+The app serves a :class:`ServedModel`: anything with ``predict_proba(texts) -> (n, K) array`` (the
 PyTorch / scikit-learn :class:`~imdb_sentiment.serving.predictor.Predictor`, or another backend such as
 ONNX Runtime), its model card, and optionally a check of texts and an explainer. Every error, whatever
 its status, is JSON ``{"error": "<one line saying what is wrong>"}`` and never a traceback: 400 for a
@@ -20,26 +20,30 @@ from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from starlette.exceptions import HTTPException
 
 from imdb_sentiment import __version__
+from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.serving.batcher import MicroBatcher
-from imdb_sentiment.serving.explain import Explainer, Explanation
+from imdb_sentiment.serving.explain import Explainer, Explanation, target_index
 from imdb_sentiment.serving.guards import BodyGuard, HostGuard, error_response
 from imdb_sentiment.serving.predictor import unknown_texts_warning
-
-EXAMPLE_TEXTS = [
-    "A wonderful film: the cast is superb and the ending moved me.",
-    "Dull, predictable and far too long.",
-]
+from imdb_sentiment.serving.schema import (
+    ERRORS,
+    ExplanationOut,
+    HealthResponse,
+    PredictionOut,
+    PredictRequest,
+    PredictResponse,
+    WordScoreOut,
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,10 @@ class ServedModel:
     # (probabilities, share of each text's tokens the model knows, or None when it cannot tell), from
     # texts cleaned once (Predictor.classify); None: predict_proba only, no shares.
     classify: Callable[[list[str]], tuple[np.ndarray, np.ndarray | None]] | None = None
+    classes: LabelSpace = SENTIMENT  # the columns of predict_proba
 
     def rows(self, texts: list[str]) -> np.ndarray:
-        """What the batcher hands around: P(negative), P(positive), known-token share (NaN: unknown)."""
+        """What the batcher hands around: each class's probability, then the known-token share (NaN: unknown)."""
         probabilities, shares = self.classify(texts) if self.classify else (self.predict_proba(texts), None)
         shares = np.full(len(texts), np.nan) if shares is None else np.asarray(shares, dtype=float)
         return np.column_stack([np.asarray(probabilities, dtype=float), shares])
@@ -94,11 +99,12 @@ def served_model_from_run(run_dir: Path, predictor: Any | None = None) -> Served
     return ServedModel(
         name=config.model.name,
         predict_proba=predictor.predict_proba,
-        card=model_card(Path(run_dir), config, backend_name(predictor)),
+        card=model_card(Path(run_dir), config, backend_name(predictor), predictor.classes),
         check_texts=getattr(predictor, "clean", None),
         explainer=explainer,
         files_checked=getattr(predictor, "files_checked", True),
         classify=getattr(predictor, "classify", None),
+        classes=predictor.classes,
     )
 
 
@@ -114,79 +120,6 @@ def backend_name(predictor: Any) -> str:
     if isinstance(model, TorchTextClassifier):
         return "pytorch"
     return "scikit-learn" if isinstance(model, LinearModel) else type(model).__name__
-
-
-# ------------------------------------------------------------------------------------ request / response
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"texts": EXAMPLE_TEXTS, "explain": False}]}
-    )
-
-    texts: list[StrictStr] = Field(min_length=1, description="Reviews to classify (at least one).")
-    explain: StrictBool = Field(False, description="Also return each word's contribution to the verdict.")
-
-    @field_validator("texts")
-    @classmethod
-    def _no_empty_texts(cls, texts: list[str]) -> list[str]:
-        empty = [index for index, text in enumerate(texts) if not text.strip()]
-        if empty:
-            raise ValueError(f"text {empty[0]} is empty or whitespace only ({len(empty)} such text(s))")
-        return texts
-
-
-class WordScoreOut(BaseModel):
-    word: str = Field(description="The word as sent: text[start:end].")
-    start: int = Field(description="Character offset of the word in the text sent.")
-    end: int
-    score: float = Field(description="Contribution: > 0 pushes towards positive (attention: weight, >= 0).")
-
-
-class ExplanationOut(BaseModel):
-    method: Literal["linear", "attention", "integrated-gradients", "occlusion"]
-    signed: bool = Field(description="False for attention weights: how much a word mattered, not which way.")
-    words: list[WordScoreOut]
-
-
-class PredictionOut(BaseModel):
-    label: Literal["positive", "negative"]
-    prob_positive: float = Field(ge=0.0, le=1.0)
-    known_token_share: float | None = Field(
-        None, description="Share of the text's tokens the model knows; 0: it knows no word of it and its "
-        "verdict is its prior. null: the model cannot tell.",
-    )  # fmt: skip
-    explanation: ExplanationOut | None = None
-
-
-class PredictResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"model": "nbsvm", "predictions": [
-                    {"label": "positive", "prob_positive": 0.97, "explanation": None},
-                    {"label": "negative", "prob_positive": 0.04, "explanation": None},
-                ]}
-            ]
-        }
-    )  # fmt: skip
-
-    model: str
-    predictions: list[PredictionOut]
-    warnings: list[str] = Field(default_factory=list, description="E.g. texts with no word the model knows.")
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok"] = "ok"
-    model: str
-    model_calls: int = Field(description="Batches the model has run so far.")
-
-
-class ErrorResponse(BaseModel):
-    error: str = Field(examples=["text 1 is empty or whitespace only (1 such text(s))"])
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 408, 413, 422, 500)
-}
 
 
 # ------------------------------------------------------------------------------------------------ app
@@ -257,12 +190,15 @@ def create_app(
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(request: PredictRequest) -> PredictResponse:
-        """Label, P(positive) and the share of known tokens of each text; with ``explain``, each word's
-        contribution."""
+        """Label, each class's probability and the share of known tokens of each text; with ``explain``,
+        each word's contribution towards ``target`` (default: the predicted class)."""
         texts = request.texts
         check_work(texts, request.explain, limits)
         if request.explain and served.explainer is None:
             raise UserError(f"{served.name} cannot explain its predictions here; send explain: false.")
+        if request.target is not None and not request.explain:
+            raise UserError("target names the class to explain; send it with explain: true.")
+        target = target_index(served.classes, request.target)  # an unknown class: 422 before any work
         if served.check_texts is not None:  # a bad text fails its own request, not the batch it would join
             await asyncio.to_thread(served.check_texts, texts)
         rows = await batcher.predict(texts)
@@ -270,12 +206,17 @@ def create_app(
         if request.explain:
             assert served.explainer is not None
             # One text per call to the model's thread: other requests' batches run in between.
-            explanations = [await batcher.run_exclusive(served.explainer.explain, text) for text in texts]
-        warning = unknown_texts_warning(rows[:, 2] if not np.isnan(rows[:, 2]).any() else None)
+            explanations = [
+                await batcher.run_exclusive(served.explainer.explain, text, _target(row, target, served.classes))
+                for text, row in zip(texts, rows, strict=True)
+            ]
+        shares = rows[:, -1]
+        warning = unknown_texts_warning(shares if not np.isnan(shares).any() else None)
         return PredictResponse(
             model=served.name,
             predictions=[
-                _prediction(row, explanation) for row, explanation in zip(rows, explanations, strict=True)
+                _prediction(row, explanation, served.classes)
+                for row, explanation in zip(rows, explanations, strict=True)
             ],
             warnings=[warning] if warning else [],
         )
@@ -343,16 +284,30 @@ def _parse_failure(cause: BaseException | None) -> str:
     return f'The body could not be read as JSON ({type(cause).__name__}); send {{"texts": ["..."]}}.'
 
 
-def _prediction(row: np.ndarray, explanation: Explanation | None) -> PredictionOut:
-    probability = float(row[1])
-    share = None if np.isnan(row[2]) else float(row[2])
+def _target(row: np.ndarray, requested: int | None, classes: LabelSpace) -> int:
+    """The class to explain: the one asked for, else the predicted one (binary: positive, as ever)."""
+    if requested is not None:
+        return requested
+    return 1 if classes.size == 2 else int(row[:-1].argmax())
+
+
+def _prediction(row: np.ndarray, explanation: Explanation | None, classes: LabelSpace) -> PredictionOut:
+    probabilities, share = row[:-1], None if np.isnan(row[-1]) else float(row[-1])
+    if classes.is_sentiment:  # as the API always answered: positive from P(positive) >= 0.5
+        label = classes.names[int(probabilities[1] >= 0.5)]
+    else:
+        label = classes.name_of(int(probabilities.argmax()))
     out = PredictionOut(
-        label="positive" if probability >= 0.5 else "negative", prob_positive=probability, known_token_share=share
+        label=label,
+        probabilities={name: float(p) for name, p in zip(classes.names, probabilities, strict=True)},
+        prob_positive=float(probabilities[1]) if classes.is_sentiment else None,
+        known_token_share=share,
     )
     if explanation is not None:
         out.explanation = ExplanationOut(
             method=explanation.method,
             signed=explanation.signed,
+            target=explanation.target,
             words=[WordScoreOut(word=w.text, start=w.start, end=w.end, score=w.score) for w in explanation.words],
         )
     return out

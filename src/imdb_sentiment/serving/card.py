@@ -7,16 +7,30 @@ from typing import Any
 
 from imdb_sentiment import __version__
 from imdb_sentiment.config import ExperimentConfig
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import read_json
 
-# metrics.json keys worth a glance on the page; /model returns the whole file.
+# metrics.json keys worth a glance on the page (two classes; more: macro-F1, and MAE / within-one when
+# ordered); /model returns the whole file.
 HEADLINE_METRICS = ("accuracy", "f1", "roc_auc", "parameters", "train_seconds")
+HEADLINE_METRICS_MULTICLASS = (
+    "accuracy",
+    "macro_f1",
+    "roc_auc",
+    "mae",
+    "within_one",
+    "parameters",
+    "train_seconds",
+)
 
 
-def model_card(run_dir: Path, config: ExperimentConfig, backend: str | None = None) -> dict[str, Any]:
-    """Name, run, what runs it (``backend``), config, test metrics and what they were measured on,
-    package version and the training data's checksums, each saying what it is the digest of."""
+def model_card(
+    run_dir: Path, config: ExperimentConfig, backend: str | None = None, classes: LabelSpace | None = None
+) -> dict[str, Any]:
+    """Name, run, what runs it (``backend``), its classes (default: those data.json records; none
+    recorded: sentiment), config, test metrics and what they were measured on, package version and the
+    training data's checksums, each saying what it is the digest of."""
     from imdb_sentiment.models.registry import get_model_class
 
     metrics = _optional_json(run_dir / "metrics.json")
@@ -24,14 +38,21 @@ def model_card(run_dir: Path, config: ExperimentConfig, backend: str | None = No
     status = _optional_json(run_dir / "run.json")
     checksums = data.get("checksums", {})
     sizes = data.get("sizes") or {}
+    if classes is None:
+        try:
+            classes = LabelSpace.from_json(data.get("classes"))
+        except ValueError:  # damaged: the card does without, as with any other damaged file
+            classes = None
+    headline = HEADLINE_METRICS if classes is None or classes.size == 2 else HEADLINE_METRICS_MULTICLASS
     return {
         "name": config.model.name,
         "description": get_model_class(config.model.name).description,
         "run": run_dir.name,
         "trained": status.get("finished"),
         "backend": backend,
+        "classes": classes.to_json() if classes is not None else None,
         "package_version": __version__,
-        "headline_metrics": {key: metrics[key] for key in HEADLINE_METRICS if key in metrics},
+        "headline_metrics": {key: metrics[key] for key in headline if key in metrics},
         "test_set": _test_set(metrics, sizes, config),
         "metrics": metrics,
         "training_data": {

@@ -22,8 +22,12 @@ PAGE_HTML = """<!doctype html>
   .panel { background: white; border: 1px solid #dde1e7; border-radius: 8px; padding: 16px; margin-top: 16px; }
   #verdict { font-size: 1.3rem; font-weight: 600; }
   #verdict.positive { color: #1a7f37; } #verdict.negative { color: #c62828; }
-  .bar { height: 14px; background: #f2c4c4; border-radius: 7px; overflow: hidden; margin: 8px 0; }
-  #bar-fill { height: 100%; width: 0; background: #3fae5a; transition: width .3s; }
+  #bars { display: grid; grid-template-columns: max-content 1fr 4em; gap: 4px 10px; align-items: center;
+          margin: 8px 0; font-size: .9rem; }
+  .bar { height: 14px; background: #e6e9ee; border-radius: 7px; overflow: hidden; }
+  .bar-fill { height: 100%; width: 0; background: #8a9bd6; transition: width .3s; }
+  .top { font-weight: 600; } .top .bar-fill { background: #2f5bea; }
+  .top .bar-fill.positive { background: #3fae5a; } .top .bar-fill.negative { background: #e05252; }
   #review { white-space: pre-wrap; line-height: 1.9; }
   #review .w { border-radius: 3px; padding: 1px 0; }
   .legend { font-size: .85rem; color: #5b6372; }
@@ -42,7 +46,7 @@ PAGE_HTML = """<!doctype html>
   <p id="error" role="alert" hidden></p>
   <section class="panel" id="result" hidden>
     <div id="verdict"></div>
-    <div class="bar" title="P(positive)"><div id="bar-fill"></div></div>
+    <div id="bars"></div>
     <div id="probability"></div>
     <p id="warning" role="status" hidden></p>
     <p class="legend" id="legend"></p>
@@ -71,6 +75,22 @@ function shade(score, scale, signed, positiveVerdict) {
   return "rgba(" + rgb + ", " + (0.08 + 0.72 * strength).toFixed(3) + ")";
 }
 
+// One row per class (name, bar, probability), the predicted class highlighted.
+function renderBars(probabilities, label) {
+  const bars = $("bars");
+  bars.textContent = "";
+  for (const [name, p] of Object.entries(probabilities)) {
+    const top = name === label ? "top" : "";
+    const title = document.createElement("span"); title.textContent = name; title.className = top;
+    const bar = document.createElement("div"); bar.className = "bar " + top; bar.title = "P(" + name + ")";
+    const fill = document.createElement("div"); fill.className = "bar-fill " + name;
+    fill.style.width = (100 * p).toFixed(1) + "%";
+    bar.append(fill);
+    const value = document.createElement("span"); value.textContent = p.toFixed(3); value.className = top;
+    bars.append(title, bar, value);
+  }
+}
+
 function renderReview(text, explanation, positiveVerdict) {
   const review = $("review");
   review.textContent = "";
@@ -90,9 +110,11 @@ function renderReview(text, explanation, positiveVerdict) {
     cursor = word.end;
   }
   review.append(text.slice(cursor));
+  const binary = explanation && explanation.target === "positive";  // sentiment: explained towards positive
   $("legend").textContent = !explanation ? "This model gives no word-level explanation."
-    : explanation.signed ? "Green words pushed towards positive, red towards negative (" + explanation.method + ")."
-    : "Shaded words are those the model attended to most (" + explanation.method + ").";
+    : !explanation.signed ? "Shaded words are those the model attended to most (" + explanation.method + ")."
+    : binary ? "Green words pushed towards positive, red towards negative (" + explanation.method + ")."
+    : "Green words pushed towards " + explanation.target + ", red away from it (" + explanation.method + ").";
 }
 
 async function classify() {
@@ -108,11 +130,13 @@ async function classify() {
     const body = await response.json();
     if (!response.ok) { showError(body.error || ("HTTP " + response.status)); return; }
     const prediction = body.predictions[0];
-    const positive = prediction.label === "positive";
-    $("verdict").textContent = positive ? "Positive" : "Negative";
-    $("verdict").className = prediction.label;
-    $("bar-fill").style.width = (100 * prediction.prob_positive).toFixed(1) + "%";
-    $("probability").textContent = "P(positive) = " + prediction.prob_positive.toFixed(3);
+    const label = prediction.label;
+    const sentiment = prediction.prob_positive !== null && prediction.prob_positive !== undefined;
+    $("verdict").textContent = label.charAt(0).toUpperCase() + label.slice(1);
+    $("verdict").className = label;
+    renderBars(prediction.probabilities, label);
+    $("probability").textContent = sentiment ? "P(positive) = " + prediction.prob_positive.toFixed(3)
+      : "P(" + label + ") = " + prediction.probabilities[label].toFixed(3);
     const share = prediction.known_token_share;
     $("warning").textContent = share === 0
       ? "The model knows no word of this text (another language, emoji only?): the verdict is only its prior."
@@ -120,7 +144,8 @@ async function classify() {
         ? "Texts over " + explainChars.toLocaleString() + " characters are classified without an explanation."
         : "";
     $("warning").hidden = !$("warning").textContent;
-    renderReview(text, prediction.explanation, positive);
+    // Unsigned weights are shaded in the verdict's colour: green unless a sentiment model said negative.
+    renderReview(text, prediction.explanation, !sentiment || label === "positive");
     $("result").hidden = false;
   } catch (error) {
     showError("The server did not answer: " + error);
@@ -141,9 +166,13 @@ async function loadCard() {
   const fields = [
     ["model", card.name + (card.description ? " — " + card.description : "")],
     ["run", card.run], ["trained", card.trained], ["backend", card.backend],
+    ["classes", card.classes ? card.classes.names.join(", ") : null],
     ["explanations", card.explanation_method || "none"],
-    ["test accuracy", metrics.accuracy !== undefined ? metrics.accuracy.toFixed(4) + tested : null],
-    ["ROC AUC", metrics.roc_auc !== undefined ? metrics.roc_auc.toFixed(4) : null],
+    ["test accuracy", metrics.accuracy != null ? metrics.accuracy.toFixed(4) + tested : null],
+    ["macro F1", metrics.macro_f1 != null ? metrics.macro_f1.toFixed(4) : null],
+    ["mean absolute error", metrics.mae != null ? metrics.mae.toFixed(3) : null],
+    ["within one class", metrics.within_one != null ? metrics.within_one.toFixed(4) : null],
+    ["ROC AUC", metrics.roc_auc != null ? metrics.roc_auc.toFixed(4) : null],
     ["parameters", metrics.parameters !== undefined ? metrics.parameters.toLocaleString() : null],
     ["training data", data.source],
     ["trained on", data.train_reviews_used !== undefined && data.train_reviews_used !== null

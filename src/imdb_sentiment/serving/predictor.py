@@ -14,7 +14,9 @@ import numpy as np
 
 from imdb_sentiment.config import build_data_config
 from imdb_sentiment.data.cleaning import clean_texts
-from imdb_sentiment.data.loaders import check_texts, read_dataset, read_texts_table
+from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import LabelSpace, clip
+from imdb_sentiment.data.loaders import check_texts, detect_format, read_dataset, read_texts_table
 from imdb_sentiment.data.splits import evaluation_split, resolve_data_path, stratified_sample
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.evaluation.metrics import evaluate_model
@@ -55,6 +57,11 @@ class Predictor:
     def model(self) -> Any:
         """The model the backend runs: the run's SentimentModel for ``native``, else the backend itself."""
         return getattr(self.runner, "model", self.runner)
+
+    @property
+    def classes(self) -> LabelSpace:
+        """The model's classes: the columns of :meth:`predict_proba`."""
+        return self.runner.classes
 
     @property
     def backend(self) -> str:
@@ -108,26 +115,42 @@ def read_prediction_inputs(
     return [str(i) for i in range(len(lines))], lines
 
 
+def check_kaggle_submission(classes: LabelSpace, kaggle_submission: Path | None) -> None:
+    """Kaggle's submission is a 0/1 sentiment per review: refused for a model of any other classes."""
+    if kaggle_submission is not None and not classes.is_sentiment:
+        shown = ", ".join(clip(name, 20) for name in classes.names[:8]) + (" ..." if classes.size > 8 else "")
+        raise UserError(
+            f"--kaggle-submission writes a 0/1 sentiment per review; this run's classes are {shown}. "
+            "Use --output for its predictions."
+        )
+
+
 def write_prediction_outputs(
     ids: list[str],
     probabilities: np.ndarray,
     output: Path | None,
     kaggle_submission: Path | None,
     known_share: np.ndarray | None = None,
+    classes: LabelSpace | None = None,
 ) -> None:
-    """``output``: id, prob_positive, prediction and, when the model can tell, known_token_share
-    (empty otherwise); ``kaggle_submission``: Kaggle's fixed id,sentiment format."""
-    import pandas as pd
-
+    """``output``: id, the probability columns (evaluation/predictions.py: prob_positive for sentiment,
+    else prob_<class> for each class), prediction and, when the model can tell, known_token_share (empty
+    otherwise); ``kaggle_submission``: Kaggle's fixed id,sentiment format (sentiment only)."""
+    from imdb_sentiment.data.labels import SENTIMENT
+    from imdb_sentiment.evaluation.predictions import predictions_frame
     from imdb_sentiment.io_utils import atomic_path
 
-    predictions = probabilities.argmax(axis=1)
+    classes = classes or SENTIMENT
+    check_kaggle_submission(classes, kaggle_submission)
     if output:
-        frame = pd.DataFrame({"id": ids, "prob_positive": probabilities[:, 1], "prediction": predictions,
-                              "known_token_share": known_share if known_share is not None else np.nan})  # fmt: skip
+        frame = predictions_frame(ids, None, probabilities, classes)
+        frame["known_token_share"] = known_share if known_share is not None else np.nan
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
     if kaggle_submission:
+        import pandas as pd
+
+        predictions = probabilities.argmax(axis=1)
         # Kaggle's format: id (with quotes, as in testData.tsv) and a 0/1 sentiment.
         frame = pd.DataFrame({"id": [f'"{i}"' for i in ids], "sentiment": predictions})
         with atomic_path(kaggle_submission) as tmp:
@@ -164,9 +187,21 @@ def evaluate_run(
             | {k: v for k, v in updates.items() if v is not None or k in ("encoding", "test_path")}
         )
         source = resolve_data_path(spec.path)
+        classes = predictor.classes
+        if (
+            not classes.is_sentiment
+            and (spec.format if spec.format != "auto" else detect_format(source)) == "table"
+        ):
+            # A table is read in the model's classes (its cells name some or all of them), whatever the
+            # run's own data was (an IMDB layout's data.target: rating included).
+            spec = build_data_config(
+                spec.model_dump()
+                | {"labels": list(classes.names), "ordinal": classes.ordered, "target": "sentiment"}
+            )
         splits = read_dataset(source, spec)
         # Its test split; the run's own held-out split of its own training data; never reviews it trained on.
         dataset, split, note = evaluation_split(splits, spec, run_dir / "data.json")
+        dataset = in_classes(dataset, classes, str(source))
         fmt = splits.format
     assert dataset is not None
     if limit:
@@ -180,3 +215,21 @@ def evaluate_run(
     output = evaluations / f"{Path(str(source)).name}-{stamp}.json"
     write_json_atomic(output, metrics)
     return metrics, output
+
+
+def in_classes(dataset: TextDataset, classes: LabelSpace, where: str) -> TextDataset:
+    """``dataset`` with its labels as indices of the model's ``classes``, matched by name (reviews labelled
+    negative / positive scored by a negative / neutral / positive model); a label that is none of the
+    model's classes is one line."""
+    if dataset.classes.names == classes.names:
+        return dataset
+    names = dataset.classes.names
+    unknown = [names[index] for index in np.unique(dataset.labels) if names[index] not in classes.names]
+    if unknown:
+        known = ", ".join(clip(name, 20) for name in classes.names[:8]) + (" ..." if classes.size > 8 else "")
+        raise UserError(
+            f"{where}: label(s) {', '.join(repr(clip(name)) for name in unknown[:5])} are not classes of this run's "
+            f"model ({known}); evaluate it on data labelled with its classes."
+        )
+    mapping = np.asarray([classes.names.index(name) if name in classes.names else -1 for name in names])
+    return TextDataset(dataset.texts, mapping[dataset.labels], dataset.ids, classes)
