@@ -59,6 +59,30 @@ def server(trained_run):
     assert process.wait(timeout=60) == 0, process.stdout.read()
 
 
+@pytest.fixture(scope="module")
+def three_class_server(three_class_run):
+    """The 3-class run's app on uvicorn in a thread of this process: the page is what is tested, and
+    this starts in well under a second where a new process needs seconds to import."""
+    import threading
+
+    import uvicorn
+
+    from imdb_sentiment.serving.api import create_app, served_model_from_run
+
+    port = free_port()
+    app = create_app(served_model_from_run(three_class_run), allowed_hosts=["127.0.0.1"])
+    server_ = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server_.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server_.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server_.should_exit = True
+    thread.join(timeout=30)
+
+
 def test_concurrent_http_requests_are_batched(server) -> None:
     before = httpx.get(f"{server}/health").json()["model_calls"]
 
@@ -91,6 +115,7 @@ def test_page_in_headless_chromium(server, tmp_path) -> None:
             verdict = page.inner_text("#verdict")
             assert verdict in ("Positive", "Negative")
             assert page.inner_text("#probability").startswith("P(positive) = ")
+            assert page.locator("#bars .bar").count() == 2  # negative, positive: the verdict's highlighted
             shaded = page.locator("#review .w")
             assert shaded.count() > 0 and page.locator("#review .w.pos").count() > 0
             assert page.inner_text("#review") == REVIEW  # the review as typed, only shaded
@@ -106,6 +131,33 @@ def test_page_in_headless_chromium(server, tmp_path) -> None:
             assert not errors, errors
             if os.environ.get("IMDB_SENTIMENT_SCREENSHOT"):
                 shutil.copy(tmp_path / "serve-page.png", os.environ["IMDB_SENTIMENT_SCREENSHOT"])
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium browser installed (Debian package 'chromium')")
+def test_page_of_three_classes_draws_a_bar_per_class(three_class_server) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(three_class_server)
+            page.fill("#text", "an average okay film, mixed")
+            page.click("#classify")
+            page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+            assert page.inner_text("#verdict") == "Neutral"
+            assert page.inner_text("#probability").startswith("P(neutral) = ")
+            assert page.locator("#bars .bar").count() == 3 and page.locator("#bars .bar.top").count() == 1
+            assert page.locator("#bars span.top").first.inner_text() == "neutral"
+            assert "towards neutral" in page.inner_text("#legend") and page.locator("#review .w.pos").count() > 0
+            page.wait_for_selector("#card-fields dd")
+            assert "negative, neutral, positive" in page.inner_text("#card-fields")
+            assert not errors, errors
+            if os.environ.get("IMDB_SENTIMENT_SCREENSHOT_3"):
+                page.screenshot(path=os.environ["IMDB_SENTIMENT_SCREENSHOT_3"], full_page=True)
         finally:
             browser.close()
 
