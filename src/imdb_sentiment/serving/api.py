@@ -285,10 +285,10 @@ def _parse_failure(cause: BaseException | None) -> str:
 
 
 def _target(row: np.ndarray, requested: int | None, classes: LabelSpace) -> int:
-    """The class to explain: the one asked for, else the predicted one (binary: positive, as ever)."""
+    """The class to explain: the one asked for, else the predicted one (sentiment: positive, as ever)."""
     if requested is not None:
         return requested
-    return 1 if classes.size == 2 else int(row[:-1].argmax())
+    return 1 if classes.is_sentiment else int(row[:-1].argmax())
 
 
 def _prediction(row: np.ndarray, explanation: Explanation | None, classes: LabelSpace) -> PredictionOut:

@@ -1,8 +1,8 @@
 """Word-level explanations: how much each word of a review pushed the verdict towards one class.
 
-The class explained (the *target*) is the predicted one unless another is asked for; a binary model is
-explained towards its second class (positive), as it always was: towards the first is the same
-explanation with every sign flipped. One method per model kind, each as faithful as that kind allows:
+The class explained (the *target*) is the predicted one unless another is asked for; a sentiment model
+is explained towards positive, as it always was (towards negative is the same explanation with every
+sign flipped, as for any two classes). One method per model kind, each as faithful as that kind allows:
 
 - linear models (``tfidf-lr``, ``nbsvm``): exact. The target's decision function is ``w . x + b`` (its
   row of a multinomial model, the one row of a binary one); each n-gram feature contributes
@@ -88,13 +88,15 @@ class Explainer:
 
     def explain(self, text: str, target: int | None = None) -> Explanation:
         """The words of ``text`` scored towards class ``target`` (an index of the model's classes; None:
-        the predicted class, or positive for a binary model)."""
+        the predicted class, or positive for the sentiment task)."""
         cleaned, origin = clean_text_with_spans(text, self.cleaning)
         if cleaned != clean_text(text, self.cleaning):  # cannot happen; never point at the wrong words
             raise AssertionError("offset-tracking cleaning disagrees with clean_text")
         classes = self.model.classes
         if target is None:
-            target = 1 if classes.size == 2 else int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
+            target = (
+                1 if classes.is_sentiment else int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
+            )
         spans, scores = self.token_scores(cleaned, target)
         original = [
             (origin[span[0]][0], origin[span[1] - 1][1]) if span is not None and span[1] > span[0] else None

@@ -91,7 +91,7 @@ function renderBars(probabilities, label) {
   }
 }
 
-function renderReview(text, explanation, positiveVerdict) {
+function renderReview(text, explanation, positiveVerdict, sentiment) {
   const review = $("review");
   review.textContent = "";
   const words = explanation ? explanation.words : [];
@@ -110,10 +110,9 @@ function renderReview(text, explanation, positiveVerdict) {
     cursor = word.end;
   }
   review.append(text.slice(cursor));
-  const binary = explanation && explanation.target === "positive";  // sentiment: explained towards positive
   $("legend").textContent = !explanation ? "This model gives no word-level explanation."
     : !explanation.signed ? "Shaded words are those the model attended to most (" + explanation.method + ")."
-    : binary ? "Green words pushed towards positive, red towards negative (" + explanation.method + ")."
+    : sentiment && explanation.target === "positive" ? "Green words pushed towards positive, red towards negative (" + explanation.method + ")."
     : "Green words pushed towards " + explanation.target + ", red away from it (" + explanation.method + ").";
 }
 
@@ -145,7 +144,7 @@ async function classify() {
         : "";
     $("warning").hidden = !$("warning").textContent;
     // Unsigned weights are shaded in the verdict's colour: green unless a sentiment model said negative.
-    renderReview(text, prediction.explanation, !sentiment || label === "positive");
+    renderReview(text, prediction.explanation, !sentiment || label === "positive", sentiment);
     $("result").hidden = false;
   } catch (error) {
     showError("The server did not answer: " + error);

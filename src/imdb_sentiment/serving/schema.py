@@ -28,7 +28,7 @@ class PredictRequest(BaseModel):
     target: StrictStr | None = Field(
         None,
         description="With explain: the class whose words are scored (a class name, see GET /model). Default: "
-        "the predicted class; for a binary model, positive.",
+        "the predicted class; for sentiment, positive.",
     )
 
     @field_validator("texts")
