@@ -66,7 +66,8 @@ class TorchTextClassifier(SentimentModel):
 
     @abstractmethod
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        """A module whose ``forward(batch)`` returns ``NetworkOutput(logits, features)``."""
+        """A module whose ``forward(batch)`` returns ``NetworkOutput(logits, features)``, with
+        ``self.num_classes`` logits (fit learns the classes first; load restores them first)."""
 
     # ---------------------------------------------------------------------------------- shared parts
     def encode(self, texts: list[str], labels: np.ndarray | None = None) -> EncodedDataset:
@@ -81,7 +82,9 @@ class TorchTextClassifier(SentimentModel):
     def prepare_fit(
         self, train: TextDataset, valid: TextDataset, context: FitContext
     ) -> tuple[EncodedDataset, EncodedDataset]:
-        """Seed, pick the device, build encoder and network, encode both splits (any training backend)."""
+        """Learn the classes, seed, pick the device, build encoder and network (one output per class),
+        encode both splits (any training backend)."""
+        self.learn_classes(train)
         seed_everything(context.seed)
         self.runtime = (context.runtime or Runtime.from_training(context.training)).apply()
         self.encoder = self.build_encoder(train, context)
@@ -130,7 +133,7 @@ class TorchTextClassifier(SentimentModel):
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
         logits = dataset_logits(
             self.network, self.encoder, self.encode(texts), batch_size, self.inference_runtime(),
-            show_progress=show_progress,
+            show_progress=show_progress, num_classes=self.num_classes,
         )  # fmt: skip
         return softmax(logits)
 

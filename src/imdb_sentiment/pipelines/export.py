@@ -76,7 +76,7 @@ def export_merged(run_dir: Path, output: Path | None = None) -> Path:
 # manifest.json (io_utils' integrity format: both files' sha256, tied to the run like model/).
 # A run holds one ONNX export; exporting again replaces it (staged in onnx.tmp/, then renamed).
 ONNX_OPSET = 18
-# What an fp32 graph may differ from PyTorch in P(positive) before the export is refused.
+# What an fp32 graph may differ from PyTorch in any class probability before the export is refused.
 FP32_TOLERANCE = 1e-3
 # Reviews of varied lengths that every export is checked on, against the PyTorch network.
 _CHECK_TEXTS = (
@@ -172,7 +172,7 @@ def export_onnx(
         speed = _speed_against_pytorch(network, model, graph, sequence_length)
         if quantize is None and difference > FP32_TOLERANCE:
             raise UserError(
-                f"The ONNX graph of {model.name} does not reproduce PyTorch (max |P(positive) difference| "
+                f"The ONNX graph of {model.name} does not reproduce PyTorch (max |probability difference| "
                 f"{difference:.2g} > {FP32_TOLERANCE}); serve this run with PyTorch."
             )
         write_json_atomic(
@@ -287,8 +287,8 @@ def _quiet() -> Iterator[None]:
 def _check_against_pytorch(
     network: LogitsGraph, model: TorchTextClassifier, graph: Path, sequence_length: int | None
 ) -> float:
-    """Max |P(positive) difference| between the graph and the PyTorch network on reviews of varied
-    lengths, batched together (padding included) and one at a time."""
+    """Max |difference| of any class probability between the graph and the PyTorch network on reviews
+    of varied lengths, batched together (padding included) and one at a time."""
     import onnxruntime as ort
 
     assert model.encoder is not None
@@ -297,9 +297,11 @@ def _check_against_pytorch(
     for texts in (_CHECK_TEXTS, *((text,) for text in _CHECK_TEXTS)):
         batch = _example_batch(model, texts)
         with torch.no_grad():
-            expected = torch.softmax(network(batch["input_ids"], batch["attention_mask"]).double(), -1)[:, 1]
+            expected = torch.softmax(network(batch["input_ids"], batch["attention_mask"]).double(), -1)
         logits = session.run(None, pad_to_length(batch, sequence_length, model.encoder.pad_id))[0]
-        found = torch.softmax(torch.from_numpy(logits).double(), -1)[:, 1]
+        found = torch.softmax(torch.from_numpy(logits).double(), -1)
+        if found.shape != expected.shape:  # a graph with another number of outputs reproduces nothing
+            return float("inf")
         worst = max(worst, float((found - expected).abs().max()))
     return worst
 
@@ -373,9 +375,10 @@ def _manifest(
         "onnxruntime": onnxruntime.__version__,
         "inputs": list(INPUT_NAMES),
         "output": OUTPUT_NAME,
+        "classes": list(model.classes.names),  # the logits' columns, in order
         "sequence_length": sequence_length,  # None: any length up to the model's max_length
         "max_length": model.params.max_length,
-        "max_abs_diff_vs_pytorch": difference,  # P(positive), on the export check's reviews
+        "max_abs_diff_vs_pytorch": difference,  # any class probability, on the export check's reviews
         "bytes": graph.stat().st_size,
         "exported": now_utc(),
     }

@@ -83,7 +83,9 @@ def gather_rows(order: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
         return order, rows
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, (order, rows))
-    return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+    # A rank with no share has no rows, only their shape's guess: the ranks that predicted tell the width.
+    filled = [part for part in parts if len(part[0])] or parts[:1]
+    return np.concatenate([part[0] for part in filled]), np.concatenate([part[1] for part in filled])
 
 
 def wait_for_all() -> None:

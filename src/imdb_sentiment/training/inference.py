@@ -24,17 +24,18 @@ def dataset_logits(
     device: torch.device | None = None,
     bf16: bool | None = None,
     show_progress: bool = False,
+    num_classes: int = 2,
 ) -> np.ndarray:
     """One row of logits per encoded text, in the dataset's order. ``device`` / ``bf16`` default to
     the runtime's (a model may run a copy elsewhere, e.g. an int8 copy on the CPU); the network is
     moved there. Under a launcher every rank must call this the same number of times: the ranks'
-    shares are gathered."""
+    shares are gathered. ``num_classes``: the logits' width, which an empty ``dataset`` cannot show."""
     device = runtime.device if device is None else device
     bf16 = runtime.bf16 if bf16 is None else bf16
     loader = make_loader(
         dataset, encoder, batch_size, shuffle=False, rank=runtime.rank, world_size=runtime.world_size
     )
-    return predict_logits(network.to(device), loader, device, bf16, show_progress)
+    return predict_logits(network.to(device), loader, device, bf16, show_progress, num_classes)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

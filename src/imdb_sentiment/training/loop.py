@@ -92,9 +92,11 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 @torch.no_grad()
 def predict_logits(
-    network: nn.Module, loader: DataLoader, device: torch.device, bf16: bool, show_progress: bool = False
+    network: nn.Module, loader: DataLoader, device: torch.device, bf16: bool, show_progress: bool = False,
+    num_classes: int = 2,
 ) -> np.ndarray:
-    """Logits in dataset order (the sampler may reorder batches by length)."""
+    """Logits in dataset order (the sampler may reorder batches by length); ``num_classes``: the width
+    of the (0, num_classes) result when there is nothing to predict (the network never runs then)."""
     network.eval()
     order: list[int] = []
     outputs: list[np.ndarray] = []
@@ -108,7 +110,7 @@ def predict_logits(
             if batches is not None:
                 order.extend(batches[index])
             progress.update(task, advance=len(logits))
-    logits = np.concatenate(outputs) if outputs else np.zeros((0, 2), dtype=np.float32)
+    logits = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), dtype=np.float32)
     if batches is None:
         return logits
     indices = np.asarray(order, dtype=np.int64)

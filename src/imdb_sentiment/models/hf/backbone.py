@@ -66,10 +66,13 @@ def virtual_token_count(params: HFParams) -> int:
     return positions_taken(params.adapter)
 
 
-def architecture_config(params: HFParams, vocab_size: int | None = None, pad_token_id: int = 0) -> Any:
+def architecture_config(
+    params: HFParams, vocab_size: int | None = None, pad_token_id: int = 0, num_classes: int = 2
+) -> Any:
     """The transformers config a new (not reloaded) backbone is built from, without loading weights.
-    ``vocab_size`` is needed only for a from-scratch BERT without a checkpoint."""
-    head = {"num_labels": 2} if params.pooling == "model" else {}
+    ``vocab_size`` is needed only for a from-scratch BERT without a checkpoint; ``num_classes`` sizes the
+    checkpoint's own head (``pooling: model``)."""
+    head = {"num_labels": num_classes} if params.pooling == "model" else {}
     weights = params.resolved_weights()
     checkpoint = params.resolved_checkpoint()
     if weights is not None:
@@ -97,9 +100,12 @@ def quantize_int8(backbone: nn.Module) -> None:
     quantize_(backbone, Int8WeightOnlyConfig(), filter_fn=frozen_linear)
 
 
-def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: Path | None = None) -> nn.Module:
+def build_backbone(
+    params: HFParams, vocab_size: int, pad_token_id: int, num_classes: int, saved: Path | None = None
+) -> nn.Module:
     """The transformers model: reloaded from a saved run folder, pretrained weights, or random weights;
-    with an adapter, the base model from its source plus the (new or saved) adapter."""
+    with an adapter, the base model from its source plus the (new or saved) adapter. With ``pooling:
+    model`` the checkpoint's head has ``num_classes`` outputs (a saved adapter restores its own copy)."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     auto = AutoModelForSequenceClassification if params.pooling == "model" else AutoModel
@@ -107,12 +113,16 @@ def build_backbone(params: HFParams, vocab_size: int, pad_token_id: int, saved: 
         with quiet_transformers():
             backbone = auto.from_pretrained(str(saved / SAVED_BACKBONE_DIR))
     else:
-        config = architecture_config(params, vocab_size, pad_token_id)
+        config = architecture_config(params, vocab_size, pad_token_id, num_classes)
         weights = params.resolved_weights()
         if weights is None:
             backbone = auto.from_config(config)
         else:
             name, kwargs = resolve_pretrained(*weights)
+            if params.pooling == "model":
+                # A checkpoint fine-tuned on another number of labels gets a new head of num_classes
+                # outputs (transformers refuses the shapes otherwise); a matching head loads as ever.
+                kwargs["ignore_mismatched_sizes"] = True
             with from_pretrained_errors(*weights), quiet_transformers():
                 backbone = auto.from_pretrained(name, config=config, **kwargs)
     check_max_length(params.max_length, backbone.config, virtual_token_count(params))

@@ -199,8 +199,11 @@ class HFClassifier(TorchTextClassifier):
 
     def build_network(self, request: NetworkRequest) -> HFNetwork:
         assert self.encoder is not None
-        backbone = build_backbone(self.params, len(self.encoder.tokenizer), self.encoder.pad_id, request.weights)
-        network = HFNetwork(backbone, self.params.pooling, self.params.dropout, return_features=request.features)
+        backbone = build_backbone(
+            self.params, len(self.encoder.tokenizer), self.encoder.pad_id, self.num_classes, request.weights
+        )
+        network = HFNetwork(backbone, self.params.pooling, self.params.dropout, return_features=request.features,
+                            num_classes=self.num_classes)  # fmt: skip
         if request.weights is not None and network.head is not None:
             from safetensors.torch import load_file
 
@@ -238,7 +241,8 @@ class HFClassifier(TorchTextClassifier):
         assert self.encoder is not None and self.network is not None, "fit or load the model first"
         network, device, bf16 = self.inference_network()
         logits = dataset_logits(network, self.encoder, self.encode(texts), batch_size, self.inference_runtime(),
-                                device=device, bf16=bf16, show_progress=show_progress)  # fmt: skip
+                                device=device, bf16=bf16, show_progress=show_progress,
+                                num_classes=self.num_classes)  # fmt: skip
         return softmax(logits)
 
     def known_token_share(self, texts: list[str]) -> np.ndarray | None:
@@ -284,8 +288,8 @@ class HFClassifier(TorchTextClassifier):
             )
         backbone = merge_adapter(self.network.backbone, self.params.adapter)
         merged = type(self)(self.params.model_copy(update={"adapter": None}))
-        merged.encoder = self.encoder
-        network = HFNetwork(backbone, self.params.pooling, self.params.dropout)
+        merged.classes, merged.encoder = self.classes, self.encoder
+        network = HFNetwork(backbone, self.params.pooling, self.params.dropout, num_classes=self.num_classes)
         if self.network.head is not None:
             assert network.head is not None
             network.head.load_state_dict(self.network.head.state_dict())

@@ -24,11 +24,12 @@ class HFNetwork(nn.Module):
 
     ``features`` (what SupCon reads) is the final [CLS] state for ``pooling: model``, asked for with
     ``output_hidden_states`` only when ``return_features`` is set, or the pooled state our head reads.
+    ``num_classes``: outputs of our head (cls / mean); ``pooling: model`` has the checkpoint's num_labels.
     """
 
     def __init__(
         self, backbone: nn.Module, pooling: Pooling = "model", dropout: float | None = None,
-        return_features: bool = False,
+        return_features: bool = False, num_classes: int = 2,
     ) -> None:  # fmt: skip
         super().__init__()
         self.backbone = backbone
@@ -39,7 +40,7 @@ class HFNetwork(nn.Module):
             config = backbone.config
             rate = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
             self.dropout = nn.Dropout(rate)
-            self.head = nn.Linear(config.hidden_size, 2)
+            self.head = nn.Linear(config.hidden_size, num_classes)
             nn.init.normal_(self.head.weight, std=getattr(config, "initializer_range", 0.02))
             nn.init.zeros_(self.head.bias)
 

@@ -51,12 +51,12 @@ class AttentionLSTMParams(WordParams):
 
 
 class AttentionLSTMNetwork(nn.Module):
-    def __init__(self, embedding: WordEmbedding, params: AttentionLSTMParams) -> None:
+    def __init__(self, embedding: WordEmbedding, params: AttentionLSTMParams, classes: int) -> None:
         super().__init__()
         self.embedding = embedding
         self.rnn = MaskedRNN("lstm", embedding.dim, params.hidden_size, params.num_layers, True, params.dropout)
         self.attention = AdditiveAttention(self.rnn.output_size, params.attention_size)
-        self.head = ClassifierHead(self.rnn.output_size, params.dropout)
+        self.head = ClassifierHead(self.rnn.output_size, params.dropout, classes)
         self.last_attention: Tensor | None = None
 
     def forward(self, batch: dict[str, Tensor]) -> AttentionOutput:
@@ -75,7 +75,7 @@ class AttentionLSTMModel(WordModel):
     capabilities = replace(WordModel.capabilities, explanation="attention")  # its own attention weights
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return AttentionLSTMNetwork(self.make_embedding(), self.params)
+        return AttentionLSTMNetwork(self.make_embedding(), self.params, self.num_classes)
 
     def attention_weights(self, texts: list[str]) -> list[list[tuple[str, float]]]:
         """(token, weight) pairs per text, in reading order (after truncation)."""

@@ -301,9 +301,9 @@ class MaskedRNN(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Dropout + linear layer from pooled features to the two class logits."""
+    """Dropout + linear layer from pooled features to one logit per class."""
 
-    def __init__(self, features: int, dropout: float, classes: int = 2) -> None:
+    def __init__(self, features: int, dropout: float, classes: int) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(features, classes)

@@ -13,7 +13,7 @@ Two deliberate departures from the image-capsule recipe, both because inputs are
 Optionally (``orphan_capsule``) routing gets one extra output capsule that is not a class, the "orphan
 category" of Zhao et al. (2018, "Investigating Capsule Networks with Dynamic Routing for Text
 Classification"): most words of a review carry no sentiment, and the orphan lets them route away from
-the class capsules instead of splitting their vote between positive and negative.
+the class capsules instead of splitting their vote between the classes.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class CapsuleLSTMParams(WordParams):
 
 
 class CapsuleLSTMNetwork(nn.Module):
-    def __init__(self, embedding: WordEmbedding, params: CapsuleLSTMParams, classes: int = 2) -> None:
+    def __init__(self, embedding: WordEmbedding, params: CapsuleLSTMParams, classes: int) -> None:
         super().__init__()
         self.embedding = embedding
         self.rnn = MaskedRNN("lstm", embedding.dim, params.hidden_size, 1, True)
@@ -102,4 +102,4 @@ class CapsuleLSTMModel(WordModel):
     description = "BiLSTM states routed into class capsules by dynamic routing (Sabour et al. 2017)."
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return CapsuleLSTMNetwork(self.make_embedding(), self.params)
+        return CapsuleLSTMNetwork(self.make_embedding(), self.params, self.num_classes)

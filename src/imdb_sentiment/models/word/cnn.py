@@ -19,7 +19,7 @@ class CNNParams(WordParams):
 
 
 class CNNNetwork(nn.Module):
-    def __init__(self, embedding: WordEmbedding, params: CNNParams) -> None:
+    def __init__(self, embedding: WordEmbedding, params: CNNParams, classes: int) -> None:
         super().__init__()
         self.embedding = embedding
         # padding=k-1 ("wide" convolution): every window touching a real word exists whatever the
@@ -27,7 +27,7 @@ class CNNNetwork(nn.Module):
         self.convolutions = nn.ModuleList(
             nn.Conv1d(embedding.dim, params.num_filters, size, padding=size - 1) for size in params.kernel_sizes
         )
-        self.head = ClassifierHead(params.num_filters * len(params.kernel_sizes), params.dropout)
+        self.head = ClassifierHead(params.num_filters * len(params.kernel_sizes), params.dropout, classes)
 
     def forward(self, batch: dict[str, Tensor]) -> NetworkOutput:
         mask = token_mask(batch)
@@ -51,4 +51,4 @@ class CNNModel(WordModel):
     description = "Text CNN (widths 2/3/4, max over time) over word2vec embeddings (Kim 2014)."
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return CNNNetwork(self.make_embedding(), self.params)
+        return CNNNetwork(self.make_embedding(), self.params, self.num_classes)

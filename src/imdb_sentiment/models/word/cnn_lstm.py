@@ -34,7 +34,7 @@ class CNNLSTMParams(WordParams):
 
 
 class CNNLSTMNetwork(nn.Module):
-    def __init__(self, embedding: WordEmbedding, params: CNNLSTMParams) -> None:
+    def __init__(self, embedding: WordEmbedding, params: CNNLSTMParams, classes: int) -> None:
         super().__init__()
         self.embedding = embedding
         # "same" padding: inputs at padded positions are exactly zero, like the convolution's own
@@ -46,7 +46,7 @@ class CNNLSTMNetwork(nn.Module):
         self.rnn = MaskedRNN("lstm", params.num_filters, params.hidden_size, 1, params.bidirectional)
         self.pooling = params.pooling
         self.dropout = nn.Dropout(params.dropout)
-        self.head = ClassifierHead(pooled_size(self.rnn.output_size, params.pooling), params.dropout)
+        self.head = ClassifierHead(pooled_size(self.rnn.output_size, params.pooling), params.dropout, classes)
 
     def forward(self, batch: dict[str, Tensor]) -> NetworkOutput:
         mask = token_mask(batch)
@@ -70,4 +70,4 @@ class CNNLSTMModel(WordModel):
     description = "Convolution + max-pool, then a BiLSTM over the shortened sequence."
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return CNNLSTMNetwork(self.make_embedding(), self.params)
+        return CNNLSTMNetwork(self.make_embedding(), self.params, self.num_classes)

@@ -44,7 +44,9 @@ def bigram_ids(input_ids: Tensor, mask: Tensor, vocab_size: int, buckets: int) -
 
 
 class FastTextNetwork(nn.Module):
-    def __init__(self, vocab_size: int, params: FastTextParams, pretrained: np.ndarray | None = None) -> None:
+    def __init__(
+        self, vocab_size: int, params: FastTextParams, classes: int, pretrained: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.buckets = params.buckets if params.bigrams else 0
@@ -55,7 +57,7 @@ class FastTextNetwork(nn.Module):
             if pretrained is not None:
                 self.bag.weight[:vocab_size] = torch.from_numpy(pretrained)
             self.bag.weight[PAD_ID].zero_()
-        self.head = ClassifierHead(dim, params.dropout)
+        self.head = ClassifierHead(dim, params.dropout, classes)
 
     def forward(self, batch: dict[str, Tensor]) -> NetworkOutput:
         mask = token_mask(batch)
@@ -84,4 +86,4 @@ class FastTextModel(WordModel):
             )
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return FastTextNetwork(len(self.vocabulary), self.params, self.pretrained_matrix)
+        return FastTextNetwork(len(self.vocabulary), self.params, self.num_classes, self.pretrained_matrix)

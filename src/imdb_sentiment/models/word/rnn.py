@@ -31,14 +31,16 @@ class RNNParams(WordParams):
 
 
 class RNNNetwork(nn.Module):
-    def __init__(self, embedding: WordEmbedding, cell: Literal["lstm", "gru"], params: RNNParams) -> None:
+    def __init__(
+        self, embedding: WordEmbedding, cell: Literal["lstm", "gru"], params: RNNParams, classes: int
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.rnn = MaskedRNN(
             cell, embedding.dim, params.hidden_size, params.num_layers, params.bidirectional, params.dropout
         )
         self.pooling = params.pooling
-        self.head = ClassifierHead(pooled_size(self.rnn.output_size, params.pooling), params.dropout)
+        self.head = ClassifierHead(pooled_size(self.rnn.output_size, params.pooling), params.dropout, classes)
 
     def forward(self, batch: dict[str, Tensor]) -> NetworkOutput:
         mask = token_mask(batch)
@@ -53,7 +55,7 @@ class RecurrentModel(WordModel):
     cell: ClassVar[Literal["lstm", "gru"]] = "lstm"
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return RNNNetwork(self.make_embedding(), self.cell, self.params)
+        return RNNNetwork(self.make_embedding(), self.cell, self.params, self.num_classes)
 
 
 @register_model("lstm")

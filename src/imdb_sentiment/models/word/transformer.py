@@ -59,7 +59,7 @@ def sinusoidal_table(positions: int, dim: int) -> Tensor:
 
 
 class TransformerNetwork(nn.Module):
-    def __init__(self, embedding: WordEmbedding, params: TransformerParams) -> None:
+    def __init__(self, embedding: WordEmbedding, params: TransformerParams, classes: int) -> None:
         super().__init__()
         width = params.width
         self.embedding = embedding
@@ -85,7 +85,7 @@ class TransformerNetwork(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(block, params.num_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(width)
-        self.head = ClassifierHead(width, params.dropout)
+        self.head = ClassifierHead(width, params.dropout, classes)
 
     def forward(self, batch: dict[str, Tensor]) -> NetworkOutput:
         mask = token_mask(batch)
@@ -124,4 +124,4 @@ class TransformerModel(WordModel):
             )
 
     def build_network(self, request: NetworkRequest) -> nn.Module:
-        return TransformerNetwork(self.make_embedding(), self.params)
+        return TransformerNetwork(self.make_embedding(), self.params, self.num_classes)
