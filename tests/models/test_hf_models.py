@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_reviews
+from helpers import THREE_CLASSES, tiny_reviews, tiny_three_class_reviews
 
 from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
@@ -108,6 +108,23 @@ def test_tiny_checkpoint_trains_and_predicts(architecture, backend, checkpoints,
         model.save(tmp_path / "saved")
         loaded = SentimentModel.load(tmp_path / "saved")
         np.testing.assert_allclose(loaded.predict_proba(test.texts), probabilities, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["native", "trainer"])
+def test_a_two_label_checkpoint_learns_three_classes_with_either_backend(backend, checkpoints, tmp_path) -> None:
+    """The checkpoint's own head (2 labels) becomes a new 3-output head; it trains under either backend,
+    and a saved run rebuilds 3 outputs."""
+    model = HFClassifier({"checkpoint": str(checkpoints["bert"]), "max_length": 32})
+    context = FitContext(training=training(backend=backend), run_dir=tmp_path / "run", show_progress=False)
+    model.fit(tiny_three_class_reviews(32, 0), tiny_three_class_reviews(9, 1), context)
+    assert model.classes == THREE_CLASSES and model.network.backbone.config.num_labels == 3
+    assert context.extra_metrics["backend"] == backend and 0 <= context.history[-1]["valid_accuracy"] <= 1
+    texts = tiny_three_class_reviews(9, 2).texts
+    probabilities = model.predict_proba(texts)
+    assert probabilities.shape == (9, 3) and model.predict_proba([]).shape == (0, 3)
+    model.save(tmp_path / "saved")
+    np.testing.assert_allclose(SentimentModel.load(tmp_path / "saved").predict_proba(texts), probabilities,
+                               atol=1e-5)  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")

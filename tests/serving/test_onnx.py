@@ -1,10 +1,12 @@
 """``export RUN --onnx [--quantize int8]`` and the onnxruntime backend (``predict`` / ``evaluate --onnx``).
 
-Two tiny runs are trained once through the CLI: a word model (cnn, random embeddings) and a one-layer
-random BERT (``hf`` from scratch, MiniLM's tokenizer). What is tested, honestly:
+Three tiny runs are trained once through the CLI: word models (cnn; fasttext on three classes,
+negative / neutral / positive, from a CSV) and a one-layer random BERT (``hf`` from scratch, MiniLM's
+tokenizer). What is tested, honestly:
 
-- fp32: the ONNX graph run by onnxruntime, through the backend's own batching, gives P(positive)
-  within 1e-3 of the PyTorch model on reviews of varied lengths (batched with padding and alone);
+- fp32: the ONNX graph run by onnxruntime, through the backend's own batching, gives every class
+  probability within 1e-3 of the PyTorch model on reviews of varied lengths (batched with padding and
+  alone), for two classes and for three (the export's own check covers every class too);
 - int8: on these tiny models the int8 graph's accuracy on the tiny test split is within one review
   of fp32 PyTorch and its probabilities stay close; this shows the quantised path is wired right,
   not that int8 keeps accuracy on real models (scripts/inference_speed.py measures that);
@@ -14,6 +16,7 @@ random BERT (``hf`` from scratch, MiniLM's tokenizer). What is tested, honestly:
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -24,8 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import one_line_user_error, run_cli, tiny_reviews, write_tiny_parquet_imdb
+from helpers import (
+    THREE_CLASSES,
+    one_line_user_error,
+    run_cli,
+    tiny_reviews,
+    tiny_three_class_reviews,
+    write_tiny_parquet_imdb,
+)
 
+from imdb_sentiment.data.labels import SENTIMENT
 from imdb_sentiment.io_utils import sha256_file
 from imdb_sentiment.models.onnx_format import ONNX_DIR, ONNX_MANIFEST
 from imdb_sentiment.pipelines.export import export_onnx
@@ -41,6 +52,7 @@ TRAIN_SETTINGS = {
     "fasttext": ["model.params.embeddings=random", "model.params.embedding_dim=16", "model.params.max_length=32",
                  "model.params.min_freq=1", "model.params.buckets=1024", "training.learning_rate=5e-2"],
 }  # fmt: skip
+THREE_CLASS_RUNS = {"fasttext"}  # trained on negative / neutral / positive reviews (a CSV)
 # Varied lengths (one word to far beyond max_length), cue words and none, emoji and HTML.
 TEXTS = [
     *tiny_reviews(24, 7).texts,
@@ -56,11 +68,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """model name -> a finished tiny run, both trained once per module, side by side."""
     root = tmp_path_factory.mktemp("onnx")
     write_tiny_parquet_imdb(root / "imdb", size=48)
+    write_three_class_table(root / "three-classes.csv", size=60)
     processes = {}
     for name, settings in TRAIN_SETTINGS.items():
         common = ["training.epochs=4", "training.batch_size=8", "training.threads=1"]
         overrides = [arg for setting in [*settings, *common] for arg in ("--set", setting)]
-        args = ["train", name, "--data", str(root / "imdb"), "--output-dir", str(root / name), "--quiet"]
+        data = root / ("three-classes.csv" if name in THREE_CLASS_RUNS else "imdb")
+        args = ["train", name, "--data", str(data), "--output-dir", str(root / name), "--quiet"]
         processes[name] = subprocess.Popen([str(CLI), *args, *overrides], stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     found = {}
@@ -69,6 +83,16 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         assert process.returncode == 0, err
         (found[name],) = (root / name).iterdir()
     return found
+
+
+def write_three_class_table(file: Path, size: int) -> None:
+    reviews = tiny_three_class_reviews(size, 0)
+    with open(file, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(
+            (text, THREE_CLASSES.name_of(label)) for text, label in zip(reviews.texts, reviews.labels, strict=True)
+        )
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:
@@ -93,7 +117,9 @@ def test_fp32_graph_gives_the_pytorch_probabilities(exported, name) -> None:
     run = exported[name]
     manifest = json.loads((run / ONNX_DIR / ONNX_MANIFEST).read_text())
     assert manifest["precision"] == "fp32" and manifest["quantization"] is None and manifest["model"] == name
-    assert manifest["max_abs_diff_vs_pytorch"] < 1e-3
+    assert manifest["max_abs_diff_vs_pytorch"] < 1e-3  # over every class probability
+    classes = THREE_CLASSES if name in THREE_CLASS_RUNS else SENTIMENT
+    assert manifest["classes"] == list(classes.names)
     speed = manifest["speed_vs_pytorch"]  # measured at export (never asserted: timings vary by machine)
     assert speed["pytorch_ms"] > 0 and speed["onnx_ms"] > 0 and speed["threads"] == 1
     # torch.onnx exports nn.EmbeddingBag (fastText) as a Loop over reviews, ~20x slower than PyTorch:
@@ -102,11 +128,12 @@ def test_fp32_graph_gives_the_pytorch_probabilities(exported, name) -> None:
     assert not operators & {"Loop", "Scan", "SequenceEmpty"}, operators
     pytorch, onnx = Predictor.from_run(run), Predictor.from_run(run, onnx=True)
     assert (pytorch.backend, onnx.backend) == ("native", "onnxruntime fp32")
+    assert onnx.model.classes == pytorch.model.classes == classes
     for batch_size in (1, 8):  # alone, and batched with padding in length-sorted batches
         expected = pytorch.predict_proba(TEXTS, batch_size=batch_size)
         found = onnx.predict_proba(TEXTS, batch_size=batch_size)
-        assert found.shape == (len(TEXTS), 2) and np.allclose(found.sum(axis=1), 1.0)
-        assert np.abs(found[:, 1] - expected[:, 1]).max() < 1e-3
+        assert found.shape == (len(TEXTS), classes.size) and np.allclose(found.sum(axis=1), 1.0)
+        assert np.abs(found - expected).max() < 1e-3
     assert np.array_equal(onnx.model.known_token_share(TEXTS), pytorch.model.known_token_share(TEXTS))
 
 

@@ -112,11 +112,11 @@ class Ids(TextEncoder):
 class BagOfTokens(nn.Module):
     """Mean token embedding -> dropout -> linear; features are the pooled embedding."""
 
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 2) -> None:
         super().__init__()
         self.embedding = nn.Embedding(20, 8, padding_idx=0)
         self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(8, 2)
+        self.head = nn.Linear(8, classes)
 
     def forward(self, batch: dict[str, Tensor]) -> NetworkOutput:
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -142,6 +142,27 @@ def test_each_objective_trains_through_the_loop(name: str) -> None:
     assert all(math.isfinite(epoch["train_loss"]) for epoch in result.history)
     assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters(), strict=True))
     assert result.history[-1]["valid_accuracy"] >= 0.8  # the cue token is learnable
+
+
+@pytest.mark.parametrize("name", ["r-drop", "supcon"])
+def test_each_objective_trains_three_classes_through_the_loop(name: str) -> None:
+    """Nothing in an objective assumes two classes: R-Drop's KL and SupCon's positives (same label)
+    over three, through the loop's validation (loss, accuracy over the three logits)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    labels = np.arange(48) % 3
+    # Token 1 + label is each class's cue, amid filler tokens 4..19.
+    ids = [[1 + int(label), *rng.integers(4, 20, size=int(rng.integers(2, 8))).tolist()] for label in labels]
+    data = EncodedDataset(ids, labels)
+    network = BagOfTokens(classes=3)
+    config = TrainingConfig(epochs=8, batch_size=8, learning_rate=0.05, threads=1, early_stopping_patience=None,
+                            objective=ObjectiveConfig(name=name))  # fmt: skip
+    trainer = Trainer(network, config, show_progress=False)
+    result = trainer.fit(make_loader(data, Ids(), 8, True, seed=0), make_loader(data, Ids(), 16, False))
+    assert all(
+        math.isfinite(epoch["train_loss"]) and math.isfinite(epoch["valid_loss"]) for epoch in result.history
+    )
+    assert result.history[-1]["valid_accuracy"] >= 0.8  # every class's cue is learnt, not two of them
 
 
 def test_rdrop_loss_is_ce_plus_alpha_kl() -> None:

@@ -92,7 +92,11 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 @torch.no_grad()
 def predict_logits(
-    network: nn.Module, loader: DataLoader, device: torch.device, bf16: bool, show_progress: bool = False,
+    network: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    bf16: bool,
+    show_progress: bool = False,
     num_classes: int = 2,
 ) -> np.ndarray:
     """Logits in dataset order (the sampler may reorder batches by length); ``num_classes``: the width
