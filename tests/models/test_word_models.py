@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from helpers import FILLER, tiny_reviews
+from helpers import FILLER, THREE_CLASSES, tiny_reviews
 
 from imdb_sentiment.config import ExperimentConfig, TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import SENTIMENT
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.models.base import FitContext
+from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.registry import get_model_class
 from imdb_sentiment.models.torch_base import NetworkRequest
@@ -145,6 +148,34 @@ def test_capsule_logits_are_scaled_capsule_lengths(orphan: bool) -> None:
     lengths = output.features.view(2, 2, -1).norm(dim=-1)
     assert torch.all(lengths < 1)
     torch.testing.assert_close(output.logits, model.params.length_scale * lengths)
+
+
+@pytest.mark.parametrize("orphan", [True, False])
+def test_three_class_capsules_route_with_or_without_the_orphan(orphan: bool) -> None:
+    """One class capsule per class (the orphan is routed to, never a logit)."""
+    model = get_model_class("capsule-lstm")({**TINY_PARAMS["capsule-lstm"], "orphan_capsule": orphan})
+    model.classes = THREE_CLASSES
+    model.encoder = model.build_encoder(reviews(32, 0), FitContext(training=training()))
+    model.network = model.build_network(NetworkRequest()).eval()
+    assert model.network.transforms.shape[1] == 3 + orphan
+    with torch.no_grad():
+        output = model.network(batch_of(model, ["great film", "awful", "okay"]))
+    assert output.logits.shape == (3, 3) and output.features.shape == (3, 3 * 4)
+
+
+def test_a_folder_saved_before_classes_were_recorded_loads_as_the_binary_task(tmp_path) -> None:
+    """Old run folders: model.json without "classes" is sentiment, two outputs, the same predictions."""
+    model = get_model_class("cnn")(TINY_PARAMS["cnn"])
+    model.fit(reviews(32, 0), reviews(8, 1), FitContext(training=training(epochs=1), show_progress=False))
+    model.save(tmp_path / "saved")
+    meta_file = tmp_path / "saved" / "model.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta.pop("classes") is not None
+    meta_file.write_text(json.dumps(meta))
+    loaded = SentimentModel.load(tmp_path / "saved")
+    texts = reviews(6, 2).texts
+    assert loaded.classes == SENTIMENT and loaded.network.head.linear.out_features == 2
+    np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
 
 
 def test_fasttext_uses_hashed_bigrams() -> None:
