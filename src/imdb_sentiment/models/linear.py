@@ -12,8 +12,9 @@ Saved without pickle: ``linear.json`` (format, vectorizer settings, classifier s
 ``vocabulary.json`` (n-gram -> column) and plain NumPy arrays (``idf.npy`` when TF-IDF weighting is
 used, ``nb_ratio.npy`` for NBSVM, ``coef.npy``, ``intercept.npy``, ``classes.npy``) read with
 ``allow_pickle=False``. Two classes: one row (``coef`` (1, n), ``intercept`` (1,), ``nb_ratio`` (n,)),
-exactly as before classes were recorded; K classes: one row per class (``nb_ratio`` (K, n) too). Loading rebuilds the scikit-learn pipeline from the model's own settings, so
-nothing in a model folder can run code. Folders from older versions (``pipeline.joblib``, a pickle)
+exactly as before classes were recorded; K classes: one row per class (``nb_ratio`` (K, n) too).
+Loading rebuilds the scikit-learn pipeline from the model's own settings, so nothing in a model folder
+can run code. Folders from older versions (``pipeline.joblib``, a pickle)
 are refused, never unpickled.
 """
 
@@ -317,12 +318,8 @@ class NBSVM(LinearModel):
         self, features: sparse.csr_matrix, labels: np.ndarray, C: float, seed: int
     ) -> list[tuple[str, Any]]:
         if self.num_classes > 2:
-            return [
-                (
-                    "classifier",
-                    NBOneVsRest(self._binary_classifier(C, seed), self.params.nb_alpha).fit(features, labels),
-                )
-            ]
+            one_vs_rest = NBOneVsRest(self._binary_classifier(C, seed), self.params.nb_alpha)
+            return [("classifier", one_vs_rest.fit(features, labels))]
         scaler = NBRatioScaler(self.params.nb_alpha).fit(features, labels)
         return [
             ("nb_ratio", scaler),
