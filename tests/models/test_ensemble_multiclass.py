@@ -117,3 +117,24 @@ def test_fit_refuses_a_member_whose_classes_are_not_the_data_s(member_runs) -> N
         "[negative, neutral, positive]",
         "[bad, meh, good]",
     )
+
+
+def test_run_members_whose_classes_the_data_no_longer_has_are_refused_before_a_run_folder(
+    tmp_path, capsys
+) -> None:
+    """Same data settings, but the table was relabelled since the member was trained: refused once the
+    data is read, in one line, before a run folder."""
+    reviews = tiny_three_class_reviews(60, 0)
+    names = [THREE_CLASSES.name_of(label) for label in reviews.labels]
+    pd.DataFrame({"text": reviews.texts, "label": names}).to_csv(tmp_path / "reviews.csv", index=False)
+    _train(tmp_path, "nbsvm", "nbsvm", {"path": str(tmp_path / "reviews.csv")})
+    (run,) = (tmp_path / "runs").iterdir()
+    relabelled = ["mixed" if name == "neutral" else name for name in names]
+    pd.DataFrame({"text": reviews.texts, "label": relabelled}).to_csv(tmp_path / "reviews.csv", index=False)
+    config = tmp_path / "ensemble.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, [run, run])))
+    output = tmp_path / "refused"
+    code, _, err = run_cli(["train", str(config), "--output-dir", str(output)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "model.params.members.0.run" in err and "[mixed, negative, positive]" in err, err
+    assert not output.exists() or not any(output.iterdir())

@@ -14,8 +14,8 @@ train / validation split. ``combine``:
   view of them is slightly optimistic; with two or three members and one weight each this costs little.
 
 Every member must predict the ensemble's classes, by name and in order: run-folder members' recorded
-classes are compared with each other, and their data settings (which decide the classes) with the
-ensemble's, before a run folder exists; ``fit`` compares each member with the training split's classes.
+classes are compared with each other and their data settings with the ensemble's (configure step), and
+with the data's classes once it is read (``check_classes``), all before a run folder exists.
 
 Saved as JSON (``ensemble.json``): the stacker's weights (two classes: one per member and a number
 for the intercept, as ever; K classes: K rows of K weights per member, K intercepts), run-folder
@@ -36,11 +36,12 @@ from scipy.special import softmax
 
 from imdb_sentiment.config import TrainingConfig, validated
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.io_utils import read_json, write_json_atomic
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.configure import check_objective
-from imdb_sentiment.models.ensemble_members import check_run_members, member_digest, shown
+from imdb_sentiment.models.ensemble_members import check_run_members, member_digest, recorded_classes, shown
 from imdb_sentiment.models.registry import get_model_class, register_model
 from imdb_sentiment.runs import RunFolder
 from imdb_sentiment.training.backends import check_backend_supports
@@ -160,6 +161,24 @@ class EnsembleModel(SentimentModel):
     @classmethod
     def check_runnable(cls, config: ExperimentConfig, params: EnsembleParams) -> None:  # type: ignore[override]
         check_run_members(config, params)
+
+    def check_classes(self, classes: LabelSpace) -> None:
+        """Run members must predict the data's classes, in its order (their recorded classes); members
+        trained on the fly learn them, but their own settings may need them (label words)."""
+        for index, spec in enumerate(self.params.members):
+            if spec.run is not None:
+                where = f"model.params.members.{index}.run"
+                recorded = recorded_classes(Path(spec.run).expanduser(), where)
+                if recorded.names != classes.names:
+                    raise UserError(
+                        f"{where}: {spec.run} predicts the classes {shown(recorded)}, the data has "
+                        f"{shown(classes)}; train the member on this data."
+                    )
+                continue
+            try:
+                get_model_class(spec.model)(spec.params).check_classes(classes)
+            except UserError as exc:
+                raise UserError(f"model.params.members.{index}: {exc}") from None
 
     # ------------------------------------------------------------------------------------- fitting
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> EnsembleModel:
