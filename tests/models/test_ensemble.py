@@ -133,3 +133,24 @@ def test_a_stacker_refuses_a_member_refit_on_validation(member_runs) -> None:
         "model.params.members.0.run",
         "not a finished run folder",
     )
+
+
+def test_a_binary_ensemble_saved_without_classes_loads_and_predicts_the_same(member_runs, tmp_path) -> None:
+    """An ensemble folder from before model.json recorded classes: sentiment, the same predictions."""
+    root, runs = member_runs
+    from imdb_sentiment.data.splits import load_data
+    from imdb_sentiment.models.base import FitContext
+
+    config = configure(_ensemble_config(root, [str(runs["nbsvm"]), str(runs["fasttext"])]))
+    data = load_data(config.data)
+    ensemble = EnsembleModel(config.model.params).fit(data.train, data.valid, FitContext(training=config.training))
+    ensemble.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    del meta["classes"]
+    (tmp_path / "model" / "model.json").write_text(json.dumps(meta))
+    saved = json.loads((tmp_path / "model" / "ensemble.json").read_text())
+    assert len(saved["weights"]) == 2 and isinstance(saved["intercept"], float)  # the binary format, as ever
+    loaded = SentimentModel.load(tmp_path / "model")
+    assert loaded.classes.is_sentiment
+    texts = data.test.texts[:10]
+    np.testing.assert_array_equal(loaded.predict_proba(texts), ensemble.predict_proba(texts))

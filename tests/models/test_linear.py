@@ -14,7 +14,8 @@ from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, SentimentModel
-from imdb_sentiment.models.linear import NBSVM, LinearModel, NBRatioScaler, NBSVMParams, TfidfLogisticRegression
+from imdb_sentiment.models.linear import NBSVM, LinearModel, NBSVMParams, TfidfLogisticRegression
+from imdb_sentiment.models.nb_ratio import NBRatioScaler
 
 
 def test_nb_ratio_matches_hand_computation() -> None:

@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from helpers import NullCapture, one_line_user_error, run_cli, tiny_reviews
+from helpers import (
+    THREE_CLASSES,
+    NullCapture,
+    one_line_user_error,
+    run_cli,
+    tiny_reviews,
+    tiny_three_class_reviews,
+)
 
 from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.serving.api import ServeLimits, create_app, served_model_from_run
@@ -115,3 +122,47 @@ def test_bad_settings_name_the_field_before_a_run_folder(setfit_run, capsys, set
     )
     assert code == 2 and field in err and len(err.strip().splitlines()) == 1, err
     assert not output.exists() or not any(output.iterdir())
+
+
+@pytest.fixture(scope="module")
+def three_class_setfit():
+    """The bundled body with a multinomial head fitted on its embeddings of three-class reviews (no
+    contrastive steps: the head's shape and its uses are what is tested here)."""
+    from sentence_transformers import SentenceTransformer
+    from setfit import SetFitModel
+    from sklearn.linear_model import LogisticRegression
+
+    from imdb_sentiment.models.hf.hub import minilm_path
+    from imdb_sentiment.models.setfit_model import SetFitClassifier
+
+    reviews = tiny_three_class_reviews(30, 0)
+    body = SentenceTransformer(str(minilm_path()), device="cpu")
+    head = LogisticRegression(max_iter=1000).fit(body.encode(reviews.texts), reviews.labels)
+    model = SetFitClassifier({"max_length": 32})
+    model.classes = THREE_CLASSES
+    model._use(SetFitModel(model_body=body, model_head=head))
+    return model, reviews
+
+
+def test_a_three_class_head_has_a_row_per_class_in_predictions_network_and_files(three_class_setfit, tmp_path):
+    import torch
+
+    model, reviews = three_class_setfit
+    head = model.model_.model_head
+    assert head.coef_.shape == (3, 384)
+    probabilities = model.predict_proba(reviews.texts)
+    np.testing.assert_allclose(probabilities, head.predict_proba(model.model_.model_body.encode(reviews.texts)))
+    ids = torch.tensor([model.encoder.encode([reviews.texts[0]])[0]])  # the network occlusion masks: same head
+    with torch.no_grad():
+        logits = model.network({"input_ids": ids, "attention_mask": torch.ones_like(ids)}).logits
+    assert logits.shape == (1, 3)
+    np.testing.assert_allclose(torch.softmax(logits.double(), -1)[0].numpy(), probabilities[0], atol=1e-5)
+
+    model.save(tmp_path / "model")
+    assert np.load(tmp_path / "model" / "coef.npy", allow_pickle=False).shape == (3, 384)
+    assert np.load(tmp_path / "model" / "intercept.npy", allow_pickle=False).shape == (3,)
+    loaded = SentimentModel.load(tmp_path / "model")
+    assert loaded.classes == THREE_CLASSES
+    np.testing.assert_allclose(loaded.predict_proba(reviews.texts), probabilities, rtol=1e-5, atol=1e-6)
+    np.save(tmp_path / "model" / "coef.npy", np.zeros((1, 384)))  # a binary head under three classes
+    one_line_user_error(lambda: SentimentModel.load(tmp_path / "model"), "coef.npy holds", "shape (3, 384)")

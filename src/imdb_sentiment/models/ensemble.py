@@ -5,17 +5,23 @@ ensemble's own fit (``{model: fasttext, params: {...}, training: {...}}``), all 
 train / validation split. ``combine``:
 
 - ``mean``: the average of the members' probabilities;
-- ``stacker``: a logistic regression over the members' log-odds, fitted on their predictions for the
+- ``stacker``: a logistic regression over the members' log-odds (two classes; for K > 2 classes a
+  multinomial one over their K log-probabilities each), fitted on their predictions for the
   *validation* split only (never the test split). Those predictions must be held out: a member refit
   on train + validation (``refit_on_train_and_valid``) is refused, and so is a run folder trained on
   another split (its ``data.json`` split digests, or for older runs its data settings, must match).
   Word and transformer members pick their best epoch on the same validation split, so the stacker's
   view of them is slightly optimistic; with two or three members and one weight each this costs little.
 
-Saved as JSON (``ensemble.json``): the stacker's weights, run-folder members by path and one sha256 of
-their saved model's files (the digest of its manifest's file list; loading checks the member's
-manifest and refuses a member that changed since), on-the-fly members saved inside the
-ensemble under ``members/<i>/`` like any model. Nothing is pickled.
+Every member must predict the ensemble's classes, by name and in order: run-folder members' recorded
+classes are compared with each other and their data settings with the ensemble's (configure step), and
+with the data's classes once it is read (``check_classes``), all before a run folder exists.
+
+Saved as JSON (``ensemble.json``): the stacker's weights (two classes: one per member and a number
+for the intercept, as ever; K classes: K rows of K weights per member, K intercepts), run-folder
+members by path and one sha256 of their saved model's files (the digest of its manifest's file list;
+loading checks the member's manifest and refuses a member that changed since), on-the-fly members
+saved inside the ensemble under ``members/<i>/`` like any model. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.special import softmax
 
-from imdb_sentiment.config import TrainingConfig, read_yaml, validated
+from imdb_sentiment.config import TrainingConfig, validated
 from imdb_sentiment.data.dataset import TextDataset
+from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import digest_of, file_digests, read_json, write_json_atomic
+from imdb_sentiment.io_utils import read_json, write_json_atomic
 from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
 from imdb_sentiment.models.configure import check_objective
+from imdb_sentiment.models.ensemble_members import check_run_members, member_digest, recorded_classes, shown
 from imdb_sentiment.models.registry import get_model_class, register_model
 from imdb_sentiment.runs import RunFolder
 from imdb_sentiment.training.backends import check_backend_supports
@@ -43,9 +52,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("imdb_sentiment.models.ensemble")
 
 FILE_NAME = "ensemble.json"
-# The data settings that decide which reviews train and validate (for runs without split digests).
-SPLIT_SETTINGS = ("path", "format", "test_path", "text_column", "label_column", "id_column", "encoding",
-                  "clean", "seed", "valid_fraction", "limit")  # fmt: skip
 EPSILON = 1e-6  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking log-odds
 
 
@@ -78,16 +84,17 @@ class EnsembleParams(ModelParams):
     stacker_C: float = Field(1.0, gt=0.0, description="Inverse regularisation of the stacker.")
 
 
-def member_digest(run: RunFolder) -> str:
-    """One sha256 of a member run's model files: its manifest's list once the files are checked
-    against it (a model/ of another run is refused there), or the files themselves for older runs."""
-    manifest = run.verify_model()
-    return digest_of(manifest["files"] if manifest is not None else file_digests(run.model_dir))
-
-
 def log_odds(probabilities: np.ndarray) -> np.ndarray:
     positive = np.clip(probabilities[:, 1], EPSILON, 1 - EPSILON)
     return np.log(positive / (1 - positive))
+
+
+def stacker_features(probabilities: list[np.ndarray]) -> np.ndarray:
+    """The stacker's inputs: each member's log-odds for two classes (as ever); for K > 2 its K
+    log-probabilities, whose K - 1 differences are the multinomial generalisation of the log-odds."""
+    if probabilities[0].shape[1] == 2:
+        return np.column_stack([log_odds(p) for p in probabilities])
+    return np.column_stack([np.log(np.clip(p, EPSILON, 1.0)) for p in probabilities])
 
 
 @register_model("ensemble")
@@ -103,8 +110,9 @@ class EnsembleModel(SentimentModel):
         super().__init__(params)
         self.members: list[SentimentModel] = []
         self.member_records: list[dict[str, Any]] = []  # what ensemble.json says about each member
-        self.weights: np.ndarray | None = None  # stacker coefficients, one per member
-        self.intercept = 0.0
+        # Stacker coefficients: one per member (two classes), or (K, K x members) for K classes.
+        self.weights: np.ndarray | None = None
+        self.intercept: float | np.ndarray = 0.0
 
     # ------------------------------------------------------------------------------- config checks
     @classmethod
@@ -152,24 +160,29 @@ class EnsembleModel(SentimentModel):
 
     @classmethod
     def check_runnable(cls, config: ExperimentConfig, params: EnsembleParams) -> None:  # type: ignore[override]
-        for index, member in enumerate(params.members):
-            if member.run is None:
+        check_run_members(config, params)
+
+    def check_classes(self, classes: LabelSpace) -> None:
+        """Run members must predict the data's classes, in its order (their recorded classes); members
+        trained on the fly learn them, but their own settings may need them (label words)."""
+        for index, spec in enumerate(self.params.members):
+            if spec.run is not None:
+                where = f"model.params.members.{index}.run"
+                recorded = recorded_classes(Path(spec.run).expanduser(), where)
+                if recorded.names != classes.names:
+                    raise UserError(
+                        f"{where}: {spec.run} predicts the classes {shown(recorded)}, the data has "
+                        f"{shown(classes)}; train the member on this data."
+                    )
                 continue
-            where = f"model.params.members.{index}.run"
-            run_dir = Path(member.run).expanduser()
-            member_config = _run_config(run_dir, where)
-            problem = _split_mismatch(member_config.get("data") or {}, config.data.model_dump(mode="json"))
-            if problem:
-                raise UserError(f"{where}: {run_dir} was trained on another train/validation split ({problem}).")
-            refit = (member_config.get("model") or {}).get("params", {}).get("refit_on_train_and_valid")
-            if params.combine == "stacker" and refit:
-                raise UserError(
-                    f"{where}: {run_dir} was refit on train + validation, so its validation predictions are not "
-                    "held out; retrain it with refit_on_train_and_valid: false, or combine: mean."
-                )
+            try:
+                get_model_class(spec.model)(spec.params).check_classes(classes)
+            except UserError as exc:
+                raise UserError(f"model.params.members.{index}: {exc}") from None
 
     # ------------------------------------------------------------------------------------- fitting
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> EnsembleModel:
+        self.learn_classes(train)
         split = {"train": train.content_digest(), "valid": valid.content_digest()}
         self.members, self.member_records = [], []
         for index, spec in enumerate(self.params.members):
@@ -177,6 +190,11 @@ class EnsembleModel(SentimentModel):
                 member, record = self._load_run_member(Path(spec.run).expanduser(), split, index)
             else:
                 member, record = self._train_member(spec, index, train, valid, context)
+            if member.classes.names != self.classes.names:  # configure compared run members' data settings
+                raise UserError(
+                    f"model.params.members.{index}: the member predicts the classes {shown(member.classes)}, "
+                    f"the data has {shown(self.classes)}; train the member on this data."
+                )
             self.members.append(member)
             self.member_records.append(record)
         valid_probabilities = [member.predict_proba(valid.texts) for member in self.members]
@@ -235,14 +253,24 @@ class EnsembleModel(SentimentModel):
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import cross_val_score
 
-        features = np.column_stack([log_odds(p) for p in probabilities])
+        features = stacker_features(probabilities)
+        # lbfgs (the default): for K > 2 classes the multinomial loss, one row of weights per class.
         stacker = LogisticRegression(C=self.params.stacker_C)
-        if min(np.bincount(labels, minlength=2)) >= 5:  # an honest estimate: the stacker's own 5-fold CV
+        # An honest estimate: the stacker's own (stratified) 5-fold CV, when every class has 5 examples.
+        if min(np.bincount(labels, minlength=self.num_classes)) >= 5:
             context.extra_metrics["stacker_cv_accuracy"] = float(cross_val_score(stacker, features, labels).mean())
         stacker.fit(features, labels)
-        self.weights, self.intercept = stacker.coef_[0].astype(float), float(stacker.intercept_[0])
+        if self.num_classes == 2:
+            self.weights, self.intercept = stacker.coef_[0].astype(float), float(stacker.intercept_[0])
+        else:
+            self.weights, self.intercept = stacker.coef_.astype(float), stacker.intercept_.astype(float)
 
     def _combine(self, probabilities: list[np.ndarray]) -> np.ndarray:
+        if self.num_classes > 2:
+            if self.params.combine == "mean":
+                return np.mean(probabilities, axis=0)
+            assert self.weights is not None, "fit or load the ensemble first"
+            return softmax(stacker_features(probabilities) @ self.weights.T + self.intercept, axis=1)
         if self.params.combine == "mean":
             positive = np.mean([p[:, 1] for p in probabilities], axis=0)
         else:
@@ -260,10 +288,15 @@ class EnsembleModel(SentimentModel):
         return ",".join(sorted({member.device_used() for member in self.members}))
 
     def num_parameters(self) -> int:
-        return sum(member.num_parameters() for member in self.members) + len(self.members) + 1
+        return sum(member.num_parameters() for member in self.members) + self._combiner_parameters()
 
     def num_trainable_parameters(self) -> int:
-        return sum(member.num_trainable_parameters() for member in self.members) + len(self.members) + 1
+        return sum(member.num_trainable_parameters() for member in self.members) + self._combiner_parameters()
+
+    def _combiner_parameters(self) -> int:
+        if self.num_classes == 2:  # counted as ever: a weight per member and an intercept
+            return len(self.members) + 1
+        return 0 if self.weights is None else int(self.weights.size + np.size(self.intercept))
 
     # -------------------------------------------------------------------------------- save / load
     def save_weights(self, directory: Path) -> None:
@@ -275,7 +308,9 @@ class EnsembleModel(SentimentModel):
             {
                 "combine": self.params.combine,
                 "weights": None if self.weights is None else self.weights.tolist(),
-                "intercept": self.intercept,
+                "intercept": self.intercept
+                if np.isscalar(self.intercept)
+                else np.asarray(self.intercept).tolist(),
                 "members": self.member_records,
             },
         )
@@ -310,30 +345,33 @@ class EnsembleModel(SentimentModel):
                     "(sha256 differs); fit the ensemble again."
                 )
             self.members.append(SentimentModel.load(run.model_dir))
+        for index, member in enumerate(self.members):
+            if member.classes.names != self.classes.names:
+                raise UserError(
+                    f"ensemble member {index} predicts the classes {shown(member.classes)}, the ensemble "
+                    f"{shown(self.classes)}; fit the ensemble again."
+                )
         self.member_records = records
-        weights = data.get("weights")
-        self.weights = None if weights is None else np.asarray(weights, dtype=float)
-        self.intercept = float(data.get("intercept", 0.0))
+        self.weights, self.intercept = None, 0.0
+        if data.get("weights") is not None:
+            self._load_stacker(directory, data.get("weights"), data.get("intercept", 0.0))
 
-
-def _run_config(run_dir: Path, where: str) -> dict[str, Any]:
-    if not (run_dir / "model" / "model.json").is_file() or not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{where}: {run_dir} is not a finished run folder (config.yaml and model/ needed)")
-    try:
-        return read_yaml(run_dir / "config.yaml")
-    except UserError as exc:
-        raise UserError(f"{where}: {exc}") from None
-
-
-def _split_mismatch(member_data: dict[str, Any], own_data: dict[str, Any]) -> str:
-    """'' when the two data sections give the same train / validation split, else what differs."""
-    for key in SPLIT_SETTINGS:
-        theirs, ours = member_data.get(key, own_data.get(key)), own_data.get(key)
-        if key == "path" and theirs and ours:
-            theirs, ours = str(Path(theirs).expanduser().resolve()), str(Path(ours).expanduser().resolve())
-        if theirs != ours:
-            return f"data.{key} {theirs!r} vs {ours!r}"
-    return ""
+    def _load_stacker(self, directory: Path, weights: Any, intercept: Any) -> None:
+        """The stacker's weights, in the shapes this ensemble's members and classes need."""
+        members, classes = len(self.members), self.num_classes
+        shapes = ((members,), ()) if classes == 2 else ((classes, classes * members), (classes,))
+        try:
+            self.weights, self.intercept = np.asarray(weights, dtype=float), np.asarray(intercept, dtype=float)
+            fits = (self.weights.shape, self.intercept.shape) == shapes
+        except (TypeError, ValueError):  # ragged or not numbers
+            fits = False
+        if not fits:
+            raise UserError(
+                f"{directory / FILE_NAME}: the stacker's weights do not fit {members} members and {classes} "
+                "classes; it is damaged or from another ensemble: fit the ensemble again."
+            )
+        if classes == 2:
+            self.intercept = float(self.intercept)
 
 
 def _is_plain(value: Any) -> bool:

