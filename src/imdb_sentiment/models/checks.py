@@ -61,6 +61,8 @@ def check_predict_proba_is_a_distribution(case: CheckCase) -> None:
     assert np.isfinite(probabilities).all()
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    empty = case.model.predict_proba([])
+    assert empty.shape == (0, case.train.classes.size), f"no texts: {empty.shape}, not (0, K)"
 
 
 def check_predict_is_argmax(case: CheckCase) -> None:

@@ -282,6 +282,8 @@ class EnsembleModel(SentimentModel):
     # ---------------------------------------------------------------------------------- prediction
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         assert self.members, "fit or load the ensemble first"
+        if not texts:  # the stacker (scikit-learn) refuses an empty batch; no texts, no rows
+            return np.zeros((0, self.num_classes))
         return self._combine([member.predict_proba(texts, batch_size) for member in self.members])
 
     def device_used(self) -> str:

@@ -182,6 +182,8 @@ class LinearModel(SentimentModel):
         return self
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        if not texts:  # scikit-learn refuses an empty batch; no texts, no rows
+            return np.zeros((0, self.num_classes))
         return self.pipeline_.predict_proba(texts).astype(np.float64)
 
     def known_token_share(self, texts: list[str]) -> np.ndarray:

@@ -213,6 +213,8 @@ class SetFitClassifier(SentimentModel):
 
     # ------------------------------------------------------------------------------ prediction
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        if not texts:  # scikit-learn's head refuses an empty batch; no texts, no rows
+            return np.zeros((0, self.num_classes))
         embeddings = self.model_.model_body.encode(
             list(texts),
             batch_size=batch_size,

@@ -288,6 +288,7 @@ class LLMScorer(TorchTextClassifier):
             batch_size,
             self.inference_runtime(),
             show_progress=show_progress,
+            num_classes=self.num_classes,
         )
 
     def margins(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
