@@ -24,10 +24,10 @@ from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.labels import RATINGS, SENTIMENT
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.configure import configure
+from imdb_sentiment.models.llm.calibration import fit_intercepts
 from imdb_sentiment.models.llm.encoding import LMPromptParams
 from imdb_sentiment.models.llm.endpoint import parse_answer
 from imdb_sentiment.models.llm.prompting import DEFAULT_TEMPLATE, PromptParams, balanced_indices
-from imdb_sentiment.models.llm.scoring import fit_intercepts
 from imdb_sentiment.models.registry import get_model_class
 
 

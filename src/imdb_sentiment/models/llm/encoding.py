@@ -17,17 +17,48 @@ from pathlib import Path
 from typing import Any, Self
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.models.llm.prompting import PromptParams, answer_text, chat_messages, fill
+from imdb_sentiment.models.llm.prompting import (
+    PromptParams,
+    answer_text,
+    chat_messages,
+    check_label_words,
+    check_template,
+    fill,
+)
 from imdb_sentiment.text.encoder import TextEncoder
 from imdb_sentiment.text.truncation import Truncation, truncate
 
 SENTINEL = "\u2063REVIEW\u2063"  # stands for the review while the chat template renders the prompt
 DEFAULT_ANSWER_PREFIX = "The sentiment is"  # the sentiment task's
 LABELS_ANSWER_PREFIX = "The answer is"  # any other task's: its template asks which label fits
+
+
+class PromptCandidate(BaseModel):
+    """One prompt the template search may choose; an unset field takes the task's default."""
+
+    model_config = ConfigDict(extra="forbid")
+    template: str | None = None
+    label_words: list[str] | None = None
+    answer_prefix: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _has_text_slot(cls, value: str | None) -> str | None:
+        return check_template(value)
+
+    @field_validator("label_words")
+    @classmethod
+    def _label_words(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_label_words(value)
+
+    @field_validator("answer_prefix")
+    @classmethod
+    def _one_line_prefix(cls, value: str | None) -> str | None:
+        return None if value is None else value.strip()
 
 
 class LMPromptParams(PromptParams):
@@ -43,11 +74,39 @@ class LMPromptParams(PromptParams):
     shot_max_tokens: int = Field(96, ge=8, le=4096, description="Tokens kept of each example review.")
     max_length: int = Field(384, ge=8, le=32768, description="Tokens kept of the review (not the prompt).")
     truncation: Truncation = "head+tail"
+    template_search: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Training reviews (balanced, seeded, never validation or test) on which to choose the "
+        "prompt: the configured one or one of template_candidates, by ROC-AUC for two classes, else the mean "
+        "per-class log-likelihood after calibration. 0: no search, the configured prompt.",
+    )
+    template_candidates: list[PromptCandidate] | None = Field(
+        None,
+        min_length=1,
+        description="Prompts the search tries after the configured one (unset fields: the task's defaults). "
+        "Default: a few built in (sentiment's, else built from the label words).",
+    )
 
     @field_validator("answer_prefix")
     @classmethod
     def _one_line_prefix(cls, value: str | None) -> str | None:
         return None if value is None else value.strip()  # the space before the label word is the word's token
+
+    @field_validator("template_search")
+    @classmethod
+    def _enough_reviews(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("give 0 (no search) or at least one training review per class")
+        return value
+
+    @field_validator("template_candidates")
+    @classmethod
+    def _only_with_a_search(cls, value: list[PromptCandidate] | None, info: ValidationInfo) -> Any:
+        if value is not None and not info.data.get("template_search"):
+            raise ValueError("set template_search to the number of training reviews to choose the prompt on")
+        return value
 
     def for_task(self, classes: LabelSpace) -> Self:
         resolved = super().for_task(classes)

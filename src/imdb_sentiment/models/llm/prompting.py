@@ -105,11 +105,10 @@ class PromptParams(ModelParams):
         return self.model_copy(update={"label_words": words, "template": template})
 
 
-def check_label_word_count(words: int, classes: int, names: str) -> None:
+def check_label_word_count(words: int, classes: int, names: str, field: str = "model.params.label_words") -> None:
     if words != classes:
         raise UserError(
-            f"model.params.label_words: {words} words for {classes} classes ({names}); give one per class, "
-            "in class order."
+            f"{field}: {words} words for {classes} classes ({names}); give one per class, in class order."
         )
 
 

@@ -22,6 +22,9 @@ minus a per-class bias: content-free, the log of the mean content-free distribut
 diagonal calibration); train, the intercepts that maximise the likelihood of balanced training reviews
 (:func:`fit_intercepts`). Two classes keep the margin, its sigmoid and the accuracy threshold above.
 
+``template_search: N`` chooses the prompt (template, label words, answer prefix) before calibrating:
+the configured one or a candidate, rated on N training reviews (:mod:`.search`), recorded in the run.
+
 Why not ``transformers`` pipelines: zero-shot-classification is NLI-based and text-generation decodes;
 neither gives the label-word logits of one forward pass.
 """
@@ -39,7 +42,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from scipy.special import logsumexp, softmax
+from scipy.special import softmax
 from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
@@ -47,11 +50,20 @@ from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
 from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
+from imdb_sentiment.models.llm.calibration import fitted_biases, margins_of, prompt_quality
 from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
 from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, verified_gguf
 from imdb_sentiment.models.llm.prompting import balanced_indices, check_label_words_fit_the_data, choose_shots
+from imdb_sentiment.models.llm.search import (
+    candidate_prompts,
+    candidate_record,
+    check_search_fits_classes,
+    check_search_fits_the_data,
+    chosen_index,
+)
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
+from imdb_sentiment.training.batching import EncodedDataset
 from imdb_sentiment.training.inference import dataset_logits
 from imdb_sentiment.training.outputs import NetworkOutput
 from imdb_sentiment.training.runtime import Runtime
@@ -199,6 +211,7 @@ class LLMScorer(TorchTextClassifier):
         self.encoder: PromptEncoder | None = None
         self._last_margins: tuple[int, np.ndarray] | None = None
         self.calibration_reviews = 0
+        self.reviews_read: set[int] = set()  # training rows scored by fit (calibration, template search)
 
     @property
     def prompt(self) -> LLMScoreParams:
@@ -211,6 +224,7 @@ class LLMScorer(TorchTextClassifier):
     def check_runnable(cls, config, params: ModelParams) -> None:
         assert isinstance(params, LLMScoreParams)
         check_label_words_fit_the_data(config, params)
+        check_search_fits_the_data(config, params)
         model_source(params)
 
     # ------------------------------------------------------------------------------ encoder/network
@@ -221,7 +235,10 @@ class LLMScorer(TorchTextClassifier):
             self.shots = choose_shots(train, self.params.shots, context.seed)
         except ValueError as exc:
             raise UserError(f"model.params.shots: {exc}") from None
-        return PromptEncoder(load_tokenizer(self.params), prompt, self.shots, not self.caches_prompt)
+        tokenizer = load_tokenizer(self.params)
+        if self.params.template_search:
+            prompt = self.search_prompt(train, context, tokenizer)
+        return PromptEncoder(tokenizer, prompt, self.shots, not self.caches_prompt)
 
     def load_encoder(self, directory: Path) -> PromptEncoder:
         saved = json.loads((Path(directory) / PROMPT_FILE).read_text())
@@ -238,6 +255,56 @@ class LLMScorer(TorchTextClassifier):
     # ---------------------------------------------------------------------------------- calibration
     def check_classes(self, classes: LabelSpace) -> None:
         self.params.for_task(classes)  # label words and template for these classes, or one line
+        check_search_fits_classes(self.params, classes)
+
+    def training_rows(self, train: TextDataset, size: int, seed: int) -> np.ndarray:
+        """``size`` balanced, seeded training rows that are not among the shots (fewer if the split is short)."""
+        shots = set(self.shots)
+        shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
+        size = min(size, len(train) - len(shot_rows))
+        rows = balanced_indices(np.asarray(train.labels), size, seed, np.asarray(shot_rows, dtype=int),
+                                self.num_classes)  # fmt: skip
+        self.reviews_read.update(int(row) for row in rows)
+        return rows
+
+    def search_prompt(self, train: TextDataset, context: FitContext, tokenizer: Any) -> LLMScoreParams:
+        """The best of the candidate prompts on training reviews (:mod:`.search`); it becomes the params'
+        prompt, so the saved model predicts with it. Every candidate's rating goes to the run's metrics."""
+        p = self.params
+        rows = self.training_rows(train, p.template_search, context.seed + 2)
+        texts, labels = [train.texts[i] for i in rows], np.asarray(train.labels)[rows]
+        criterion = "roc_auc" if self.num_classes == 2 else "log_likelihood"
+        lm = load_causal_lm(p, private=False)  # frozen: the candidates' prefixes are cached as in llm-score
+        results: list[dict[str, Any]] = []
+        prompts = candidate_prompts(p, self.classes)
+        for prompt in prompts:
+            try:
+                encoder = PromptEncoder(tokenizer, prompt, self.shots, include_prefix=False)
+            except UserError as exc:  # the tokenizer cannot tell its label words apart
+                if not results:
+                    raise  # the configured prompt: refused as without a search
+                results.append({**candidate_record(prompt), "skipped": str(exc)})
+                continue
+            network = LabelWordNetwork(lm, encoder.label_ids, encoder.prefix).eval()
+
+            def scores(batch: list[str], network=network, encoder=encoder) -> np.ndarray:
+                return dataset_logits(network, encoder, EncodedDataset(encoder.encode(batch)),
+                                      context.training.eval_batch_size, self.inference_runtime(),
+                                      num_classes=self.num_classes)  # fmt: skip
+
+            reviews = scores(texts)
+            biases = fitted_biases(scores(p.content_free_inputs), reviews, labels, self.num_classes)
+            quality = prompt_quality(reviews, labels, biases[p.calibration])
+            results.append({**candidate_record(prompt), **quality})
+        best = chosen_index(results, criterion)
+        context.extra_metrics["template_search"] = {
+            "reviews": len(rows), "criterion": criterion, "calibration": p.calibration, "chosen": best,
+            "candidates": results,
+        }  # fmt: skip
+        chosen = prompts[best]
+        self.params = p.model_copy(update=candidate_record(chosen))
+        self._prompt = None
+        return chosen
 
     def fit(self, train: TextDataset, valid: TextDataset, context: FitContext) -> LLMScorer:
         self.runtime = (context.runtime or Runtime.from_training(context.training)).apply()
@@ -250,27 +317,10 @@ class LLMScorer(TorchTextClassifier):
         """Both biases, from anything but the test split: content-free inputs and training reviews
         that are not among the shots."""
         p = self.params
-        shots = set(self.shots)
-        shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
-        size = min(p.calibration_size, len(train) - len(shot_rows))
-        rows = balanced_indices(np.asarray(train.labels), size, context.seed + 1, np.asarray(shot_rows, dtype=int),
-                                self.num_classes)  # fmt: skip
-        if self.num_classes == 2:
-            cf = torch.sigmoid(torch.from_numpy(self.margins(p.content_free_inputs, len(p.content_free_inputs))))
-            mean = float(cf.mean().clamp(1e-6, 1 - 1e-6))
-            self.biases = {"none": 0.0, "content-free": float(np.log(mean / (1 - mean)))}
-            margins = self.margins([train.texts[i] for i in rows], context.training.eval_batch_size)
-            self.biases["train"] = best_threshold(margins, np.asarray(train.labels)[rows])
-        else:
-            content_free = self.label_scores(p.content_free_inputs, len(p.content_free_inputs)).astype(np.float64)
-            scores = self.label_scores([train.texts[i] for i in rows], context.training.eval_batch_size)
-            prior = softmax(content_free, axis=1).mean(axis=0)  # the label prior of inputs that say nothing
-            labels = np.asarray(train.labels)[rows]
-            self.biases = {
-                "none": [0.0] * self.num_classes,
-                "content-free": np.log(np.clip(prior, 1e-6, None)).tolist(),
-                "train": fit_intercepts(scores.astype(np.float64), labels, self.num_classes),
-            }
+        rows = self.training_rows(train, p.calibration_size, context.seed + 1)
+        content_free = self.label_scores(p.content_free_inputs, len(p.content_free_inputs))
+        scores = self.label_scores([train.texts[i] for i in rows], context.training.eval_batch_size)
+        self.biases = fitted_biases(content_free, scores, np.asarray(train.labels)[rows], self.num_classes)
         self.calibration_reviews = len(rows)
         context.extra_metrics.update(
             {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,
@@ -293,8 +343,7 @@ class LLMScorer(TorchTextClassifier):
 
     def margins(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         """Two classes: raw label margins log P(positive word) - log P(negative word), one per text."""
-        logits = self.label_scores(texts, batch_size, show_progress)
-        return (logits[:, 1] - logits[:, 0]).astype(np.float64)
+        return margins_of(self.label_scores(texts, batch_size, show_progress))
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         if self.num_classes > 2:
@@ -330,8 +379,9 @@ class LLMScorer(TorchTextClassifier):
         return 0  # the LM is frozen; fit() only measures biases
 
     def train_examples_used(self, available: int) -> int:
-        """Training reviews the fit read: the shots and the calibration sample, not the whole split."""
-        return len(self.shots) + self.calibration_reviews
+        """Training reviews the fit read: the shots, the calibration sample and the template search's
+        reviews (two samples of the training split that may overlap), not the whole split."""
+        return len(self.shots) + len(self.reviews_read)
 
     # ------------------------------------------------------------------------------------ save/load
     def save_weights(self, directory: Path) -> None:
@@ -343,34 +393,3 @@ class LLMScorer(TorchTextClassifier):
     def load_weights(self, directory: Path) -> None:
         self.encoder = self.load_encoder(directory)
         self.network = self.build_network(NetworkRequest(weights=Path(directory))).eval()
-
-
-def best_threshold(margins: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold on the margin with the best accuracy on (margins, labels): midpoints between
-    sorted margins; ties go to the middle of the best run."""
-    order = np.sort(margins)
-    candidates = np.concatenate([[order[0] - 1.0], (order[1:] + order[:-1]) / 2, [order[-1] + 1.0]])
-    accuracy = np.array([((margins > c).astype(int) == labels).mean() for c in candidates])
-    best = np.flatnonzero(accuracy == accuracy.max())
-    return float(candidates[best[len(best) // 2]])
-
-
-def fit_intercepts(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
-    """Per-class biases ``b`` (``b[0] = 0``) maximising the likelihood of ``labels`` under
-    ``softmax(scores - b)``. Why not the accuracy-best biases as for two classes: over K - 1 thresholds
-    accuracy is a non-convex staircase; the likelihood is convex in ``b`` with one optimum, where the mean
-    prediction matches the class shares (a balanced sample: the label prior removed)."""
-    from scipy.optimize import minimize
-
-    targets = np.eye(num_classes)[labels]
-
-    def loss(free: np.ndarray) -> tuple[float, np.ndarray]:
-        shift = np.concatenate([[0.0], free])
-        shifted = scores - shift
-        probabilities = softmax(shifted, axis=1)
-        value = float(np.mean(logsumexp(shifted, axis=1) - (shifted * targets).sum(axis=1)))
-        gradient = (targets - probabilities).mean(axis=0)[1:]
-        return value, gradient
-
-    result = minimize(loss, np.zeros(num_classes - 1), jac=True, method="L-BFGS-B")
-    return [0.0, *(float(value) for value in result.x)]
