@@ -20,7 +20,7 @@ content-free and training-threshold accuracies side by side.
 K > 2 classes (one label word each): the probabilities are the softmax of the K label-word logits
 minus a per-class bias: content-free, the log of the mean content-free distribution (Zhao et al.'s
 diagonal calibration); train, the intercepts that maximise the likelihood of balanced training reviews
-(:func:`fit_intercepts`). Two classes keep the margin, its sigmoid and the accuracy threshold above.
+(:func:`.calibration.fit_intercepts`). Two classes keep the margin, its sigmoid and the accuracy threshold above.
 
 ``template_search: N`` chooses the prompt (template, label words, answer prefix) before calibrating:
 the configured one or a candidate, rated on N training reviews (:mod:`.search`), recorded in the run.
@@ -35,6 +35,7 @@ import copy
 import importlib.util
 import inspect
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -69,6 +70,7 @@ from imdb_sentiment.training.outputs import NetworkOutput
 from imdb_sentiment.training.runtime import Runtime
 
 PROMPT_FILE = "llm_prompt.json"
+logger = logging.getLogger("imdb_sentiment.models.llm")
 Calibration = Literal["none", "content-free", "train"]
 
 
@@ -296,6 +298,8 @@ class LLMScorer(TorchTextClassifier):
             biases = fitted_biases(scores(p.content_free_inputs), reviews, labels, self.num_classes)
             quality = prompt_quality(reviews, labels, biases[p.calibration])
             results.append({**candidate_record(prompt), **quality})
+            logger.info("template search: prompt %d of %d, %s %.4f", len(results), len(prompts), criterion,
+                        quality[criterion])  # fmt: skip
         best = chosen_index(results, criterion)
         context.extra_metrics["template_search"] = {
             "reviews": len(rows), "criterion": criterion, "calibration": p.calibration, "chosen": best,

@@ -5,8 +5,9 @@ The configured prompt is candidate 0 and wins ties, so a search never trades it 
 come ``template_candidates`` or the built-in ones below. Each is scored by the scorer's own path (the
 prompt prefix's cached keys / values, batched) on ``template_search`` balanced, seeded training reviews
 that are not among the shots; they may overlap the calibration sample, also drawn from the training
-split. Rated by :func:`~.calibration.prompt_quality` after the model's calibration: ROC-AUC for two
-classes, the mean per-class log-likelihood for more. Why a handful of fixed candidates and not a
+split. Rated by :func:`~.calibration.prompt_quality` after the model's calibration, whose biases each
+candidate gets from the same reviews (and the content-free inputs): ROC-AUC for two classes (which no
+bias changes), the mean per-class log-likelihood for more. Why a handful of fixed candidates and not a
 generated or gradient-searched prompt: small instruction LMs are sensitive to the verbalizer and the
 answer's opening words, and a few readable alternatives cover most of that at a few hundred forward
 passes each.
