@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from imdb_sentiment.config import DataConfig
 from imdb_sentiment.data.dataset import DatasetSplits, TextDataset
@@ -83,6 +82,8 @@ def resolve_data_path(path: str | Path | None) -> Path:
 
 
 def _split_indices(labels: np.ndarray, held: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # here: its import is a second of every CLI start
+
     stratify = _stratify(labels)
     classes = len(np.unique(labels))
     if stratify is not None and min(held, len(labels) - held) < classes:

@@ -6,12 +6,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
 
 from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 
@@ -31,6 +25,9 @@ def classification_metrics(
     labels' units when they are numbers, stars for IMDB ratings; else in steps) and the share of
     predictions within one step of the truth.
     """
+    # Imported here, not at the top: scikit-learn's import is a second of every CLI start that never scores.
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     labels = np.asarray(labels)
     predictions = probabilities.argmax(axis=1)
     indices = list(range(classes.size))
@@ -60,6 +57,8 @@ def classification_metrics(
 def _roc_auc(labels: np.ndarray, probabilities: np.ndarray, size: int) -> float | None:
     """Binary: of P(class 1). K > 2: one-vs-rest, macro over the classes the test set has both sides of
     (scikit-learn's multi-class form refuses a test set missing a class). None when no class qualifies."""
+    from sklearn.metrics import roc_auc_score
+
     present = np.unique(labels)
     if size == 2:
         return float(roc_auc_score(labels, probabilities[:, 1])) if len(present) == 2 else None

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
+
+if TYPE_CHECKING:
+    import torch
 
 
 def launcher_ranks() -> tuple[int, int, int]:
@@ -29,8 +31,17 @@ def launcher_ranks() -> tuple[int, int, int]:
     )
 
 
+def _process_groups() -> Any:
+    """``torch.distributed`` once something imported it, else None: no process group can exist before,
+    so the no-op paths of a run without a launcher (nbsvm, a refused input) never import torch, whose
+    import is most of the CLI's start-up time."""
+    return sys.modules.get("torch.distributed")
+
+
 def join_process_group(device: torch.device) -> None:
     """Join the launcher's process group once (NCCL between GPUs, gloo on CPU)."""
+    import torch.distributed as dist
+
     if dist.is_available() and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
@@ -41,20 +52,25 @@ def leave_process_group(finished: bool = False) -> None:
     ``finished``: every rank completed the run, so they first meet at a barrier: a rank that tore its
     group down while rank 0 was still saving the run aborted that way (SIGABRT, seen in the suite).
     After a failure the call stays local, since the other ranks may never arrive."""
-    if dist.is_available() and dist.is_initialized():
+    dist = _process_groups()
+    if dist is not None and dist.is_available() and dist.is_initialized():
         if finished and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
 
 
 def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    dist = _process_groups()
+    return dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def any_rank(flag: bool) -> bool:
     """True on every rank when it is true on one (a SIGTERM may reach the ranks a step apart)."""
     if not active():
         return flag
+    import torch
+    import torch.distributed as dist
+
     value = torch.tensor([int(flag)])
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
@@ -63,6 +79,9 @@ def any_rank(flag: bool) -> bool:
 def sum_over_ranks(values: list[float]) -> list[float]:
     if not active():
         return values
+    import torch
+    import torch.distributed as dist
+
     tensor = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(tensor)
     return tensor.tolist()
@@ -72,6 +91,8 @@ def from_main_process(value: Any) -> Any:
     """Rank 0's ``value`` on every rank (e.g. the run folder it created)."""
     if not active():
         return value
+    import torch.distributed as dist
+
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -81,6 +102,8 @@ def gather_rows(order: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     """Every rank's (dataset indices, rows), concatenated in rank order, on every rank."""
     if not active():
         return order, rows
+    import torch.distributed as dist
+
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, (order, rows))
     # A rank with no share has no rows, only their shape's guess: the ranks that predicted tell the width.
@@ -90,6 +113,8 @@ def gather_rows(order: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def wait_for_all() -> None:
     if active():
+        import torch.distributed as dist
+
         dist.barrier()
 
 
@@ -98,6 +123,9 @@ def weights_identical_across_ranks(network: torch.nn.Module) -> bool:
     run that diverged (a rank skipped a step) must not be reported as one model."""
     if not active():
         return True
+    import torch
+    import torch.distributed as dist
+
     digest = hashlib.sha256()
     for name, value in sorted(network.state_dict().items()):
         digest.update(name.encode())
