@@ -1,7 +1,10 @@
 """Bad inputs through the real ``imdb-sentiment`` process: exit code 2, one clear line, no traceback.
 
 A module-scoped tiny nbsvm run (trained in-process in about a second) serves every test; each test
-then runs the installed console script with subprocess, as a user would.
+then runs the installed console script with subprocess, as a user would, except where
+scripts/bad_inputs.sh (tests/test_bad_inputs_script.py) already runs the same refusal through the
+real process: there :func:`cli_here` runs the same command in this process (``main()``, as the console
+script does), which checks the message and exit code without another second of start-up per call.
 """
 
 from __future__ import annotations
@@ -38,19 +41,24 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run([str(CLI), *args], input=stdin, capture_output=True, text=True, timeout=120)
 
 
+def cli_here(capsys, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cli(*args)`` in this process; for refusals whose real process scripts/bad_inputs.sh checks."""
+    code, out, err = run_cli(list(args), capsys)
+    return subprocess.CompletedProcess(["imdb-sentiment", *args], code, out, err)
+
+
 def assert_user_error(result: subprocess.CompletedProcess[str], first_line: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[0].startswith(first_line), result.stderr
 
 
-def test_predict_header_only_csv_names_the_file(tiny_run) -> None:
+def test_predict_header_only_csv_names_the_file(tiny_run, capsys) -> None:
     root, run_dir = tiny_run
     header_only = root / "header-only.csv"
     header_only.write_text("id,text\n")
-    assert_user_error(
-        cli("predict", str(run_dir), "--file", str(header_only)), f"error: {header_only} holds no texts"
-    )
+    result = cli_here(capsys, "predict", str(run_dir), "--file", str(header_only))  # bad_inputs.sh: header-only
+    assert_user_error(result, f"error: {header_only} holds no texts")
 
 
 def test_predict_empty_text_column_names_the_file(tiny_run) -> None:
@@ -120,10 +128,10 @@ def test_every_numeric_option_has_a_lower_bound() -> None:
 
 
 @pytest.mark.parametrize("command", ["evaluate", "data stats"])
-def test_bogus_format_names_the_field(tiny_run, command: str) -> None:
+def test_bogus_format_names_the_field(tiny_run, capsys, command: str) -> None:
     root, run_dir = tiny_run
     args = ["evaluate", str(run_dir)] if command == "evaluate" else ["data", "stats"]
-    result = cli(*args, "--data", str(root / "imdb"), "--format", "bogus")
+    result = cli_here(capsys, *args, "--data", str(root / "imdb"), "--format", "bogus")  # bad_inputs.sh: both
     assert_user_error(result, "error: data.format: Input should be 'auto'")
     assert "(got 'bogus')" in result.stderr
 
@@ -161,7 +169,7 @@ def test_texts_with_no_known_word_are_flagged(tiny_run) -> None:
 
 
 @pytest.mark.parametrize("link", ["same path", "symlink", "hard link"])
-def test_predict_refuses_to_write_over_its_input_file(tiny_run, link: str) -> None:
+def test_predict_refuses_to_write_over_its_input_file(tiny_run, capsys, link: str) -> None:
     root, run_dir = tiny_run
     texts = root / f"texts-{link.replace(' ', '-')}.csv"
     texts.write_text("id,text\n1,a great film\n2,an awful film\n")
@@ -172,8 +180,8 @@ def test_predict_refuses_to_write_over_its_input_file(tiny_run, link: str) -> No
     elif link == "hard link":
         output.unlink(missing_ok=True)
         output.hardlink_to(texts)
-    for option in ("--output", "--kaggle-submission"):
-        result = cli("predict", str(run_dir), "--file", str(texts), option, str(output))
+    for option in ("--output", "--kaggle-submission"):  # bad_inputs.sh: same path, symlink, hard link
+        result = cli_here(capsys, "predict", str(run_dir), "--file", str(texts), option, str(output))
         assert_user_error(result, f"error: {option} {output} is the same file as --file {texts}")
     assert texts.read_text() == "id,text\n1,a great film\n2,an awful film\n"
 
@@ -186,7 +194,7 @@ def test_predict_refuses_two_outputs_in_one_file(tiny_run, capsys) -> None:
     assert code == 2 and "is the same file as --output" in err and not both.exists()
 
 
-def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path) -> None:
+def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path, capsys) -> None:
     """model/ (manifest included) copied from a run with another config: refused, not served under
     this run's name and metrics."""
     import shutil
@@ -200,12 +208,15 @@ def test_a_model_folder_from_another_run_is_refused(tiny_run, tmp_path) -> None:
     shutil.copytree(run_dir, swapped, ignore=shutil.ignore_patterns("evaluations"))
     shutil.rmtree(swapped / "model")
     shutil.copytree(other / "model", swapped / "model")
-    for command in (["predict", str(swapped), "a great film"], ["evaluate", str(swapped)]):
-        assert_user_error(cli(*command), f"error: {swapped / 'model'} belongs to another run")
+    for command in (
+        ["predict", str(swapped), "a great film"],
+        ["evaluate", str(swapped)],
+    ):  # bad_inputs.sh: predict
+        assert_user_error(cli_here(capsys, *command), f"error: {swapped / 'model'} belongs to another run")
     assert not (swapped / "evaluations").exists()
 
 
-def test_evaluate_and_analyze_never_write_through_a_link_out_of_the_run_folder(tiny_run, tmp_path) -> None:
+def test_evaluate_and_analyze_never_write_through_a_link_out_of_the_run_folder(tiny_run, tmp_path, capsys) -> None:
     import shutil
 
     _, run_dir = tiny_run
@@ -214,5 +225,6 @@ def test_evaluate_and_analyze_never_write_through_a_link_out_of_the_run_folder(t
     elsewhere.mkdir()
     for command, folder in (("evaluate", "evaluations"), ("analyze", "analysis")):
         (linked / folder).symlink_to(elsewhere)
-        assert_user_error(cli(command, str(linked)), f"error: {linked / folder} is a link that leads out of")
+        result = cli_here(capsys, command, str(linked))  # bad_inputs.sh: evaluate
+        assert_user_error(result, f"error: {linked / folder} is a link that leads out of")
     assert list(elsewhere.iterdir()) == []
