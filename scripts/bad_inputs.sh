@@ -11,7 +11,9 @@
 #
 # Usage (from the repository root): bash scripts/bad_inputs.sh
 # Environment: IMDB_SENTIMENT (the CLI; default: imdb-sentiment on PATH, else .venv/bin/imdb-sentiment),
-#              BAD_INPUTS_JOBS (cases run side by side; default 2), KEEP_TMP=1 keeps the temp folder.
+#              BAD_INPUTS_JOBS (cases run side by side; default 2), KEEP_TMP=1 keeps the temp folder,
+#              BAD_INPUTS_SKIP (case names, one a line, reported as skipped: tests/test_bad_inputs_script.py
+#              skips those another test already runs through the real process).
 set -u
 
 if [[ -n "${IMDB_SENTIMENT:-}" ]]; then
@@ -232,8 +234,11 @@ HAS_GPU=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))" 2>/
 
 # ------------------------------------------------------------------------------------------ cases
 CASES=()
+declare -A SKIP=()
+while IFS= read -r skipped; do [[ -n "$skipped" ]] && SKIP[$skipped]=1; done <<<"${BAD_INPUTS_SKIP:-}"
 case_() {  # case_ NAME EXPECTED_EXIT ARGS... (the CLI's arguments)
     CASES+=("$1")
+    [[ -n "${SKIP[$1]:-}" ]] && return  # no args file: reported as skipped
     printf '%s\0' "$2" "${@:3}" >"cases/${#CASES[@]}.args"
 }
 FAST=(--quiet --output-dir out)
