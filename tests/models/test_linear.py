@@ -234,23 +234,19 @@ def test_missing_weights_are_a_user_error(saved_nbsvm: Path) -> None:
         SentimentModel.load(saved_nbsvm)
 
 
-def test_cli_predict_refuses_an_old_pickled_run(tmp_path: Path) -> None:
-    """The real console script: a run trained before this format gets one line and exit code 2."""
-    from helpers import write_tiny_parquet_imdb
+def test_cli_predict_refuses_an_old_pickled_run(tmp_path: Path, capsys) -> None:
+    """The real console script: a run trained before this format gets one line and exit code 2 (the
+    run is trained and first read in this process: only the refusal needs the real one)."""
+    from helpers import run_cli, write_tiny_parquet_imdb
 
     script = Path(sys.executable).parent / "imdb-sentiment"
     write_tiny_parquet_imdb(tmp_path / "imdb")
-    trained = subprocess.run(
-        [str(script), "train", "nbsvm", "--data", "imdb", "--output-dir", "runs", "--quiet"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
+    code, _, err = run_cli(["train", "nbsvm", "--data", str(tmp_path / "imdb"), "--output-dir",
+                            str(tmp_path / "runs"), "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
-    predicted = subprocess.run(
-        [str(script), "predict", str(run_dir), "great wonderful film", "awful boring film"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr
+    code, _, err = run_cli(["predict", str(run_dir), "great wonderful film", "awful boring film"], capsys)
+    assert code == 0, err
 
     model_dir = run_dir / "model"
     for path in model_dir.iterdir():
