@@ -27,7 +27,7 @@ from imdb_sentiment.cli.app import (
     yaml_scalar,
 )
 from imdb_sentiment.cli.tune import AddressOption, ExecutorOption
-from imdb_sentiment.errors import UserError
+from imdb_sentiment.errors import RunPreempted, UserError
 
 
 @app.command()
@@ -81,10 +81,15 @@ def train(
 
     quiet = quiet or launcher_ranks()[0] != 0  # under a launcher, rank 0 speaks for all
     setup_logging(quiet)
-    finished = False
+    finished = False  # every rank got here together: they may meet at a barrier before leaving
     try:
         result = run_experiment(experiment, resume_dir=resume, show_progress=not quiet, command=" ".join(sys.argv))
         finished = True
+    except RunPreempted as stopped:
+        # Stopped after a step: every rank agreed on it (a collective) and raised, and rank 0 may still be
+        # writing run.json; the others tearing gloo down meanwhile is the abort the barrier prevents.
+        finished = stopped.step is not None
+        raise
     finally:
         leave_process_group(finished)
     if not result.main_process:

@@ -49,8 +49,9 @@ def join_process_group(device: torch.device) -> None:
 def leave_process_group(finished: bool = False) -> None:
     """Destroy the process group before the interpreter exits, as PyTorch asks: left to interpreter
     shutdown, gloo's threads can abort a rank ("terminate called without an active exception").
-    ``finished``: every rank completed the run, so they first meet at a barrier: a rank that tore its
-    group down while rank 0 was still saving the run aborted that way (SIGABRT, seen in the suite).
+    ``finished``: every rank completed the run (or stopped after the step they agreed on), so they first
+    meet at a barrier: a rank that tore its group down while rank 0 was still saving the run (or
+    recording it as preempted) aborted that way (SIGABRT, seen in the suite).
     After a failure the call stays local, since the other ranks may never arrive."""
     dist = _process_groups()
     if dist is not None and dist.is_available() and dist.is_initialized():
