@@ -228,15 +228,13 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from helpers import write_tiny_parquet_imdb
+    from helpers import NullCapture, run_cli, write_tiny_parquet_imdb
 
     root = tmp_path_factory.mktemp("cli-io")
     write_tiny_parquet_imdb(root / "imdb")
-    result = run_script(
-        "train", "tfidf-lr", "--data", "imdb", "--output-dir", "runs", "--set", "model.params.min_df=1", "--quiet",
-        cwd=root,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_cli(["train", "tfidf-lr", "--data", str(root / "imdb"), "--output-dir", str(root / "runs"),
+                            "--set", "model.params.min_df=1", "--quiet"], NullCapture())  # fmt: skip
+    assert code == 0, err
     (run_dir,) = (root / "runs").iterdir()
     return run_dir
 
@@ -273,10 +271,12 @@ def test_cli_predictions_under_sys_kernel(trained_run: Path) -> None:
     assert_clean_failure(result, "/sys/kernel/p.csv", "Choose a writable folder")
 
 
-def test_cli_writes_readable_outputs(trained_run: Path, tmp_path: Path) -> None:
+def test_cli_writes_readable_outputs(trained_run: Path, tmp_path: Path, capsys) -> None:
+    from helpers import run_cli
+
     output = tmp_path / "predictions.csv"
-    result = run_script("predict", str(trained_run), "A wonderful film.", "--output", str(output), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_cli(["predict", str(trained_run), "A wonderful film.", "--output", str(output)], capsys)
+    assert code == 0, err
     assert output.read_text().startswith("id,prob_positive,prediction,known_token_share\n")
     umask = os.umask(0)
     os.umask(umask)
