@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 from imdb_sentiment.evaluation.metrics import expected_calibration_error, ordinal_metrics, reliability_bins
@@ -129,6 +128,8 @@ def error_analysis(
     }
     if not classes.is_sentiment:
         analysis["classes"] = classes.to_json()
+        from sklearn.metrics import confusion_matrix  # here: scikit-learn costs a refused command ~1 CPU s
+
         matrix = confusion_matrix(labels, predictions, labels=list(range(classes.size)))
         analysis["confusion_matrix"] = matrix.tolist()
         analysis["per_class"] = per_class_errors(matrix, classes)
