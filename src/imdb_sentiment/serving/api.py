@@ -205,9 +205,9 @@ def create_app(
         explanations: list[Explanation | None] = [None] * len(texts)
         if request.explain:
             assert served.explainer is not None
-            # One text per call to the model's thread: other requests' batches run in between.
+            # In small units in the model's thread: other requests' batches run in between.
             explanations = [
-                await batcher.run_exclusive(served.explainer.explain, text, _target(row, target, served.classes))
+                await batcher.run_in_turns(served.explainer.units(text, _target(row, target, served.classes)))
                 for text, row in zip(texts, rows, strict=True)
             ]
         shares = rows[:, -1]

@@ -6,9 +6,11 @@ next one fills, so batches grow with the load and throughput with them. A reques
 batch is cut into pieces that go through the model one batch at a time, and after each piece it goes
 back to the end of the line: a one-text request sent while a 64-text request is being scored waits for
 one bounded batch, not for the whole big request. The model runs in one worker thread: the event loop
-never blocks, and the model (PyTorch modules, Captum's hooks) is never used by two threads at once;
-other work on the model (explanations) goes through the same thread one bounded job at a time
-(:meth:`MicroBatcher.run_exclusive`), so batches slip in between those jobs.
+never blocks, and the model (PyTorch modules, Captum's hooks) is never used by two threads at once.
+Other work on the model (explanations) goes through the same thread in small units
+(:meth:`MicroBatcher.run_in_turns`: a generator run one step per turn), and the thread's turns go to
+waiting batches first: a one-text request sent while a big explanation runs waits for one unit of
+it, not for the whole explanation.
 
 Why hand-written: FastAPI / Starlette have no request batching, and the few small packages that do add
 little over this one asyncio loop.
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,6 +31,55 @@ from typing import Any, TypeVar
 import numpy as np
 
 T = TypeVar("T")
+PREDICTION, EXPLANATION = 0, 1  # turn priorities in the model's thread: lower goes first
+
+
+class _Turns:
+    """Who uses the model's thread next: one job at a time, the most urgent waiting one (lowest
+    priority number) first, first come first served among equals. asyncio's locks have no priorities,
+    and the executor's own queue is first come first served."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[int, int, asyncio.Future]] = []
+        self._order = itertools.count()
+        self._held = False
+
+    def ask(self, priority: int) -> asyncio.Future:
+        """A place in line: the future is done when the turn is the caller's; hand it back with :meth:`done`."""
+        turn = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), turn))
+        self._grant()
+        return turn
+
+    async def wait(self, turn: asyncio.Future) -> None:
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # granted, but its caller left: pass it on
+                self.done()
+            raise
+
+    def done(self) -> None:
+        self._held = False
+        self._grant()
+
+    def wanted(self) -> bool:
+        """Whether a job waits for the model."""
+        return any(not turn.done() for _, _, turn in self._waiting)
+
+    def give_back(self, turn: asyncio.Future) -> None:
+        """An unused place in line: dropped, or handed on if it was already granted."""
+        if turn.done():
+            self.done()
+        else:
+            turn.cancel()
+
+    def _grant(self) -> None:
+        while not self._held and self._waiting:
+            turn = heapq.heappop(self._waiting)[2]
+            if not turn.done():  # a cancelled waiter is skipped
+                turn.set_result(None)
+                self._held = True
 
 
 @dataclass
@@ -73,6 +126,7 @@ class MicroBatcher:
         self.model_calls = 0  # batches run (tests and /health read it)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._line: deque[_Request] = deque()
+        self._turns = _Turns()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
@@ -97,10 +151,31 @@ class MicroBatcher:
         self._arrived.set()
         return await future
 
-    async def run_exclusive(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function`` in the model's thread, between batches (e.g. one text's explanation): keep
-        each call bounded, batches queued meanwhile run before the caller's next call."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+    async def run_exclusive(self, function: Callable[..., T], *args: Any, priority: int = EXPLANATION) -> T:
+        """Run ``function`` in the model's thread when no job of a lower ``priority`` number waits
+        (``PREDICTION`` batches go before ``EXPLANATION`` units): keep each call bounded."""
+        return await self._run_in_turn(self._turns.ask(priority), function, *args)
+
+    async def _run_in_turn(self, turn: asyncio.Future, function: Callable[..., T], *args: Any) -> T:
+        await self._turns.wait(turn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        finally:
+            # Also when the caller was cancelled mid-call: the next job queues behind this one in the
+            # executor's one thread, so the model is still never used by two threads at once.
+            self._turns.done()
+
+    async def run_in_turns(self, job: Generator[None, None, T], priority: int = EXPLANATION) -> T:
+        """The value ``job`` returns, run in the model's thread one step (up to its next ``yield``) per
+        turn: batches waiting meanwhile go first. A cancelled caller drops the steps not yet run."""
+        try:
+            while True:
+                finished, value = await self.run_exclusive(_step, job, priority=priority)
+                if finished:
+                    return value
+        finally:
+            with contextlib.suppress(RuntimeError):  # the executor is already shut down: nothing to close
+                self.executor.submit(job.close)  # in the model's thread, after a step still running there
 
     def _fill(self, batch: list[_Piece], size: int, chars: int) -> tuple[int, int, bool]:
         """Move texts from the front of the line into ``batch`` while they fit; a request only partly
@@ -126,33 +201,41 @@ class MicroBatcher:
                 return size, chars, True
         return size, chars, size >= self.max_batch or chars >= self.max_batch_chars
 
-    async def _next_batch(self) -> list[_Piece]:
+    async def _next_batch(self) -> tuple[list[_Piece], asyncio.Future]:
+        """The next batch, and its turn in the model's thread, asked for when its first text arrived:
+        the batch fills while an explanation unit finishes, and runs before the next unit. It waits
+        for company (``max_wait``) only while no other job wants the model: never idle it then."""
         assert self._arrived is not None
         while not self._line:
             self._arrived.clear()
             await self._arrived.wait()
+        turn = self._turns.ask(PREDICTION)
         batch: list[_Piece] = []
         size, chars, full = self._fill(batch, 0, 0)
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while not full:
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
+            if remaining <= 0 or (turn.done() and self._turns.wanted()):
                 break
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+            arrival = asyncio.ensure_future(self._arrived.wait())
+            waits = {arrival} if turn.done() else {arrival, turn}
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            arrival.cancel()
             size, chars, full = self._fill(batch, size, chars)
-        return batch
+        return batch, turn
 
     async def _serve(self) -> None:
         while True:
-            batch = [piece for piece in await self._next_batch() if not piece.request.future.done()]
+            pieces, turn = await self._next_batch()
+            batch = [piece for piece in pieces if not piece.request.future.done()]
             if not batch:
+                self._turns.give_back(turn)
                 continue
             texts = [text for piece in batch for text in piece.texts]
             try:
                 self.model_calls += 1
-                rows = await self.run_exclusive(self.predict_fn, texts)
+                rows = await self._run_in_turn(turn, self.predict_fn, texts)
             except Exception:
                 # One request's bad text must not fail its neighbours: run each alone, each gets its own result.
                 for piece in batch:
@@ -166,9 +249,18 @@ class MicroBatcher:
     async def _run_alone(self, piece: _Piece) -> None:
         try:
             self.model_calls += 1
-            rows = await self.run_exclusive(self.predict_fn, piece.texts)
+            rows = await self.run_exclusive(self.predict_fn, piece.texts, priority=PREDICTION)
         except Exception as exc:
             if not piece.request.future.done():
                 piece.request.future.set_exception(exc)
             return
         piece.request.deliver(piece.start, rows)
+
+
+def _step(job: Generator[None, None, T]) -> tuple[bool, T | None]:
+    """Run ``job`` up to its next ``yield``: (True, what it returned) once it has finished."""
+    try:
+        next(job)
+    except StopIteration as finished:
+        return True, finished.value
+    return False, None

@@ -20,6 +20,10 @@ sign flipped, as for any two classes). One method per model kind, each as faithf
 Scores are per token of the model, then summed into the words (whitespace-separated pieces) of the
 text the user sent, with character offsets into it: cleaning (HTML, entities) is replayed with
 offsets tracked, and each encoder says where its tokens came from (``TextEncoder.token_spans``).
+
+:meth:`Explainer.units` is the same computation as a generator of small units of work (a window's
+forward pass, an occlusion batch, ``IG_STEPS_PER_UNIT`` steps of integrated gradients): the server
+runs other requests' batches between them (serving/batcher.py).
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -43,7 +47,10 @@ from imdb_sentiment.models.base import SentimentModel
 
 Method = Literal["linear", "attention", "integrated-gradients", "occlusion"]
 Span = tuple[int, int]
-IG_STEPS = 16  # Captum integrates with Gauss-Legendre: 16 points keep the completeness gap small (tested)
+T = TypeVar("T")
+Units = Generator[None, None, T]  # yields between units of work, returns the result
+IG_STEPS = 16  # Gauss-Legendre (Captum's default): 16 points keep the completeness gap small (tested)
+IG_STEPS_PER_UNIT = 2  # a 400-token CNN: ~25 ms per unit on one core, 16 steps at once took ~200 ms
 OCCLUSION_BATCH = 64
 
 
@@ -86,18 +93,28 @@ class Explainer:
         """Spans (in the cleaned text) and scores towards class ``target`` of the tokens the model reads."""
         raise NotImplementedError
 
+    def token_score_units(self, cleaned: str, target: int) -> Units[tuple[list[Span | None], np.ndarray]]:
+        """:meth:`token_scores` in units of bounded work (default: one unit); override for a slow method."""
+        return (yield from at_once(self.token_scores, cleaned, target))
+
     def explain(self, text: str, target: int | None = None) -> Explanation:
         """The words of ``text`` scored towards class ``target`` (an index of the model's classes; None:
         the predicted class, or positive for the sentiment task)."""
+        return run_to_end(self.units(text, target))
+
+    def units(self, text: str, target: int | None = None) -> Units[Explanation]:
+        """:meth:`explain` as a generator that yields between units of work: no model state (hooks,
+        grad mode) is left set across a ``yield``, so other model calls can run in between."""
         cleaned, origin = clean_text_with_spans(text, self.cleaning)
         if cleaned != clean_text(text, self.cleaning):  # cannot happen; never point at the wrong words
             raise AssertionError("offset-tracking cleaning disagrees with clean_text")
         classes = self.model.classes
-        if target is None:
-            target = (
-                1 if classes.is_sentiment else int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
-            )
-        spans, scores = self.token_scores(cleaned, target)
+        if target is None and classes.is_sentiment:
+            target = 1
+        elif target is None:
+            target = int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
+            yield
+        spans, scores = yield from self.token_score_units(cleaned, target)
         original = [
             (origin[span[0]][0], origin[span[1] - 1][1]) if span is not None and span[1] > span[0] else None
             for span in spans
@@ -108,6 +125,21 @@ class Explainer:
             self.signed,
             classes.name_of(target),
         )
+
+
+def at_once(function: Callable[..., T], *args: object) -> Units[T]:
+    """``function(*args)`` as one unit of work: a generator that never yields."""
+    return function(*args)
+    yield  # unreachable: makes this function a generator
+
+
+def run_to_end(units: Units[T]) -> T:
+    """What a generator of units returns, all its units run now."""
+    while True:
+        try:
+            next(units)
+        except StopIteration as finished:
+            return finished.value
 
 
 def word_regions(text: str, cleaned: str, origin: list[Span]) -> list[Span]:
@@ -196,7 +228,9 @@ class TorchExplainer(Explainer):
     from. A chunked model (``chunk: true``) reads a long review as overlapping windows and averages their
     logits, so each window is explained on its own and the scores averaged: exact for the average."""
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
+    def window_score_units(
+        self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int
+    ) -> Units[np.ndarray]:
         """One score per input token of a one-row batch, towards class ``target``; ``reads_text`` is
         False at special tokens."""
         raise NotImplementedError
@@ -220,11 +254,15 @@ class TorchExplainer(Explainer):
         return spans, windows
 
     def token_scores(self, cleaned: str, target: int) -> tuple[list[Span | None], np.ndarray]:
+        return run_to_end(self.token_score_units(cleaned, target))
+
+    def token_score_units(self, cleaned: str, target: int) -> Units[tuple[list[Span | None], np.ndarray]]:
         spans, windows = self.inputs(cleaned)
         scores = np.zeros(len(spans))
         for batch, positions in windows:
             reads_text = torch.tensor([p is not None and spans[p] is not None for p in positions])
-            for position, score in zip(positions, self.window_scores(batch, reads_text, target), strict=True):
+            window = yield from self.window_score_units(batch, reads_text, target)
+            for position, score in zip(positions, window, strict=True):
                 if position is not None:
                     scores[position] += score / len(windows)
         return spans, scores
@@ -255,7 +293,12 @@ class AttentionExplainer(TorchExplainer):
     method: Method = "attention"
     signed = False
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
+    def window_score_units(
+        self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int
+    ) -> Units[np.ndarray]:
+        return (yield from at_once(self.attention, batch))
+
+    def attention(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         with torch.no_grad():  # the weights the pooled state is made of, whichever class is explained
             return self.model.network(batch).attention[0].double().numpy()  # type: ignore[attr-defined]
 
@@ -269,38 +312,67 @@ class IntegratedGradientsExplainer(TorchExplainer):
         super().__init__(model, cleaning)
         self.layer, self.baseline_id = layer, baseline_id
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
-        from captum.attr import LayerIntegratedGradients
+    def window_score_units(
+        self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int
+    ) -> Units[np.ndarray]:
+        """Layer integrated gradients, as Captum's ``LayerIntegratedGradients`` computes them (its
+        results are matched in the tests), a few steps per unit: Captum runs all its steps in one call
+        that cannot be paused, and its hooks must not stay on the layer while other requests run."""
+        from captum.attr._utils.approximation_methods import approximation_parameters
 
         network = self.model.network  # type: ignore[attr-defined]
-        mask = batch["attention_mask"]
-
-        def forward(input_ids: torch.Tensor) -> torch.Tensor:
-            return class_score(
-                network, {"input_ids": input_ids, "attention_mask": mask.expand(input_ids.shape[0], -1)}, target
-            )
-
         # Baseline: padding in place of every token that stands for text; special tokens stay.
-        baseline = torch.where(reads_text, self.baseline_id, batch["input_ids"])
-        attributions = LayerIntegratedGradients(forward, self.layer).attribute(
-            batch["input_ids"], baselines=baseline, n_steps=IG_STEPS, internal_batch_size=IG_STEPS
-        )
+        baseline = {**batch, "input_ids": torch.where(reads_text, self.baseline_id, batch["input_ids"])}
+        embedded, embedded_baseline = self.layer_output(batch), self.layer_output(baseline)
+        step_sizes_of, alphas_of = approximation_parameters("gausslegendre")
+        step_sizes, alphas = step_sizes_of(IG_STEPS), alphas_of(IG_STEPS)
+        gradients = torch.zeros_like(embedded)  # sum over steps of step size x gradient at the step
+        for first in range(0, IG_STEPS, IG_STEPS_PER_UNIT):
+            yield
+            chunk = range(first, min(first + IG_STEPS_PER_UNIT, IG_STEPS))
+            path = torch.cat([embedded_baseline + alphas[i] * (embedded - embedded_baseline) for i in chunk])
+            path.requires_grad_()
+            rows = {key: value.expand(len(chunk), -1) for key, value in batch.items()}
+            hook = self.layer.register_forward_hook(lambda module, inputs, output, path=path: path)
+            try:
+                with torch.enable_grad():
+                    (grads,) = torch.autograd.grad(torch.unbind(class_score(network, rows, target)), path)
+            finally:
+                hook.remove()
+            sizes = torch.tensor([step_sizes[i] for i in chunk], dtype=grads.dtype)
+            gradients += (grads * sizes.view(-1, *[1] * (grads.dim() - 1))).sum(dim=0, keepdim=True)
+        attributions = gradients * (embedded - embedded_baseline)
         return attributions.sum(dim=-1)[0].detach().double().numpy()
+
+    def layer_output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the embedding layer gives for ``batch`` inside the network."""
+        seen: list[torch.Tensor] = []
+        hook = self.layer.register_forward_hook(lambda module, inputs, output: seen.append(output))
+        try:
+            with torch.no_grad():
+                self.model.network(batch)  # type: ignore[attr-defined]
+        finally:
+            hook.remove()
+        return seen[0].detach()
 
 
 class OcclusionExplainer(TorchExplainer):
     method: Method = "occlusion"
 
-    def window_scores(self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int) -> np.ndarray:
+    def window_score_units(
+        self, batch: dict[str, torch.Tensor], reads_text: torch.Tensor, target: int
+    ) -> Units[np.ndarray]:
         network = self.model.network  # type: ignore[attr-defined]
         length = batch["input_ids"].shape[1]
         scores = np.zeros(length)
         with torch.no_grad():
             full = class_score(network, batch, target, probability=True)[0].item()
-            for first in range(0, length, OCCLUSION_BATCH):
-                rows = torch.arange(first, min(first + OCCLUSION_BATCH, length))
-                occluded = {key: value.repeat(len(rows), 1) for key, value in batch.items()}
-                occluded["attention_mask"][torch.arange(len(rows)), rows] = 0
+        for first in range(0, length, OCCLUSION_BATCH):  # one unit per batch of occluded copies
+            yield
+            rows = torch.arange(first, min(first + OCCLUSION_BATCH, length))
+            occluded = {key: value.repeat(len(rows), 1) for key, value in batch.items()}
+            occluded["attention_mask"][torch.arange(len(rows)), rows] = 0
+            with torch.no_grad():
                 scores[rows.numpy()] = full - class_score(network, occluded, target, probability=True).numpy()
         return scores
 
