@@ -246,3 +246,59 @@ def test_a_failing_model_is_a_json_500_without_traceback() -> None:
         assert response.status_code == 500
         assert response.json() == {"error": "Internal error (RuntimeError); the server log has details."}
         assert test_client.post("/predict", json={"texts": ["fine"], "explain": True}).status_code == 422
+
+
+def test_a_one_text_request_is_answered_while_a_long_explanation_runs() -> None:
+    """An explanation in 20 slow units: a one-text request sent while it runs is answered after one
+    unit, before the explanation ends (the old code ran a text's whole explanation as one job)."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from imdb_sentiment.config import CleaningConfig
+    from imdb_sentiment.data.labels import SENTIMENT
+    from imdb_sentiment.serving.api import ServedModel
+    from imdb_sentiment.serving.explain import Explainer
+
+    class SlowExplainer(Explainer):
+        method = "linear"
+
+        def token_score_units(self, cleaned, target):
+            for _ in range(20):
+                time.sleep(0.025)
+                yield
+            return [(0, len(cleaned))], np.ones(1)
+
+        def token_scores(self, cleaned, target):  # all units at once
+            units = self.token_score_units(cleaned, target)
+            while True:
+                try:
+                    next(units)
+                except StopIteration as done:
+                    return done.value
+
+    served = ServedModel(
+        name="slow",
+        predict_proba=lambda texts: np.tile([0.3, 0.7], (len(texts), 1)),
+        card={},
+        explainer=SlowExplainer(SimpleNamespace(classes=SENTIMENT), CleaningConfig()),
+    )
+    finished: dict[str, float] = {}
+    with TestClient(create_app(served)) as test_client:
+
+        def explain() -> None:
+            response = test_client.post("/predict", json={"texts": ["a long review"], "explain": True})
+            assert response.json()["predictions"][0]["explanation"]["words"][0]["word"] == "a"
+            finished["explain"] = time.perf_counter()
+
+        started = time.perf_counter()
+        explaining = threading.Thread(target=explain)
+        explaining.start()
+        time.sleep(0.1)
+        assert test_client.post("/predict", json={"texts": ["short"]}).status_code == 200
+        finished["small"] = time.perf_counter()
+        explaining.join()
+    assert finished["explain"] - started >= 0.5 and finished["small"] < finished["explain"]
+    assert finished["small"] - started < 0.3

@@ -123,3 +123,52 @@ def test_settings_are_checked() -> None:
         MicroBatcher(FakeModel(), max_batch=0)
     with pytest.raises(ValueError, match="max_batch_chars"):
         MicroBatcher(FakeModel(), max_batch_chars=0)
+
+
+def slow_units(count: int, seconds: float, log: list[str], name: str):
+    """A fake explanation: ``count`` units of ``seconds`` each in the model's thread, then its name."""
+    for index in range(count):
+        time.sleep(seconds)
+        log.append(f"{name}{index}")
+        yield
+    return name
+
+
+def test_a_one_text_prediction_overtakes_long_explanations() -> None:
+    """Two explanations of 20 units each are running; a one-text request sent meanwhile waits for the
+    unit in progress, then goes first (the old code ran each explanation as one job, ahead of it)."""
+    model = FakeModel()
+    log: list[str] = []
+
+    async def scenario() -> tuple[int, list]:
+        batcher = MicroBatcher(model, max_batch=8, max_wait_ms=1)
+        await batcher.start()
+        explaining = [asyncio.create_task(batcher.run_in_turns(slow_units(20, 0.01, log, name))) for name in "ab"]
+        await asyncio.sleep(0.05)  # a few units of each have run
+        sent_at = len(log)
+        await batcher.predict(["tiny"])
+        units_before_answer = len(log) - sent_at
+        results = await asyncio.gather(*explaining)
+        await batcher.stop()
+        return units_before_answer, results
+
+    units_before_answer, results = asyncio.run(scenario())
+    assert units_before_answer <= 1 and results == ["a", "b"]
+    assert len(log) == 40 and {entry[0] for entry in log[:4]} == {"a", "b"}  # the explanations take turns
+
+
+def test_a_cancelled_explanation_runs_no_more_units() -> None:
+    log: list[str] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(FakeModel(), max_batch=8, max_wait_ms=1)
+        await batcher.start()
+        explaining = asyncio.create_task(batcher.run_in_turns(slow_units(50, 0.01, log, "a")))
+        await asyncio.sleep(0.05)
+        explaining.cancel()
+        await asyncio.sleep(0.05)
+        assert (await batcher.predict(["still served"]))[:, 0].tolist() == [12]
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert 0 < len(log) < 15  # the unit in progress finishes; none after it starts

@@ -129,3 +129,42 @@ def test_class_score_of_more_than_two_classes() -> None:
     binary = torch.tensor([[1.0, 3.0]])
     assert class_score(network, {"logits": binary}, 1).item() == 2.0
     assert class_score(network, {"logits": binary}, 0).item() == -2.0
+
+
+@pytest.mark.parametrize("name", ["cnn", "hf"])
+def test_integrated_gradients_in_units_are_captums(trained_run, name) -> None:
+    """The units compute what Captum's LayerIntegratedGradients computes in one call (what explanations
+    were before they were cut into units), up to float rounding; between units no hook stays on the
+    layer and grad mode is as it was, so other requests' model calls in between are untouched."""
+    from captum.attr import LayerIntegratedGradients
+
+    from imdb_sentiment.serving.explain import IG_STEPS, IG_STEPS_PER_UNIT, class_score
+
+    predictor, chosen = explainer(trained_run, name)
+    network = predictor.model.network
+    for target in (1, 0):
+        cleaned = clean_text(TEXT, predictor.config.data.clean)
+        spans, [(batch, _)] = chosen.inputs(cleaned)
+        reads_text = torch.tensor([span is not None for span in spans])
+
+        def forward(input_ids: torch.Tensor, target: int = target) -> torch.Tensor:
+            mask = batch["attention_mask"].expand(input_ids.shape[0], -1)
+            return class_score(network, {"input_ids": input_ids, "attention_mask": mask}, target)
+
+        baseline = torch.where(reads_text, chosen.baseline_id, batch["input_ids"])
+        captum = LayerIntegratedGradients(forward, chosen.layer).attribute(
+            batch["input_ids"], baselines=baseline, n_steps=IG_STEPS, internal_batch_size=IG_STEPS
+        )
+        expected = captum.sum(dim=-1)[0].detach().double().numpy()
+        units = chosen.window_score_units(batch, reads_text, target)
+        count = 0
+        while True:
+            try:
+                next(units)
+            except StopIteration as done:
+                scores = done.value
+                break
+            count += 1
+            assert not chosen.layer._forward_hooks and torch.is_grad_enabled()
+        assert count == IG_STEPS // IG_STEPS_PER_UNIT
+        np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-7)

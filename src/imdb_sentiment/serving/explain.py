@@ -103,18 +103,18 @@ class Explainer:
         return run_to_end(self.units(text, target))
 
     def units(self, text: str, target: int | None = None) -> Units[Explanation]:
-        """:meth:`explain` as a generator that yields between units of work: no model state (hooks,
-        grad mode) is left set across a ``yield``, so other model calls can run in between."""
+        """:meth:`explain` as a generator yielding between units of work; no hook or grad mode stays set across one."""
         cleaned, origin = clean_text_with_spans(text, self.cleaning)
         if cleaned != clean_text(text, self.cleaning):  # cannot happen; never point at the wrong words
             raise AssertionError("offset-tracking cleaning disagrees with clean_text")
         classes = self.model.classes
-        if target is None and classes.is_sentiment:
-            target = 1
-        elif target is None:
-            target = int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
-            yield
+        if target is None:
+            target = (
+                1 if classes.is_sentiment else int(self.model.predict_proba([cleaned], batch_size=1)[0].argmax())
+            )
+        yield  # cleaning a long text, scoring its tokens and summing them into words: ~20 ms each
         spans, scores = yield from self.token_score_units(cleaned, target)
+        yield
         original = [
             (origin[span[0]][0], origin[span[1] - 1][1]) if span is not None and span[1] > span[0] else None
             for span in spans
