@@ -147,8 +147,8 @@ def test_integrated_gradients_in_units_are_captums(trained_run, name) -> None:
         spans, [(batch, _)] = chosen.inputs(cleaned)
         reads_text = torch.tensor([span is not None for span in spans])
 
-        def forward(input_ids: torch.Tensor, target: int = target) -> torch.Tensor:
-            mask = batch["attention_mask"].expand(input_ids.shape[0], -1)
+        def forward(input_ids: torch.Tensor, target: int = target, mask: torch.Tensor = batch["attention_mask"]):
+            mask = mask.expand(input_ids.shape[0], -1)
             return class_score(network, {"input_ids": input_ids, "attention_mask": mask}, target)
 
         baseline = torch.where(reads_text, chosen.baseline_id, batch["input_ids"])
