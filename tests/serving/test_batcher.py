@@ -172,3 +172,31 @@ def test_a_cancelled_explanation_runs_no_more_units() -> None:
 
     asyncio.run(scenario())
     assert 0 < len(log) < 15  # the unit in progress finishes; none after it starts
+
+
+def test_a_steady_stream_of_predictions_does_not_starve_an_explanation() -> None:
+    """Predictions go first, but a waiting explanation unit gets every FAIR_SHARE + 1-th turn (before:
+    while a prediction waited, no explanation unit ever ran)."""
+    from imdb_sentiment.serving.batcher import EXPLANATION, FAIR_SHARE, PREDICTION, _Turns
+
+    async def scenario() -> list[int]:
+        turns, granted = _Turns(), []
+        holder = turns.ask(PREDICTION)  # the model is busy
+        explanation = turns.ask(EXPLANATION)
+        await holder
+        for _ in range(3 * (FAIR_SHARE + 1)):  # a prediction always waits when a turn ends
+            waiting = turns.ask(PREDICTION)
+            turns.done()
+            await asyncio.sleep(0)
+            if explanation.done() and explanation not in granted:
+                granted.append(explanation)
+                explanation = turns.ask(EXPLANATION)  # the explanation's next unit
+                turns.done()  # ... its unit ran
+                await asyncio.sleep(0)
+            if waiting.done():
+                granted.append(PREDICTION)
+        return [index for index, item in enumerate(granted) if item is not PREDICTION]
+
+    explanation_turns = asyncio.run(scenario())
+    assert explanation_turns, "no explanation unit ran while predictions kept coming"
+    assert explanation_turns[0] == FAIR_SHARE

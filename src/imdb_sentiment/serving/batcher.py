@@ -32,17 +32,22 @@ import numpy as np
 
 T = TypeVar("T")
 PREDICTION, EXPLANATION = 0, 1  # turn priorities in the model's thread: lower goes first
+# After this many turns granted to more urgent jobs while a less urgent one waits, the oldest less urgent
+# one goes next: a steady stream of predictions slows explanations down but never starves them.
+FAIR_SHARE = 8
 
 
 class _Turns:
     """Who uses the model's thread next: one job at a time, the most urgent waiting one (lowest
-    priority number) first, first come first served among equals. asyncio's locks have no priorities,
-    and the executor's own queue is first come first served."""
+    priority number) first, first come first served among equals, except that a waiting job passed over
+    :data:`FAIR_SHARE` times goes next. asyncio's locks have no priorities, and the executor's own queue
+    is first come first served."""
 
     def __init__(self) -> None:
         self._waiting: list[tuple[int, int, asyncio.Future]] = []
         self._order = itertools.count()
         self._held = False
+        self._passed_over = 0  # turns granted in a row while a less urgent job waited
 
     def ask(self, priority: int) -> asyncio.Future:
         """A place in line: the future is done when the turn is the caller's; hand it back with :meth:`done`."""
@@ -76,10 +81,22 @@ class _Turns:
 
     def _grant(self) -> None:
         while not self._held and self._waiting:
-            turn = heapq.heappop(self._waiting)[2]
-            if not turn.done():  # a cancelled waiter is skipped
-                turn.set_result(None)
-                self._held = True
+            self._waiting = [entry for entry in self._waiting if not entry[2].done()]  # cancelled waiters go
+            heapq.heapify(self._waiting)
+            if not self._waiting:
+                return
+            urgent = self._waiting[0][0]
+            later = [entry for entry in self._waiting if entry[0] > urgent]
+            if later and self._passed_over >= FAIR_SHARE:
+                chosen = min(later, key=lambda entry: entry[1])  # the oldest of the less urgent
+                self._waiting.remove(chosen)
+                heapq.heapify(self._waiting)
+                self._passed_over = 0
+            else:
+                chosen = heapq.heappop(self._waiting)
+                self._passed_over = self._passed_over + 1 if later else 0
+            chosen[2].set_result(None)
+            self._held = True
 
 
 @dataclass
