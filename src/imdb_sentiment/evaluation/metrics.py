@@ -106,6 +106,21 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
     return float(sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in rows) / max(total, 1))
 
 
+def accuracy_interval(accuracy: float, examples: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on ``examples`` reviews: how far a
+    stratified test sample's accuracy may be from the full test set's (Wilson, not the normal
+    approximation: it stays inside [0, 1] near 0 and 1)."""
+    if examples <= 0:
+        return (0.0, 1.0)
+    centre = (accuracy + z * z / (2 * examples)) / (1 + z * z / examples)
+    half = (
+        z
+        * np.sqrt(accuracy * (1 - accuracy) / examples + z * z / (4 * examples * examples))
+        / (1 + z * z / examples)
+    )
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def evaluate_model(
     model: SentimentModel, texts: list[str], labels: np.ndarray, batch_size: int
 ) -> tuple[dict[str, Any], np.ndarray]:

@@ -139,7 +139,8 @@ def _std(row: dict) -> float:
 
 
 def plot_accuracy_bars(rows: list[dict], path: Path) -> None:
-    """Mean accuracy per model (error bars: std over seeds, where measured) beside the write-up's
+    """Mean accuracy per model (error bars: std over seeds, where measured; a black line: the 95% interval
+    of a row scored on a test sample) beside the write-up's
     claimed accuracy and its published Kaggle submission's accuracy on the official labels. The axis
     starts at 0, as a bar's length must (a cut axis makes a 2-point gap look like a 2x one); the value
     is written on each bar so that close rows can still be told apart."""
@@ -155,6 +156,13 @@ def plot_accuracy_bars(rows: list[dict], path: Path) -> None:
               label="ours (mean ± std over seeds)" if spread else "ours (one seed)")  # fmt: skip
     for position, row in zip(positions, rows, strict=True):
         axis.text(0.01, position, f"{100 * row['accuracy_mean']:.2f}%", va="center", color="white", fontsize=8)
+    sampled = [(row["accuracy_ci95_low_mean"], row["accuracy_ci95_high_mean"], position)
+               for position, row in zip(positions, rows, strict=True)
+               if present_number(row.get("accuracy_ci95_low_mean")) and present_number(row.get("accuracy_ci95_high_mean"))]  # fmt: skip
+    if sampled:  # rows scored on a stratified test sample: its 95% interval, drawn as a line through the bar
+        for index, (low, high, position) in enumerate(sampled):
+            axis.plot([low, high], [position, position], color="black", linewidth=2.5, zorder=4,
+                      label="95% interval (test sample)" if index == 0 else None)  # fmt: skip
     for key, marker, colour, label in (("writeup_claimed", "D", "#dd8452", "write-up's claim"),
                                        ("writeup_kaggle", "x", "#c44e52", "write-up's Kaggle file")):  # fmt: skip
         points = [(row[key], index) for index, row in enumerate(rows) if row.get(key) is not None]

@@ -26,7 +26,12 @@ from imdb_sentiment.config import ExperimentConfig, dump_config
 from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.data.splits import PreparedData, load_data
 from imdb_sentiment.errors import RunInterrupted, RunPreempted, UserError
-from imdb_sentiment.evaluation.metrics import evaluate_model, reliability_bins, single_review_latency
+from imdb_sentiment.evaluation.metrics import (
+    accuracy_interval,
+    evaluate_model,
+    reliability_bins,
+    single_review_latency,
+)
 from imdb_sentiment.evaluation.plots import (
     plot_confusion_matrix,
     plot_reliability_diagram,
@@ -160,6 +165,9 @@ def run_experiment(
                 "details": {k: v for k, v in context.extra_metrics.items() if not k.startswith("valid")},
             }
         )
+        if not data.full_test_set:  # a sample: how far its accuracy may be from the full test set's
+            low, high = accuracy_interval(metrics["accuracy"], metrics["examples"])
+            metrics.update({"accuracy_ci95_low": low, "accuracy_ci95_high": high})
         if (gpu_peak := gpu_peak_mb()) is not None:
             metrics["peak_gpu_memory_mb"] = gpu_peak
         write_predictions(

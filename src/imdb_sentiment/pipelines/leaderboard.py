@@ -5,9 +5,8 @@ Columns are derived from what the runs recorded, the way scikit-learn's ``cv_res
 ``mean_test_x`` / ``std_test_x``: every numeric value in ``metrics.json`` (nested sections flattened
 with dotted names, e.g. ``validation.valid_accuracy``) and the out-of-domain metrics of
 ``analysis/analysis.json`` (``ood_accuracy``, ...) become ``<name>_mean`` and ``<name>_std`` over the
-seeds; a new metric reaches the CSV without touching this file. The Markdown table shows a readable
-choice of them (``MARKDOWN_COLUMNS``; ``MULTICLASS_COLUMNS`` for K-class runs). Runs of different class
-sets are never ranked together: the board gets one table per class set (``task_groups``).
+seeds; a new metric reaches the CSV without touching this file. The Markdown table shows a choice
+(``MARKDOWN_COLUMNS``, ``MULTICLASS_COLUMNS``), one table per class set (``task_groups``).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ MARKDOWN_COLUMNS = (
     ("train_size", "train size", "{}"),
     ("seeds", "n (seeds)", "{}"),
     ("accuracy", "accuracy", "spread"),
+    ("accuracy_ci95_low_mean", "95% interval (test sample)", "interval"),
     ("f1_mean", "F1", "{:.4f}"),
     ("roc_auc_mean", "ROC-AUC", "{:.4f}"),
     ("ood_accuracy", "out of domain", "spread"),
@@ -217,6 +217,9 @@ def spread_cell(row: dict[str, Any], key: str) -> str:
 def _cell(row: dict[str, Any], key: str, style: str) -> str:
     if style == "spread":
         return spread_cell(row, key)
+    if style == "interval":  # a test sample's Wilson 95% interval of the accuracy, in %
+        low, high = row.get(key), row.get("accuracy_ci95_high_mean")
+        return f"{100 * low:.1f}–{100 * high:.1f}" if present(low) and present(high) else "–"
     value = row.get(key)
     if not present(value):
         return "–"
