@@ -229,3 +229,23 @@ def test_sigterm_during_pretrain_mlm_is_exit_143_in_one_line_and_leaves_no_outpu
         "run the same command again."
     )
     assert not output.exists() and not output.with_name("mlm.tmp").exists()
+
+
+def test_sigterm_during_analyze_is_exit_143_in_one_line(tiny_imdb_80, tmp_path, capsys) -> None:
+    """Before: analyze had no SIGTERM scope (the process died without a word)."""
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(["train", "nbsvm", "--data", str(tiny_imdb_80), "--output-dir", str(runs), "--quiet"],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    (run_dir,) = runs.iterdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    command = [sys.executable, str(driver), "imdb_sentiment.pipelines.analyze", "error_analysis", "SIGTERM",
+               "analyze", str(run_dir)]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 143, finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    assert finished.stderr.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM; {run_dir / 'analysis'} holds no half-written file: run analyze again."
+    )
+    assert not any((run_dir / "analysis").glob("*")) if (run_dir / "analysis").exists() else True

@@ -205,10 +205,19 @@ def analyze(
 ) -> None:
     """Error analysis of a run: confident mistakes, accuracy by length and on negation / contrast,
     calibration, out-of-domain accuracy; written into RUN/analysis/."""
+    from imdb_sentiment.errors import JobStopped
     from imdb_sentiment.pipelines.analyze import analyze_run
+    from imdb_sentiment.training.preemption import TrainingStopped, stop_on_sigterm
 
     # --data: the run's data section with another location (same layout, same seed), MR looked for beside it.
-    analysis = analyze_run(run, ood_data, data_path=Path(data) if data is not None else None)
+    # SIGTERM: exit 143 in one line; each analysis file is written atomically, so none is left half-written.
+    try:
+        with stop_on_sigterm():
+            analysis = analyze_run(run, ood_data, data_path=Path(data) if data is not None else None)
+    except TrainingStopped:
+        raise JobStopped(
+            f"stopped by SIGTERM; {run / 'analysis'} holds no half-written file: run analyze again."
+        ) from None
     cues = analysis["accuracy_by_cues"]
     table = Table(title=f"{run.name}: {analysis['examples']:,} test reviews", show_header=False)
     table.add_row("accuracy", f"{100 * analysis['accuracy']:.2f}%")
