@@ -16,7 +16,7 @@ from helpers import one_line_user_error
 from imdb_sentiment.config import CleaningConfig, DataConfig
 from imdb_sentiment.data.cleaning import clean_text
 from imdb_sentiment.data.dataset import UNLABELED, DatasetSplits, TextDataset
-from imdb_sentiment.data.loaders import read_dataset
+from imdb_sentiment.data.loaders import read_dataset, read_texts_table
 from imdb_sentiment.data.splits import PreparedData, prepare_splits
 
 
@@ -539,3 +539,13 @@ def test_cli_reports_utf16_table_in_one_line(tiny_table: Path) -> None:
         [str(script), "data", "stats", "--data", str(wide)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_rows_with_more_fields_than_the_header_are_refused_not_shifted(tmp_path: Path) -> None:
+    """Before: pandas took each row's first field as the index, so 'Great, truly great' was read as the
+    text ' truly great' and a one-column file's texts were called empty."""
+    path = tmp_path / "reviews.csv"
+    path.write_text("text\nA masterpiece, the best film.\nDull, I walked out.\n", encoding="utf-8")
+    user_error(lambda: read_texts_table(path, None, "utf-8"), "more fields than its header", "quoted")
+    path.write_text('text\n"A masterpiece, the best film."\n', encoding="utf-8")
+    assert read_texts_table(path, None, "utf-8")[0] == ["A masterpiece, the best film."]

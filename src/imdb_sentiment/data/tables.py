@@ -76,9 +76,17 @@ def read_table_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
             return read_json_lines(text, path)
         separator = "\t" if kind == "tsv" else ","
         # Kaggle's TSVs quote fields with '"' and escape inner quotes with a backslash.
-        return pd.read_csv(io.StringIO(text), sep=separator, escapechar="\\", dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(text), sep=separator, escapechar="\\", dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as exc:
         raise UserError(f"{path} is not a valid {kind.upper()} file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # Every row has more fields than the header: pandas would silently take the first field as the index
+        # and the rest as the columns (a review "Great, truly great" became an "empty text" and "truly great").
+        raise UserError(
+            f"{path}: its rows have more fields than its header ({len(frame.columns)} column(s)): a text holding "
+            f'the separator ({separator!r}) must be quoted ("..."). Quote those fields, or save the file as TSV.'
+        )
+    return frame
 
 
 def read_json_lines(text: str, path: Path) -> pd.DataFrame:
