@@ -10,6 +10,7 @@ import pandas as pd
 from imdb_sentiment.cli import main
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.labels import LabelSpace
+from imdb_sentiment.models.base import FitContext
 
 
 class NullCapture:
@@ -20,6 +21,13 @@ class NullCapture:
             out = err = ""
 
         return Captured()
+
+
+def fit_context(**training) -> FitContext:
+    """A fit context for a test: one thread, no progress bar, ``training`` fields as given."""
+    from imdb_sentiment.config import TrainingConfig
+
+    return FitContext(training=TrainingConfig(threads=1, **training), show_progress=False)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

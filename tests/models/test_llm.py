@@ -13,20 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from fake_openai import FakeOpenAI
-from helpers import one_line_user_error, tiny_causal_lm_folder, tiny_reviews
+from helpers import fit_context, one_line_user_error, tiny_causal_lm_folder, tiny_reviews
 
-from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.labels import SENTIMENT
-from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.llm import fetch
 from imdb_sentiment.models.llm.prompting import balanced_indices
 from imdb_sentiment.models.llm.remote import AnswerCache, LLMPromptClassifier, parse_answer
 from imdb_sentiment.models.registry import get_model_class
-
-
-def context(**training) -> FitContext:
-    return FitContext(training=TrainingConfig(threads=1, **training), show_progress=False)
 
 
 # ---------------------------------------------------------------------------------- prompts / shots
@@ -88,7 +83,7 @@ def test_an_unfetched_model_says_how_to_fetch_it(tmp_path, monkeypatch) -> None:
 def scorer():
     model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "shots": 2, "max_length": 8,
                                           "calibration_size": 8})  # fmt: skip
-    return model.fit(tiny_reviews(24, 0), tiny_reviews(8, 1), context())
+    return model.fit(tiny_reviews(24, 0), tiny_reviews(8, 1), fit_context())
 
 
 def test_binary_shots_calibration_and_probabilities_are_as_before_any_number_of_classes(scorer) -> None:
@@ -145,13 +140,13 @@ def test_label_words_that_share_their_first_token_are_refused() -> None:
     model = get_model_class("llm-score")(
         {"checkpoint": tiny_causal_lm_folder(), "label_words": ["great x", "great y"]}
     )
-    one_line_user_error(lambda: model.fit(tiny_reviews(8, 0), tiny_reviews(4, 1), context()), "label_words")
+    one_line_user_error(lambda: model.fit(tiny_reviews(8, 0), tiny_reviews(4, 1), fit_context()), "label_words")
 
 
 def test_llm_sft_lora_merges_into_a_plain_model_that_predicts_the_same(tmp_path) -> None:
     model = get_model_class("llm-sft")({"checkpoint": tiny_causal_lm_folder(), "max_length": 16,
                                         "calibration_size": 4, "adapter": {"method": "lora", "rank": 2}})  # fmt: skip
-    model.fit(tiny_reviews(16, 0), tiny_reviews(8, 1), context(epochs=1, batch_size=8, learning_rate=1e-2))
+    model.fit(tiny_reviews(16, 0), tiny_reviews(8, 1), fit_context(epochs=1, batch_size=8, learning_rate=1e-2))
     assert 0 < model.num_trainable_parameters() < model.num_parameters() / 10
     test = tiny_reviews(6, 2).texts
     merged = model.merged()
@@ -165,7 +160,7 @@ def test_llm_sft_lora_merges_into_a_plain_model_that_predicts_the_same(tmp_path)
 def prompt_model(server: FakeOpenAI, cache: Path, **params) -> LLMPromptClassifier:
     values = {"base_url": server.base_url, "model": "fake", "answer_cache": str(cache), "max_retries": 2,
               "api_key_env": "FAKE_KEY", **params}  # fmt: skip
-    return LLMPromptClassifier(values).fit(tiny_reviews(8, 0), tiny_reviews(2, 1), context())
+    return LLMPromptClassifier(values).fit(tiny_reviews(8, 0), tiny_reviews(2, 1), fit_context())
 
 
 def test_prompting_survives_slow_answers_429_500_malformed_and_off_label_text(tmp_path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from helpers import (
     THREE_CLASSES,
+    fit_context,
     one_line_user_error,
     run_cli,
     tiny_causal_lm_folder,
@@ -20,19 +21,14 @@ from helpers import (
     write_tiny_parquet_imdb,
 )
 
-from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.labels import RATINGS, SENTIMENT
-from imdb_sentiment.models.base import FitContext, SentimentModel
+from imdb_sentiment.models.base import SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.llm.calibration import fit_intercepts
 from imdb_sentiment.models.llm.encoding import LMPromptParams
 from imdb_sentiment.models.llm.endpoint import parse_answer
 from imdb_sentiment.models.llm.prompting import DEFAULT_TEMPLATE, PromptParams, balanced_indices
 from imdb_sentiment.models.registry import get_model_class
-
-
-def context() -> FitContext:
-    return FitContext(training=TrainingConfig(threads=1), show_progress=False)
 
 
 # ---------------------------------------------------------------------------------- prompt defaults
@@ -109,7 +105,9 @@ def test_a_tables_label_word_count_is_checked_when_the_fit_starts() -> None:
     """A table's classes are known once it is read: the fit refuses before it loads the LM."""
     model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "label_words": ["no", "yes"]})
     train = tiny_three_class_reviews(12, 0)
-    one_line_user_error(lambda: model.fit(train, train, context()), "model.params.label_words", "2 words for 3")
+    one_line_user_error(
+        lambda: model.fit(train, train, fit_context()), "model.params.label_words", "2 words for 3"
+    )
 
 
 # ----------------------------------------------------------------------------------- llm-score, K = 3
@@ -128,7 +126,7 @@ def test_llm_score_on_three_classes_scores_three_words_and_keeps_per_class_biase
     model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "shots": 3, "max_length": 8,
                                           "calibration_size": 9})  # fmt: skip
     train = tiny_three_class_reviews(24, 0)
-    model.fit(train, train, context())
+    model.fit(train, train, fit_context())
     assert len(model.encoder.label_ids) == len(set(model.encoder.label_ids)) == 3
     assert sorted(label for _, label in model.shots) == [0, 1, 2]
     assert {name: len(bias) for name, bias in model.biases.items()} == {"none": 3, "content-free": 3, "train": 3}
@@ -166,7 +164,7 @@ def test_llm_prompt_on_three_classes_asks_for_three_words_and_counts_invalid_ans
     with FakeOpenAI() as server:
         model = get_model_class("llm-prompt")({"base_url": server.base_url, "model": "fake",
                                                "answer_cache": str(tmp_path / "cache")})  # fmt: skip
-        model.fit(train, train, context())
+        model.fit(train, train, fit_context())
         assert "Answer with one word: negative, neutral or positive." in model.messages("x")[-1]["content"]
         probabilities = model.predict_proba(test.texts)
         metrics = model.prediction_metrics(test.texts, test.labels, probabilities)

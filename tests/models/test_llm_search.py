@@ -13,6 +13,7 @@ from helpers import (
     NEGATIVE_CUES,
     POSITIVE_CUES,
     THREE_CLASSES,
+    fit_context,
     one_line_user_error,
     run_cli,
     save_tiny_causal_lm,
@@ -22,17 +23,12 @@ from helpers import (
     write_tiny_parquet_imdb,
 )
 
-from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.labels import SENTIMENT
 from imdb_sentiment.models.base import FitContext, SentimentModel
 from imdb_sentiment.models.configure import configure
 from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
 from imdb_sentiment.models.llm.search import SENTIMENT_CANDIDATES, candidate_prompts
 from imdb_sentiment.models.registry import get_model_class
-
-
-def context() -> FitContext:
-    return FitContext(training=TrainingConfig(threads=1), show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +73,9 @@ def searched(checkpoint: str, **params) -> tuple[SentimentModel, FitContext]:
     model = get_model_class(params.pop("model", "llm-score"))(
         {"checkpoint": checkpoint, "max_length": 24, "calibration_size": 8, **params}
     )
-    fit_context = context()
-    model.fit(tiny_reviews(40, 0), tiny_reviews(8, 1), fit_context)
-    return model, fit_context
+    used_context = fit_context()
+    model.fit(tiny_reviews(40, 0), tiny_reviews(8, 1), used_context)
+    return model, used_context
 
 
 # ------------------------------------------------------------------------------ refused before a run
@@ -138,9 +134,9 @@ def test_the_configured_prompt_comes_first_then_the_built_in_ones() -> None:
 def test_the_search_chooses_the_prompt_that_reads_the_reviews_and_the_saved_model_keeps_it(
     rigged_lm, tmp_path
 ) -> None:
-    model, fit_context = searched(rigged_lm, template_search=12, **BLIND,
+    model, used_context = searched(rigged_lm, template_search=12, **BLIND,
                                   template_candidates=[{"label_words": ["assistant", "system"]}, READING_WORDS])  # fmt: skip
-    record = fit_context.extra_metrics["template_search"]
+    record = used_context.extra_metrics["template_search"]
     assert record["chosen"] == 2 and record["criterion"] == "roc_auc" and record["reviews"] == 12
     assert [c["roc_auc"] for c in record["candidates"]] == pytest.approx([0.5, 0.5, 1.0])
     assert [c["label_words"] for c in record["candidates"]] == [["user", "system"], ["assistant", "system"],
@@ -170,12 +166,12 @@ def test_the_search_reads_training_reviews_only(monkeypatch) -> None:
 
     monkeypatch.setattr(PromptEncoder, "encode", spy)
     params = {"checkpoint": tiny_causal_lm_folder(), "max_length": 24, "calibration_size": 4, "shots": 2}
-    plain = get_model_class("llm-score")(params).fit(train, valid, context())
+    plain = get_model_class("llm-score")(params).fit(train, valid, fit_context())
     without = set(seen)
     seen.clear()
     model = get_model_class("llm-score")({**params, "template_search": 10})
-    fit_context = context()
-    model.fit(train, valid, fit_context)
+    used_context = fit_context()
+    model.fit(train, valid, used_context)
     content_free = set(model.params.content_free_inputs)
     read = set(seen) - content_free
     assert read <= set(train.texts) and not read & set(valid.texts)
@@ -184,22 +180,22 @@ def test_the_search_reads_training_reviews_only(monkeypatch) -> None:
     assert not searched_rows & shots and {text for text, _ in plain.shots} == shots
     reviews = [i for i, text in enumerate(train.texts) if text in read - shots]
     assert len(reviews) == len(model.reviews_read) and set(reviews) == model.reviews_read
-    assert fit_context.extra_metrics["template_search"]["reviews"] == 10
+    assert used_context.extra_metrics["template_search"]["reviews"] == 10
     search_sample = model.reviews_read - plain.reviews_read
     assert np.bincount(train.labels[sorted(search_sample)], minlength=2).min() >= 1
 
 
 def test_search_off_keeps_the_configured_prompt_and_records_nothing(rigged_lm) -> None:
-    model, fit_context = searched(rigged_lm, **BLIND)
-    assert "template_search" not in fit_context.extra_metrics
+    model, used_context = searched(rigged_lm, **BLIND)
+    assert "template_search" not in used_context.extra_metrics
     assert model.params.label_words == ["user", "system"] and model.params.template is None
     assert len(model.reviews_read) == 8 == model.calibration_reviews
 
 
 def test_a_candidate_the_tokenizer_cannot_score_is_skipped_and_recorded(rigged_lm) -> None:
     """The words yes / no are not in the tiny word-level vocabulary: both are <unk>, one token for two."""
-    model, fit_context = searched(rigged_lm, template_search=8)  # the built-in sentiment candidates
-    record = fit_context.extra_metrics["template_search"]
+    model, used_context = searched(rigged_lm, template_search=8)  # the built-in sentiment candidates
+    record = used_context.extra_metrics["template_search"]
     candidates = record["candidates"]
     assert "skipped" in candidates[1] and "same token" in candidates[1]["skipped"]
     assert record["chosen"] in [i for i, candidate in enumerate(candidates) if "roc_auc" in candidate]
@@ -209,9 +205,9 @@ def test_a_candidate_the_tokenizer_cannot_score_is_skipped_and_recorded(rigged_l
 def test_three_classes_are_rated_by_log_likelihood_after_calibration() -> None:
     model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "max_length": 16,
                                           "calibration_size": 9, "template_search": 9})  # fmt: skip
-    fit_context = context()
-    model.fit(tiny_three_class_reviews(30, 0), tiny_three_class_reviews(6, 1), fit_context)
-    record = fit_context.extra_metrics["template_search"]
+    used_context = fit_context()
+    model.fit(tiny_three_class_reviews(30, 0), tiny_three_class_reviews(6, 1), used_context)
+    record = used_context.extra_metrics["template_search"]
     assert record["criterion"] == "log_likelihood" and len(record["candidates"]) == 3
     values = [candidate["log_likelihood"] for candidate in record["candidates"]]
     assert record["chosen"] == int(np.argmax(values)) and all(value < 0 for value in values)
@@ -219,9 +215,9 @@ def test_three_classes_are_rated_by_log_likelihood_after_calibration() -> None:
 
 
 def test_llm_sft_searches_on_the_frozen_base_and_trains_the_chosen_prompt(rigged_lm) -> None:
-    model, fit_context = searched(rigged_lm, model="llm-sft", template_search=8, **BLIND, max_length=12,
+    model, used_context = searched(rigged_lm, model="llm-sft", template_search=8, **BLIND, max_length=12,
                                   template_candidates=[READING_WORDS], adapter={"method": "lora", "rank": 2})  # fmt: skip
-    assert fit_context.extra_metrics["template_search"]["chosen"] == 1
+    assert used_context.extra_metrics["template_search"]["chosen"] == 1
     assert model.params.label_words == ["negative", "positive"]
 
 

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.llm.prompting import (
+    LabelWords,
     PromptParams,
+    Template,
     answer_text,
     chat_messages,
-    check_label_words,
-    check_template,
     fill,
 )
 from imdb_sentiment.text.encoder import TextEncoder
@@ -37,35 +37,27 @@ DEFAULT_ANSWER_PREFIX = "The sentiment is"  # the sentiment task's
 LABELS_ANSWER_PREFIX = "The answer is"  # any other task's: its template asks which label fits
 
 
+def strip_answer_prefix(prefix: str | None) -> str | None:
+    return None if prefix is None else prefix.strip()  # the space before the label word is the word's token
+
+
+AnswerPrefix = Annotated[str | None, AfterValidator(strip_answer_prefix)]
+
+
 class PromptCandidate(BaseModel):
     """One prompt the template search may choose; an unset field takes the task's default."""
 
     model_config = ConfigDict(extra="forbid")
-    template: str | None = None
-    label_words: list[str] | None = None
-    answer_prefix: str | None = None
-
-    @field_validator("template")
-    @classmethod
-    def _has_text_slot(cls, value: str | None) -> str | None:
-        return check_template(value)
-
-    @field_validator("label_words")
-    @classmethod
-    def _label_words(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_label_words(value)
-
-    @field_validator("answer_prefix")
-    @classmethod
-    def _one_line_prefix(cls, value: str | None) -> str | None:
-        return None if value is None else value.strip()
+    template: Template = None
+    label_words: LabelWords = None
+    answer_prefix: AnswerPrefix = None
 
 
 class LMPromptParams(PromptParams):
     """Prompt settings of the scorers that read a local LM's logits."""
 
     chat: bool = Field(True, description="Wrap the prompt in the tokenizer's chat template when it has one.")
-    answer_prefix: str | None = Field(
+    answer_prefix: AnswerPrefix = Field(
         None,
         description="Words that begin the answer (inside the assistant turn); the label word is scored as "
         "their continuation. Empty: the label word is the answer's first token. Default: "
@@ -88,11 +80,6 @@ class LMPromptParams(PromptParams):
         description="Prompts the search tries after the configured one (unset fields: the task's defaults). "
         "Default: a few built in (sentiment's, else built from the label words).",
     )
-
-    @field_validator("answer_prefix")
-    @classmethod
-    def _one_line_prefix(cls, value: str | None) -> str | None:
-        return None if value is None else value.strip()  # the space before the label word is the word's token
 
     @field_validator("template_search")
     @classmethod

@@ -9,10 +9,10 @@ The params keep ``None`` for a default, so a saved model resolves them again fro
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Annotated, Self
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from imdb_sentiment.config import DataConfig, ExperimentConfig
 from imdb_sentiment.data.dataset import TextDataset
@@ -56,8 +56,10 @@ def check_template(template: str | None) -> str | None:
     return template
 
 
-def check_label_words(words: list[str]) -> list[str]:
+def check_label_words(words: list[str] | None) -> list[str] | None:
     """Two or more words, each with a letter or digit (what an answer is matched on), all different."""
+    if words is None:
+        return None
     if len(words) < 2 or any(not WORD.search(word) for word in words):
         raise ValueError("give one label word per class, in class order, each with a letter or digit")
     keys = [word.strip().lower() for word in words]
@@ -66,30 +68,25 @@ def check_label_words(words: list[str]) -> list[str]:
     return words
 
 
+# The prompt fields' types, checked wherever a prompt is given (the params, a search candidate).
+Template = Annotated[str | None, AfterValidator(check_template)]
+LabelWords = Annotated[list[str] | None, AfterValidator(check_label_words)]
+
+
 class PromptParams(ModelParams):
     """The prompt settings every LLM classifier shares, validated in one place."""
 
-    template: str | None = Field(
+    template: Template = Field(
         None,
         description="Instruction (user message) with one {text} slot for the review. Default: the sentiment "
         "question for the sentiment task, else one that lists the label words.",
     )
-    label_words: list[str] | None = Field(
+    label_words: LabelWords = Field(
         None,
         description="One word per class, in class order. Default: negative, positive for the sentiment "
         "task, else the class names.",
     )
     shots: int = Field(0, ge=0, le=64, description="k-shot: balanced, seeded examples from the training split.")
-
-    @field_validator("template")
-    @classmethod
-    def _has_text_slot(cls, value: str | None) -> str | None:
-        return check_template(value)
-
-    @field_validator("label_words")
-    @classmethod
-    def _label_words(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_label_words(value)
 
     def for_task(self, classes: LabelSpace) -> Self:
         """These params with the task's defaults filled in (label words, template); label words given for
