@@ -1,11 +1,10 @@
 """Data layer: loading every supported layout, cleaning, splits, download and statistics."""
 
-from imdb_sentiment.data.dataset import LABEL_NAMES, UNLABELED, DatasetSplits, TextDataset
+from imdb_sentiment.data.dataset import UNLABELED, DatasetSplits, TextDataset
 from imdb_sentiment.data.loaders import read_dataset
 from imdb_sentiment.data.splits import PreparedData, load_data, prepare_splits, resolve_data_path
 
 __all__ = [
-    "LABEL_NAMES",
     "UNLABELED",
     "DatasetSplits",
     "PreparedData",

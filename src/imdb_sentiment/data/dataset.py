@@ -10,7 +10,6 @@ import numpy as np
 from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 
 UNLABELED = -1
-LABEL_NAMES = SENTIMENT.names
 
 
 @dataclass

@@ -11,14 +11,8 @@ import numpy as np
 import pandas as pd
 
 from imdb_sentiment.data.encoding import decode, describe_binary
-from imdb_sentiment.data.labels import SENTIMENT, clip
+from imdb_sentiment.data.labels import clip
 from imdb_sentiment.errors import UserError
-
-
-def map_labels(values: Iterable[object], where: str, column: str) -> np.ndarray:
-    """Binary sentiment cells (pos/neg/positive/negative/1/0, any case) as 1/0; anything else refused."""
-    return SENTIMENT.encode(values, where, column)
-
 
 JSON_KINDS = {dict: "an object", list: "a list", tuple: "a list", np.ndarray: "a list", bool: "a boolean",
               np.bool_: "a boolean", bytes: "bytes"}  # fmt: skip
