@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.labels import SENTIMENT, LabelSpace
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import read_json
+from imdb_sentiment.io_utils import atomic_path, read_json
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import ExperimentConfig, TrainingConfig
@@ -233,6 +233,41 @@ class SentimentModel(ABC):
                 "It is corrupt or from an incompatible version; train it again."
             ) from None
         return model
+
+
+def saved_model_error(directory: Path, detail: str) -> UserError:
+    """What a model's ``load_weights`` raises for files it cannot trust."""
+    return UserError(
+        f"The saved model in {directory} cannot be loaded: {detail}. It is corrupt, tampered with or from "
+        "an incompatible version; train it again."
+    )
+
+
+def save_arrays(directory: Path, arrays: dict[str, Any]) -> None:
+    """Each array as ``<name>.npy``, written atomically, never pickled (what :func:`load_array` reads)."""
+    for name, array in arrays.items():
+        with atomic_path(directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def load_array(directory: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A plain numeric array of ``shape`` from ``<name>.npy``; pickled (object) arrays are refused, never
+    unpickled."""
+    path = directory / f"{name}.npy"
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError:  # what a pickled object array or a pickle file gives (numpy's text suggests unpickling)
+        raise saved_model_error(
+            directory, f"{path.name} is not a plain numeric array (pickled or damaged data)"
+        ) from None
+    if isinstance(array, np.lib.npyio.NpzFile):  # an .npz archive under the .npy name
+        array.close()
+        raise saved_model_error(directory, f"{path.name} is an .npz archive, not one array")
+    if array.dtype.kind not in "iuf" or array.shape != shape:
+        raise saved_model_error(
+            directory, f"{path.name} holds {array.dtype} {array.shape}, expected numbers of shape {shape}"
+        )
+    return array
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

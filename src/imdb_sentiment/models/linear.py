@@ -34,8 +34,16 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import atomic_path, read_json, write_json_atomic, write_text_atomic
-from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
+from imdb_sentiment.io_utils import read_json, write_json_atomic, write_text_atomic
+from imdb_sentiment.models.base import (
+    Capabilities,
+    FitContext,
+    ModelParams,
+    SentimentModel,
+    load_array,
+    save_arrays,
+    saved_model_error,
+)
 from imdb_sentiment.models.nb_ratio import NBOneVsRest, NBRatioScaler
 from imdb_sentiment.models.registry import register_model
 
@@ -218,9 +226,7 @@ class LinearModel(SentimentModel):
         if isinstance(classifier, NBOneVsRest):  # the K ratio vectors and the weights on scaled features
             arrays["nb_ratio"], coef = classifier.ratios_, classifier.weights_
         arrays.update(coef=coef, intercept=classifier.intercept_, classes=classifier.classes_)
-        for name, array in arrays.items():
-            with atomic_path(directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
-                np.save(handle, np.asarray(array), allow_pickle=False)
+        save_arrays(directory, arrays)
         # int(): after max_features pruning scikit-learn's columns are NumPy integers.
         vocabulary = {term: int(column) for term, column in vectorizer.vocabulary_.items()}
         write_text_atomic(directory / "vocabulary.json", json.dumps(vocabulary, separators=(",", ":")))
@@ -243,39 +249,34 @@ class LinearModel(SentimentModel):
                     f"({LEGACY_PICKLE}, a pickle that could run code when loaded), which is no longer read. "
                     "Retrain it with this version."
                 )
-            raise _corrupt(directory, "linear.json is missing")
+            raise saved_model_error(directory, "linear.json is missing")
         meta = read_json(meta_file, "the saved model is damaged: train it again")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise _corrupt(directory, f"linear.json is not in this version's format ({FORMAT})")
+            raise saved_model_error(directory, f"linear.json is not in this version's format ({FORMAT})")
         vectorizer = self.vectorizer()
         if meta.get("vectorizer") != _vectorizer_settings(vectorizer):
-            raise _corrupt(directory, "the vectorizer settings in linear.json do not match model.json")
+            raise saved_model_error(directory, "the vectorizer settings in linear.json do not match model.json")
         vocabulary = read_json(directory / "vocabulary.json", "the saved model is damaged: train it again")
         if not isinstance(vocabulary, dict) or not all(type(v) is int for v in vocabulary.values()):
-            raise _corrupt(directory, "vocabulary.json is not a mapping of terms to column numbers")
+            raise saved_model_error(directory, "vocabulary.json is not a mapping of terms to column numbers")
         width = len(vocabulary)
         # A fixed vocabulary: fitting then only validates it (columns 0..n-1, no repeats) and sets up
         # the TF-IDF step; the idf weights fitted on this empty document are replaced just below.
         vectorizer.set_params(vocabulary=vocabulary).fit([""])
         if vectorizer.use_idf:
-            vectorizer.idf_ = _load_array(directory, "idf", (width,))
+            vectorizer.idf_ = load_array(directory, "idf", (width,))
         # One row for two classes (a binary classifier), one per class otherwise; model.json's classes
         # (restored before this) say how many, so arrays of another task are refused here.
         rows = 1 if self.num_classes == 2 else self.num_classes
-        classes = _load_array(directory, "classes", (self.num_classes,))
+        classes = load_array(directory, "classes", (self.num_classes,))
         if classes.tolist() != list(range(self.num_classes)):
-            raise _corrupt(directory, f"classes.npy holds {classes.tolist()}, not 0..{self.num_classes - 1}")
-        coef = _load_array(directory, "coef", (rows, width))
-        intercept = _load_array(directory, "intercept", (rows,))
+            raise saved_model_error(
+                directory, f"classes.npy holds {classes.tolist()}, not 0..{self.num_classes - 1}"
+            )
+        coef = load_array(directory, "coef", (rows, width))
+        intercept = load_array(directory, "intercept", (rows,))
         head = self.restore_head(directory, float(meta["classifier"]["C"]), coef, intercept, classes)
         self.pipeline_ = Pipeline([("vectorizer", vectorizer), *head])
-
-
-def _corrupt(directory: Path, detail: str) -> UserError:
-    return UserError(
-        f"The saved model in {directory} cannot be loaded: {detail}. It is corrupt, tampered with or from "
-        "an incompatible version; train it again."
-    )
 
 
 def _vectorizer_settings(vectorizer: TfidfVectorizer) -> dict[str, Any]:
@@ -284,23 +285,6 @@ def _vectorizer_settings(vectorizer: TfidfVectorizer) -> dict[str, Any]:
     settings["ngram_range"] = list(settings["ngram_range"])
     settings["dtype"] = np.dtype(params["dtype"]).name
     return settings
-
-
-def _load_array(directory: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A plain numeric array; pickled (object) arrays are refused, never unpickled."""
-    path = directory / f"{name}.npy"
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError:  # what a pickled object array or a pickle file gives (numpy's text suggests unpickling)
-        raise _corrupt(directory, f"{path.name} is not a plain numeric array (pickled or damaged data)") from None
-    if isinstance(array, np.lib.npyio.NpzFile):  # an .npz archive under the .npy name
-        array.close()
-        raise _corrupt(directory, f"{path.name} is an .npz archive, not one array")
-    if array.dtype.kind not in "iuf" or array.shape != shape:
-        raise _corrupt(
-            directory, f"{path.name} holds {array.dtype} {array.shape}, expected numbers of shape {shape}"
-        )
-    return array
 
 
 @register_model("tfidf-lr")
@@ -341,9 +325,9 @@ class NBSVM(LinearModel):
     def restore_head(self, directory: Path, C: float, coef: np.ndarray, intercept: np.ndarray,
                      classes: np.ndarray) -> list[tuple[str, Any]]:  # fmt: skip
         if self.num_classes > 2:
-            ratios = _load_array(directory, "nb_ratio", coef.shape)
+            ratios = load_array(directory, "nb_ratio", coef.shape)
             classifier = NBOneVsRest(self._binary_classifier(C, seed=0), self.params.nb_alpha)
             return [("classifier", classifier.set_weights(ratios, coef, intercept))]
         scaler = NBRatioScaler(self.params.nb_alpha)
-        scaler.ratio_ = _load_array(directory, "nb_ratio", (coef.shape[1],))
+        scaler.ratio_ = load_array(directory, "nb_ratio", (coef.shape[1],))
         return [("nb_ratio", scaler), *super().restore_head(directory, C, coef, intercept, classes)]

@@ -31,10 +31,17 @@ from torch import nn
 
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
-from imdb_sentiment.io_utils import atomic_path, write_json_atomic
-from imdb_sentiment.models.base import Capabilities, FitContext, ModelParams, SentimentModel
+from imdb_sentiment.io_utils import write_json_atomic
+from imdb_sentiment.models.base import (
+    Capabilities,
+    FitContext,
+    ModelParams,
+    SentimentModel,
+    load_array,
+    save_arrays,
+    saved_model_error,
+)
 from imdb_sentiment.models.hf.encoder import HFTokenizerEncoder
-from imdb_sentiment.models.linear import _corrupt, _load_array
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.training.outputs import NetworkOutput
 
@@ -244,9 +251,7 @@ class SetFitClassifier(SentimentModel):
                 str(directory / BODY_DIR), safe_serialization=True, create_model_card=False
             )
         arrays = {"coef": head.coef_, "intercept": head.intercept_, "classes": head.classes_}
-        for name, array in arrays.items():
-            with atomic_path(directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
-                np.save(handle, np.asarray(array), allow_pickle=False)
+        save_arrays(directory, arrays)
         write_json_atomic(
             directory / "head.json",
             {"format": FORMAT, "C": float(head.C), "normalize_embeddings": bool(self.model_.normalize_embeddings),
@@ -262,23 +267,23 @@ class SetFitClassifier(SentimentModel):
 
         meta_file = directory / "head.json"
         if not meta_file.is_file():
-            raise _corrupt(directory, "head.json is missing")
+            raise saved_model_error(directory, "head.json is missing")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise _corrupt(directory, f"head.json is not in this version's format ({FORMAT})")
+            raise saved_model_error(directory, f"head.json is not in this version's format ({FORMAT})")
         if not (directory / BODY_DIR / "model.safetensors").is_file():
-            raise _corrupt(directory, f"{BODY_DIR}/model.safetensors is missing")
+            raise saved_model_error(directory, f"{BODY_DIR}/model.safetensors is missing")
         with quiet_transformers(), quiet_libraries(show_progress=False):
             body = SentenceTransformer(str(directory / BODY_DIR), device=self.device, trust_remote_code=False)
         body.max_seq_length = self.params.max_length
-        classes = _load_array(directory, "classes", (self.num_classes,))
+        classes = load_array(directory, "classes", (self.num_classes,))
         # sentence-transformers 6 renamed the method; setfit allows >= 3.
         width = getattr(body, "get_embedding_dimension", body.get_sentence_embedding_dimension)()
         rows = 1 if self.num_classes == 2 else self.num_classes  # a binary head has one row of weights
         head = LogisticRegression(C=float(meta["C"]), max_iter=self.params.head_max_iter)
         head.classes_ = classes
-        head.coef_ = _load_array(directory, "coef", (rows, width))
-        head.intercept_ = _load_array(directory, "intercept", (rows,))
+        head.coef_ = load_array(directory, "coef", (rows, width))
+        head.intercept_ = load_array(directory, "intercept", (rows,))
         head.n_features_in_ = width
         self._use(
             SetFitModel(
