@@ -67,7 +67,14 @@ Path("aclImdb_v1.tar.gz").write_bytes(raw[: len(raw) // 2])
 
 rows = [("a great and wonderful film", 1), ("an awful and boring film", 0)] * 6
 Path("missing-column.csv").write_text("review,label\n" + "".join(f"{t},{l}\n" for t, l in rows))
+# Any label is a class now: 12 rows of 2 reviews and a third label on a third review, 3 distinct reviews in all.
 Path("unknown-label.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows) + "a film,meh\n")
+# Any number of classes: a test label the training file never uses; the text given as the label column
+# (1,001 distinct "labels"); a one-column CSV whose texts hold unquoted commas.
+Path("three-classes.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows) + "a fine film,okay\n" * 6)
+Path("unseen-test-label.csv").write_text("text,label\na great film,1\nan odd film,weird\n")
+Path("text-as-label.csv").write_text("text,label\n" + "".join(f"review {i},words of review {i}\n" for i in range(1001)))
+Path("unquoted-commas.csv").write_text("text\nA masterpiece, the best film.\nDull, I walked out.\n")
 Path("empty-text.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows) + '"  ",1\n')
 table = "text,label\n" + "".join(f"{t} café,{l}\n" for t, l in rows)
 Path("latin1.csv").write_bytes(table.encode("latin-1"))
@@ -246,7 +253,11 @@ case_ "missing data path" 2 train nbsvm --data no-such-folder "${FAST[@]}"
 case_ "corrupt parquet" 2 train nbsvm --data corrupt-parquet "${FAST[@]}"
 case_ "truncated .tar.gz" 2 train nbsvm --data aclImdb_v1.tar.gz "${FAST[@]}"
 case_ "missing column" 2 train nbsvm --data missing-column.csv "${FAST[@]}"
-case_ "unknown label value" 2 train nbsvm --data unknown-label.csv "${FAST[@]}"
+case_ "3 distinct reviews, 3 labels: too few" 2 train nbsvm --data unknown-label.csv "${FAST[@]}"
+case_ "test label never seen in training" 2 data stats --data three-classes.csv --set data.test_path=unseen-test-label.csv
+case_ "text column given as the labels" 2 data stats --data text-as-label.csv
+case_ "data.target=rating on a table" 2 data stats --data three-classes.csv --set data.target=rating
+case_ "predict --file: unquoted commas" 2 predict "$NBSVM_RUN" --file unquoted-commas.csv
 case_ "empty text" 2 train nbsvm --data empty-text.csv "${FAST[@]}"
 case_ "latin-1 file read as utf-8" 2 train nbsvm --data latin1.csv "${FAST[@]}"
 case_ "UTF-16 file without BOM" 2 data stats --data utf16-le.csv

@@ -72,6 +72,10 @@ def test_a_class_listed_but_never_trained_on_and_a_limit_too_small_for_the_class
         lambda: load_data(DataConfig(path=str(train), labels=["a", "b", "c", "d"])), "'d'", "data.labels"
     )
     one_line_user_error(lambda: load_data(DataConfig(path=str(train), limit=4)), "data.limit", "raise it")
+    # No limit: a class of one review, held out by the splits (the message named data.limit: None before)
+    table(train, ["a", "b"] * 10 + ["c"], [f"review {index}" for index in range(21)])
+    message = one_line_user_error(lambda: load_data(DataConfig(path=str(train), seed=0)), "'c'", "too few reviews")
+    assert "data.limit" not in message
 
 
 def test_the_rating_target_reads_stars_from_the_imdb_layouts(tmp_path: Path) -> None:

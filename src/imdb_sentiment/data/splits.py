@@ -165,6 +165,26 @@ def _limit(name: str, option: str, dataset: TextDataset, limit: int | None, seed
     return sample, {"asked": limit, "used": len(sample), "available": len(dataset)}
 
 
+def _every_class_trains(train: TextDataset, raw: DatasetSplits, spec: DataConfig, limited: bool) -> None:
+    """Every class keeps a training review (the models may assume all K are seen), or one line saying
+    why not: data.labels lists a label the data never uses, data.limit is too small, or a class has so
+    few reviews that the test / validation splits took them all."""
+    absent = [name for index, name in enumerate(train.classes.names) if not (train.labels == index).any()]
+    if not absent:
+        return
+    shown = ", ".join(map(repr, absent[:5]))
+    unused = raw.train is not None and not any((raw.train.labels == train.classes.names.index(name)).any()
+                                                for name in absent)  # fmt: skip
+    if spec.labels is not None and unused:
+        raise UserError(f"{raw.source}: no training review has the label(s) {shown}; drop them from data.labels "
+                        "or add examples.")  # fmt: skip
+    if limited and spec.limit:
+        raise UserError(f"data.limit: {spec.limit} reviews leave no training review for class(es) {shown} "
+                        "after the validation split; raise it.")  # fmt: skip
+    raise UserError(f"{raw.source}: class(es) {shown} have too few reviews to keep one for training after the "
+                    "test and validation splits; add reviews of them or drop their rows.")  # fmt: skip
+
+
 def prepare_splits(raw: DatasetSplits, spec: DataConfig) -> PreparedData:
     """Carve validation (and, for a single table, test) splits; apply limits; all seeded by ``spec.seed``."""
     seed = spec.seed
@@ -184,17 +204,13 @@ def prepare_splits(raw: DatasetSplits, spec: DataConfig) -> PreparedData:
     counts = np.bincount(train.labels[train.labels >= 0], minlength=train.classes.size)
     if (counts > 0).sum() < 2:
         raise UserError(f"{raw.source}: the training data holds one class only; two or more are needed.")
-    if missing := [name for name, count in zip(train.classes.names, counts, strict=True) if not count]:
-        raise UserError(f"{raw.source}: no training review has the label(s) {', '.join(map(repr, missing[:5]))}; "
-                        "drop them from data.labels or add examples.")  # fmt: skip
+    _every_class_trains(train, raw, spec, limited=False)
     train, train_limit = _limit("training", "data.limit", train, spec.limit, seed)
     test_size = len(test)
     test, test_limit = _limit("test", "data.test_limit", test, spec.test_limit, seed)
     limits = {name: used for name, used in (("limit", train_limit), ("test_limit", test_limit)) if used}
     train, valid = stratified_split(train, spec.valid_fraction, seed)
-    if absent := [name for index, name in enumerate(train.classes.names) if not (train.labels == index).any()]:
-        raise UserError(f"data.limit: {spec.limit} reviews leave no training review for class(es) "
-                        f"{', '.join(map(repr, absent[:5]))} after the validation split; raise it.")  # fmt: skip
+    _every_class_trains(train, raw, spec, limited=True)
     unsup = raw.unsup if spec.use_unsup else None
     return PreparedData(train=train, valid=valid, test=test, unsup=unsup, raw=raw, duplicates=duplicates,
                         limits=limits, full_test_set=len(test) == test_size)  # fmt: skip
