@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import one_line_user_error, run_cli, tiny_causal_lm_folder, write_tiny_parquet_imdb
+from pydantic import ValidationError
 
 from imdb_sentiment.errors import RunInterrupted, UserError
 from imdb_sentiment.evaluation import plots
@@ -63,6 +64,16 @@ def test_expansion_over_seeds_and_sizes(tiny_data, tmp_path) -> None:
                                                      "tfidf-lr-n16-s1", "tfidf-lr-nfull-s1"]  # fmt: skip
     assert [run.config.data.limit for run in planned] == [16, None, 16, None]
     assert [(run.config.seed, run.config.data.seed) for run in planned] == [(42, 42)] * 2 + [(43, 43)] * 2
+
+
+def test_a_row_may_have_its_own_train_sizes(tiny_data, tmp_path) -> None:
+    suite = Suite(name="t", train_sizes=[16, 32, "full"],
+                  rows=[SuiteRow(config="tfidf-lr"), SuiteRow(config="nbsvm", train_sizes=[32])])  # fmt: skip
+    planned, _ = expand_suite(suite, data_overrides(tiny_data), tmp_path, False, False)
+    assert [run.run_dir.name for run in planned] == ["tfidf-lr-n16", "tfidf-lr-n32", "tfidf-lr-nfull", "nbsvm-n32"]
+    assert planned[-1].config.data.limit == 32
+    with pytest.raises(ValidationError, match="repeat"):
+        SuiteRow(config="nbsvm", train_sizes=[32, 32])
 
 
 @pytest.mark.parametrize(("vary", "expected"), [("init", (43, 42)), ("data", (42, 43))])

@@ -75,7 +75,18 @@ class SuiteRow(StrictModel):
     )
     set: list[str] = Field(default_factory=list, description="Overrides, as with --set.")
     gpu_only: bool = Field(False, description="Needs a GPU to finish in reasonable time; skipped on a CPU.")
+    train_sizes: list[TrainSize] | None = Field(
+        None,
+        min_length=1,
+        description="This row's training sizes, where its cost or purpose differs from "
+        "the suite's (e.g. an LLM fine-tuned only at 64-1,024 labels); default: the suite's (or --train-sizes).",
+    )
     writeup: WriteupReference | None = None
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[TrainSize] | None) -> list[TrainSize] | None:
+        return None if sizes is None else _checked_sizes(sizes)
 
 
 class Suite(StrictModel):
@@ -92,11 +103,15 @@ class Suite(StrictModel):
     @field_validator("train_sizes")
     @classmethod
     def _sizes(cls, sizes: list[TrainSize]) -> list[TrainSize]:
-        if any(isinstance(size, int) and size < 4 for size in sizes):
-            raise ValueError("every train size must be at least 4 reviews (or 'full')")
-        if len(set(sizes)) != len(sizes):
-            raise ValueError("train sizes repeat")
-        return sizes
+        return _checked_sizes(sizes)
+
+
+def _checked_sizes(sizes: list[TrainSize]) -> list[TrainSize]:
+    if any(isinstance(size, int) and size < 4 for size in sizes):
+        raise ValueError("every train size must be at least 4 reviews (or 'full')")
+    if len(set(sizes)) != len(sizes):
+        raise ValueError("train sizes repeat")
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -181,9 +196,10 @@ def expand_suite(
         if label in labels:
             raise UserError(f"{where}: the row name {label!r} repeats; give the row a distinct 'name:'.")
         labels.add(label)
+        sizes = row.train_sizes or suite.train_sizes
         for seed_index in range(suite.seeds):
-            for size in suite.train_sizes:
-                run_name = label + (f"-n{size}" if len(suite.train_sizes) > 1 or size != "full" else "")
+            for size in sizes:
+                run_name = label + (f"-n{size}" if len(sizes) > 1 or size != "full" else "")
                 run_name += f"-s{seed_index}" if suite.seeds > 1 else ""
                 extra = _seed_overrides(base, suite.vary, seed_index)
                 extra += [f"data.limit={size}"] if size != "full" else []  # full: the row's own training set
