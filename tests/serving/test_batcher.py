@@ -200,3 +200,39 @@ def test_a_steady_stream_of_predictions_does_not_starve_an_explanation() -> None
     explanation_turns = asyncio.run(scenario())
     assert explanation_turns, "no explanation unit ran while predictions kept coming"
     assert explanation_turns[0] == FAIR_SHARE
+
+
+def test_with_an_explanation_thread_a_prediction_never_waits_for_a_unit() -> None:
+    """Units of 0.3 s each run in a thread of their own at the lowest priority (Linux: nice 19): a
+    one-text request sent meanwhile is answered at once, not after the unit in progress."""
+    import os
+    import sys
+
+    log: list[str] = []
+    niceness: list[int] = []
+
+    def slow_explanation():
+        for index in range(4):
+            if sys.platform == "linux":
+                niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            time.sleep(0.3)
+            log.append(f"e{index}")
+            yield
+        return "explained"
+
+    async def scenario() -> tuple[float, int, str]:
+        batcher = MicroBatcher(FakeModel(), max_batch=8, max_wait_ms=1, explanation_thread=True)
+        await batcher.start()
+        explaining = asyncio.create_task(batcher.run_in_turns(slow_explanation()))
+        await asyncio.sleep(0.05)  # its first unit is running
+        started = time.monotonic()
+        await batcher.predict(["tiny"])
+        waited = time.monotonic() - started
+        units_then = len(log)
+        result = await explaining
+        await batcher.stop()
+        return waited, units_then, result
+
+    waited, units_then, result = asyncio.run(scenario())
+    assert waited < 0.15 and units_then == 0 and result == "explained" and len(log) == 4
+    assert set(niceness) <= {19}

@@ -59,28 +59,41 @@ def server(trained_run):
     assert process.wait(timeout=60) == 0, process.stdout.read()
 
 
-@pytest.fixture(scope="module")
-def three_class_server(three_class_run):
-    """The 3-class run's app on uvicorn in a thread of this process: the page is what is tested, and
-    this starts in well under a second where a new process needs seconds to import."""
+def uvicorn_in_a_thread(run: Path):
+    """A run's app on uvicorn in a thread of this process (real sockets, real HTTP), as a context
+    manager giving its URL: it starts in well under a second where a new process needs seconds to import."""
+    import contextlib
     import threading
 
     import uvicorn
 
     from imdb_sentiment.serving.api import create_app, served_model_from_run
 
-    port = free_port()
-    app = create_app(served_model_from_run(three_class_run), allowed_hosts=["127.0.0.1"])
-    server_ = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server_.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server_.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server_.should_exit = True
-    thread.join(timeout=30)
+    @contextlib.contextmanager
+    def serving():
+        port = free_port()
+        app = create_app(served_model_from_run(run), allowed_hosts=["127.0.0.1"])
+        server_ = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server_.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server_.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server_.should_exit = True
+            thread.join(timeout=30)
+
+    return serving()
+
+
+@pytest.fixture(scope="module")
+def three_class_server(three_class_run):
+    """The 3-class run's app: the page is what is tested."""
+    with uvicorn_in_a_thread(three_class_run) as url:
+        yield url
 
 
 def test_concurrent_http_requests_are_batched(server) -> None:
@@ -169,3 +182,39 @@ def test_load_test_script_reports_a_clean_run(server) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["requests"] > 0 and report["errors"] == 0 and report["p99_ms"] >= report["p50_ms"] > 0
+
+
+def test_an_explanation_stops_when_its_client_leaves(trained_run) -> None:
+    """The client of a long explanation closes its connection: the server stops explaining (after the
+    unit in progress) instead of explaining every text for nobody (before: all of them, then the
+    answer went nowhere)."""
+    texts = [REVIEW] * 16
+    body = json.dumps({"texts": texts, "explain": True}).encode()
+    with uvicorn_in_a_thread(trained_run("cnn")) as url:
+        port = int(url.rsplit(":", 1)[1])
+
+        def units() -> int:
+            return httpx.get(f"{url}/health", timeout=10).json()["explanation_units"]
+
+        started = time.monotonic()
+        answered = httpx.post(f"{url}/predict", json={"texts": texts, "explain": True}, timeout=120)
+        seconds = time.monotonic() - started
+        assert answered.status_code == 200, answered.text
+        whole = units()  # what the whole request takes
+        assert whole >= 3 * len(texts)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # fmt: skip
+            deadline = time.monotonic() + 60
+            while units() == whole:  # wait until its explanation has begun
+                assert time.monotonic() < deadline, "the explanation never started"
+                time.sleep(0.01)
+        # The client is gone. Wait until no unit has run for a while, or the whole request's time.
+        last, quiet_since = units(), time.monotonic()
+        while time.monotonic() - quiet_since < 0.5 and time.monotonic() - quiet_since < 2 * seconds + 1:
+            time.sleep(0.05)
+            now = units()
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+        assert last - whole < whole / 2, f"{last - whole} of {whole} units ran for a client that had left"
+        assert httpx.post(f"{url}/predict", json={"texts": ["still served"]}, timeout=30).status_code == 200

@@ -16,11 +16,13 @@ client cannot make the server unresponsive to others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import copy
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -44,6 +46,9 @@ from imdb_sentiment.serving.schema import (
     PredictResponse,
     WordScoreOut,
 )
+
+T = TypeVar("T")
+DISCONNECT_POLL_S = 0.1  # how often a request at work checks whether its client is still there
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class ServedModel:
     # Raises UserError for texts the model cannot read (e.g. nothing left after cleaning HTML).
     check_texts: Callable[[list[str]], object] | None = None
     explainer: Explainer | None = None
+    # True: the explainer works on its own copy of the model, so it may run beside predictions.
+    explainer_owns_model: bool = False
     files_checked: bool = True  # False: the run has no manifest (older version), its files went unchecked
     # (probabilities, share of each text's tokens the model knows, or None when it cannot tell), from
     # texts cleaned once (Predictor.classify); None: predict_proba only, no shares.
@@ -96,12 +103,19 @@ def served_model_from_run(run_dir: Path, predictor: Any | None = None) -> Served
     config = predictor.config
     model = getattr(predictor, "model", None)
     explainer = explainer_for(model, config.data.clean) if model is not None else None
+    explainer_owns_model = False
+    if explainer is not None:
+        # A copy for the explanations' own thread (Captum's hooks never touch the predicting model);
+        # a model that cannot be copied shares the model's thread instead.
+        with contextlib.suppress(Exception):
+            explainer, explainer_owns_model = explainer_for(copy.deepcopy(model), config.data.clean), True
     return ServedModel(
         name=config.model.name,
         predict_proba=predictor.predict_proba,
         card=model_card(Path(run_dir), config, backend_name(predictor), predictor.classes),
         check_texts=getattr(predictor, "clean", None),
         explainer=explainer,
+        explainer_owns_model=explainer_owns_model,
         files_checked=getattr(predictor, "files_checked", True),
         classify=getattr(predictor, "classify", None),
         classes=predictor.classes,
@@ -135,7 +149,8 @@ def create_app(
     from imdb_sentiment.serving.page import PAGE_HTML
 
     limits = limits or ServeLimits()
-    batcher = MicroBatcher(served.rows, limits.max_batch, limits.max_wait_ms, limits.max_batch_chars)
+    batcher = MicroBatcher(served.rows, limits.max_batch, limits.max_wait_ms, limits.max_batch_chars,
+                           explanation_thread=served.explainer_owns_model)  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -184,14 +199,21 @@ def create_app(
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         return error_response(exc.status if isinstance(exc, TooMuchWork) else 422, exc.message)
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> JSONResponse:
+        return error_response(499, "The client closed the connection before the answer was ready.")
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(500, f"Internal error ({type(exc).__name__}); the server log has details.")
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict(request: PredictRequest) -> PredictResponse:
+    async def predict(request: PredictRequest, connection: Request) -> PredictResponse:
         """Label, each class's probability and the share of known tokens of each text; with ``explain``,
         each word's contribution towards ``target`` (default: the predicted class)."""
+        return await unless_disconnected(connection, answer(request))
+
+    async def answer(request: PredictRequest) -> PredictResponse:
         texts = request.texts
         check_work(texts, request.explain, limits)
         if request.explain and served.explainer is None:
@@ -223,7 +245,8 @@ def create_app(
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse:
-        return HealthResponse(model=served.name, model_calls=batcher.model_calls)
+        return HealthResponse(model=served.name, model_calls=batcher.model_calls,
+                              explanation_units=batcher.explanation_units)  # fmt: skip
 
     @app.get("/model")
     async def model_card() -> dict[str, Any]:
@@ -237,6 +260,28 @@ def create_app(
         return HTMLResponse(PAGE_HTML)
 
     return app
+
+
+async def unless_disconnected(connection: Request, work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s result, or ``work`` cancelled once the client has gone (its batches are dropped, its
+    explanation stops after the unit in progress): nobody would read the answer. Starlette does not
+    cancel a handler whose client left; the ASGI server says so on ``receive``, polled here."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if not task.done() and await connection.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise ClientGone
+        return task.result()
+    finally:
+        task.cancel()  # also when this handler itself was cancelled
+
+
+class ClientGone(Exception):
+    """The client left before its answer was ready: answered with 499, which nobody reads."""
 
 
 class TooMuchWork(UserError):

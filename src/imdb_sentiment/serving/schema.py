@@ -92,6 +92,7 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     model: str
     model_calls: int = Field(description="Batches the model has run so far.")
+    explanation_units: int = Field(0, description="Units of explanation work run so far.")
 
 
 class ErrorResponse(BaseModel):
