@@ -95,12 +95,44 @@ def test_binary_shots_calibration_and_probabilities_are_as_before_any_number_of_
     assert excluded.tolist() == [15, 6, 29, 14, 7, 24, 13]
     train = tiny_reviews(24, 0)
     assert [train.texts.index(text) for text, _ in scorer.shots] == [3, 18]
-    assert scorer.biases == pytest.approx(
+    assert {name: scorer.biases[name] for name in ("none", "content-free", "train")} == pytest.approx(
         {"none": 0.0, "content-free": -0.008083425521787166, "train": -0.008679366204887629}, rel=1e-6
     )
     probabilities = scorer.predict_proba(tiny_reviews(10, 2).texts)[:4, 1]
     expected = [0.49983687268683186, 0.500581574946069, 0.49986071454255715, 0.49953292521730136]
     np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9)
+
+
+def test_the_prior_calibration_matches_the_class_shares() -> None:
+    """Zero labels: two classes, the threshold that calls the positive share of reviews positive; K
+    classes, the biases under which the mean prediction is the shares."""
+    from scipy.special import softmax
+
+    from imdb_sentiment.models.llm.calibration import margins_of, prior_biases
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(400, 2)) + np.array([0.0, 1.5])  # an LM that says "positive" to most reviews
+    assert (margins_of(scores) > prior_biases(scores, np.array([0.5, 0.5]))).mean() == 0.5
+    assert (margins_of(scores) > prior_biases(scores, np.array([80, 20]))).mean() == 0.2  # counts work too
+    three = rng.normal(size=(300, 3)) + np.array([2.0, 0.0, -1.0])
+    biases = prior_biases(three, np.array([0.2, 0.3, 0.5]))
+    assert biases[0] == 0.0
+    np.testing.assert_allclose(softmax(three - biases, axis=1).mean(axis=0), [0.2, 0.3, 0.5], atol=1e-6)
+
+
+def test_the_prior_calibration_never_reads_which_review_has_which_label() -> None:
+    """Its reviews are drawn blind to their labels, and its bias is the same whatever the labels say
+    (as long as the class shares are the same)."""
+    train = tiny_reviews(24, 0)
+    shuffled = type(train)(train.texts, np.random.default_rng(1).permutation(train.labels), classes=train.classes)
+    biases = []
+    for data in (train, shuffled):
+        model = get_model_class("llm-score")({"checkpoint": tiny_causal_lm_folder(), "max_length": 8,
+                                              "calibration": "prior", "calibration_size": 9})  # fmt: skip
+        model.fit(data, tiny_reviews(8, 1), fit_context())
+        biases.append(model.biases["prior"])
+        assert model.calibration_reviews == 9  # an odd number: a balanced draw could not give it
+    assert biases[0] == biases[1]
 
 
 def test_the_prompt_survives_truncation_and_only_the_review_is_cut(scorer) -> None:
@@ -116,8 +148,8 @@ def test_scoring_reports_raw_and_calibrated_accuracy_and_keeps_its_biases(scorer
     test = tiny_reviews(10, 2)
     probabilities = scorer.predict_proba(test.texts)
     metrics = scorer.prediction_metrics(test.texts, test.labels, probabilities)
-    assert {"accuracy_none", "accuracy_content_free", "accuracy_train"} <= set(metrics)
-    assert set(scorer.biases) == {"none", "content-free", "train"}
+    assert {"accuracy_none", "accuracy_content_free", "accuracy_train", "accuracy_prior"} <= set(metrics)
+    assert set(scorer.biases) == {"none", "content-free", "train", "prior"}
     scorer.save(tmp_path / "saved")
     assert SentimentModel.load(tmp_path / "saved").biases == scorer.biases
 

@@ -129,7 +129,8 @@ def test_llm_score_on_three_classes_scores_three_words_and_keeps_per_class_biase
     model.fit(train, train, fit_context())
     assert len(model.encoder.label_ids) == len(set(model.encoder.label_ids)) == 3
     assert sorted(label for _, label in model.shots) == [0, 1, 2]
-    assert {name: len(bias) for name, bias in model.biases.items()} == {"none": 3, "content-free": 3, "train": 3}
+    assert {name: len(bias) for name, bias in model.biases.items()} == {"none": 3, "content-free": 3, "train": 3,
+                                                                        "prior": 3}  # fmt: skip
     test = tiny_three_class_reviews(9, 2)
     probabilities = model.predict_proba(test.texts)
     scores = model.label_scores(test.texts) - np.asarray(model.biases["train"])

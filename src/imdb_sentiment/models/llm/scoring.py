@@ -14,8 +14,9 @@ the largest matrix of a small LM).
 Small instruction models carry a strong label prior (SmolLM2-135M says "positive" to almost anything),
 so ``fit`` calibrates without touching the test split and trains nothing: a content-free input
 (Zhao et al. 2021, "Calibrate Before Use") and a threshold fitted on balanced training reviews. Both
-biases are kept; ``calibration`` picks the one predictions use, and the test metrics report the raw,
-content-free and training-threshold accuracies side by side.
+biases are kept, with a third that needs no labels (``prior``: the threshold that matches the class
+shares on reviews drawn blind to their labels); ``calibration`` picks the one predictions use, and the
+test metrics report the raw, content-free, training-threshold and prior accuracies side by side.
 
 K > 2 classes (one label word each): the probabilities are the softmax of the K label-word logits
 minus a per-class bias: content-free, the log of the mean content-free distribution (Zhao et al.'s
@@ -71,7 +72,7 @@ from imdb_sentiment.training.runtime import Runtime
 
 PROMPT_FILE = "llm_prompt.json"
 logger = logging.getLogger("imdb_sentiment.models.llm")
-Calibration = Literal["none", "content-free", "train"]
+Calibration = Literal["none", "content-free", "train", "prior"]
 
 
 def cache_argument(lm: nn.Module) -> str:
@@ -90,11 +91,18 @@ class LLMScoreParams(LMPromptParams):
     calibration: Calibration = Field(
         "train",
         description="Bias that predictions subtract from the label margin: none, content-free (Zhao et al. "
-        "2021) or train (threshold fitted on calibration_size balanced training reviews).",
+        "2021), train (threshold fitted on calibration_size balanced training reviews) or prior (zero labels: "
+        "the threshold that matches the training split's class shares on calibration_size reviews drawn "
+        "without looking at their labels).",
     )
-    calibration_size: int = Field(200, ge=2, le=100_000, description="Training reviews for the train threshold.")
+    calibration_size: int = Field(200, ge=2, le=100_000, description="Training reviews the calibration reads.")
     content_free_inputs: list[str] = Field(["N/A", "", "[MASK]"], min_length=1)
     dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+def class_shares(train: TextDataset, num_classes: int) -> np.ndarray:
+    """Each class's share of the training split: all the prior calibration knows of the labels."""
+    return np.bincount(np.asarray(train.labels), minlength=num_classes) / max(len(train), 1)
 
 
 # ------------------------------------------------------------------------------------ loading the LM
@@ -259,13 +267,18 @@ class LLMScorer(TorchTextClassifier):
         self.params.for_task(classes)  # label words and template for these classes, or one line
         check_search_fits_classes(self.params, classes)
 
-    def training_rows(self, train: TextDataset, size: int, seed: int) -> np.ndarray:
-        """``size`` balanced, seeded training rows that are not among the shots (fewer if the split is short)."""
+    def training_rows(self, train: TextDataset, size: int, seed: int, blind: bool = False) -> np.ndarray:
+        """``size`` balanced (``blind``: uniformly drawn, labels unread), seeded training rows that are
+        not among the shots (fewer if the split is short)."""
         shots = set(self.shots)
         shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
         size = min(size, len(train) - len(shot_rows))
-        rows = balanced_indices(np.asarray(train.labels), size, seed, np.asarray(shot_rows, dtype=int),
-                                self.num_classes)  # fmt: skip
+        if blind:
+            free = np.setdiff1d(np.arange(len(train)), np.asarray(shot_rows, dtype=int))
+            rows = np.sort(np.random.default_rng(seed).choice(free, size=size, replace=False))
+        else:
+            rows = balanced_indices(np.asarray(train.labels), size, seed, np.asarray(shot_rows, dtype=int),
+                                    self.num_classes)  # fmt: skip
         self.reviews_read.update(int(row) for row in rows)
         return rows
 
@@ -295,7 +308,8 @@ class LLMScorer(TorchTextClassifier):
                                       num_classes=self.num_classes)  # fmt: skip
 
             reviews = scores(texts)
-            biases = fitted_biases(scores(p.content_free_inputs), reviews, labels, self.num_classes)
+            biases = fitted_biases(scores(p.content_free_inputs), reviews, labels, self.num_classes,
+                                   class_shares(train, self.num_classes))  # fmt: skip
             quality = prompt_quality(reviews, labels, biases[p.calibration])
             results.append({**candidate_record(prompt), **quality})
             logger.info("template search: prompt %d of %d, %s %.4f", len(results), len(prompts), criterion,
@@ -321,10 +335,12 @@ class LLMScorer(TorchTextClassifier):
         """Both biases, from anything but the test split: content-free inputs and training reviews
         that are not among the shots."""
         p = self.params
-        rows = self.training_rows(train, p.calibration_size, context.seed + 1)
+        # The prior calibration must not choose its reviews by their labels: a label-blind sample.
+        rows = self.training_rows(train, p.calibration_size, context.seed + 1, blind=p.calibration == "prior")
         content_free = self.label_scores(p.content_free_inputs, len(p.content_free_inputs))
         scores = self.label_scores([train.texts[i] for i in rows], context.training.eval_batch_size)
-        self.biases = fitted_biases(content_free, scores, np.asarray(train.labels)[rows], self.num_classes)
+        self.biases = fitted_biases(content_free, scores, np.asarray(train.labels)[rows], self.num_classes,
+                                    class_shares(train, self.num_classes))  # fmt: skip
         self.calibration_reviews = len(rows)
         context.extra_metrics.update(
             {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,
