@@ -1,14 +1,17 @@
 """Distributed training: the length-bucketed sampler's shards, and 2 CPU processes (gloo) launched
 with torchrun or accelerate against 1 process on the same data, both training backends, and
-pre-emption (SIGTERM to the launcher, then --resume under it)."""
+pre-emption (SIGTERM reaching the ranks at different moments, then --resume under the launcher)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,36 +130,109 @@ def test_two_gloo_processes_train_like_one(tmp_path, launcher) -> None:
         torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
 
 
+def ranks_of(launcher: subprocess.Popen) -> dict[int, int]:
+    """{rank: pid} of the worker processes a launcher started (its children, by their RANK)."""
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    ranks = {}
+    for pid in map(int, children):
+        for variable in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if variable.startswith(b"RANK="):
+                ranks[int(variable.removeprefix(b"RANK="))] = pid
+    return ranks
+
+
+def open_when_read(fifo: Path, process: subprocess.Popen, deadline: float) -> int:
+    """The FIFO opened for writing once a reader opened it (the reader then waits for what we write)."""
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:  # ENXIO: nobody reads it yet
+            if exc.errno != errno.ENXIO:
+                raise
+        time.sleep(0.02)
+    raise AssertionError(f"nobody read {fifo.name} (launcher exit code {process.poll()})")
+
+
+def wait_until_blocked(pid: int, deadline: float) -> None:
+    """Until the main thread of ``pid`` sleeps and takes no CPU time over 0.2 s: it waits for a peer."""
+
+    def sample() -> tuple[str, int]:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[11]) + int(fields[12])  # state, utime + stime
+
+    previous = sample()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = sample()
+        if current[0] == previous[0] == "S" and current[1] == previous[1]:
+            return
+        previous = current
+    raise AssertionError(f"process {pid} never waited")
+
+
+def wait_for_text(path: Path, text: str, seconds: float) -> None:
+    """Until ``text`` is in the file, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while text not in path.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
-def test_sigterm_to_torchrun_checkpoints_every_rank_and_a_resume_under_torchrun_ends_like_no_stop(
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs a Linux /proc")
+def test_sigterm_reaching_the_ranks_at_different_moments_under_torchrun_checkpoints_and_a_resume_ends_like_no_stop(
     tmp_path,
 ) -> None:
-    """How a cluster pre-empts a distributed job: SIGTERM to the launcher, which passes it to every
-    worker. They agree on the step to stop after, rank 0 writes the checkpoint, and the same launcher
-    with --resume ends with the predictions of a 2-process run that was never stopped, byte for byte."""
+    """How a cluster pre-empts a distributed job: SIGTERM to the launcher, which passes it to its workers
+    one after another. One rank's SIGTERM is enough: they agree on the step to stop after, rank 0 writes
+    the checkpoint, and the same launcher with --resume ends with the predictions of a 2-process run that
+    was never stopped, byte for byte.
+
+    The moment that made this test flaky on a loaded machine is made certain: rank 0 receives SIGTERM
+    first and is held reading run.json (a FIFO in its place) before it records the stop, while rank 1,
+    stopped with it, waits for it at the teardown barrier; only then is torchrun signalled, so rank 1's
+    own SIGTERM comes after its run is over (and rank 0 gets a second one). It used to kill rank 1 there,
+    and rank 0's barrier failed with a traceback instead of the resume line."""
     write_tiny_parquet_imdb(tmp_path / "data", size=80)
     config_file = tmp_path / "tiny.yaml"
     settings = [f"data.path={json.dumps(str(tmp_path / 'data'))}", *TINY_FASTTEXT, "training.epochs=12",
                 "training.checkpoint_every_steps=1"]  # fmt: skip
     config_file.write_text(dump_config(configure({}, settings)))
     reference_runs, stopped_runs = tmp_path / "reference", tmp_path / "stopped"
+    stopped_log = tmp_path / "stopped.err"
     # Side by side: the uninterrupted run and the one we stop.
     reference = subprocess.Popen(launch(str(config_file), "--output-dir", str(reference_runs)),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    stopped = subprocess.Popen(launch(str(config_file), "--output-dir", str(stopped_runs)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    with stopped_log.open("w") as log:
+        stopped = subprocess.Popen(launch(str(config_file), "--output-dir", str(stopped_runs)),
+                                   stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
     deadline = time.monotonic() + 180
     while not list(stopped_runs.glob("*/checkpoints/last.pt")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    stopped.send_signal(signal.SIGTERM)
-    _, err = stopped.communicate(timeout=180)
+    (run_dir,) = stopped_runs.iterdir()
+    status_file, ranks = run_dir / "run.json", ranks_of(stopped)
+    recorded = status_file.read_bytes()
+    status_file.unlink()
+    os.mkfifo(status_file)  # rank 0 reads run.json before recording "preempted" in it
+    os.kill(ranks[0], signal.SIGTERM)
+    fifo = open_when_read(status_file, stopped, deadline)  # rank 0 stopped: so did rank 1, after that step
+    try:
+        wait_until_blocked(ranks[1], deadline)  # rank 1 waits for rank 0 at the teardown barrier
+        stopped.send_signal(signal.SIGTERM)
+        # torchrun logs each worker it signals (rank 0's second SIGTERM, then rank 1's first): give it time
+        # to reach rank 1, which it used to kill there.
+        wait_for_text(stopped_log, f"Sending process {ranks[1]} closing signal SIGTERM", seconds=10)
+        time.sleep(0.3)
+        os.write(fifo, recorded)
+    finally:
+        os.close(fifo)
+    stopped.wait(timeout=180)
     _, reference_err = reference.communicate(timeout=300)
     assert reference.returncode == 0, reference_err[-3000:]
 
-    (run_dir,) = stopped_runs.iterdir()
-    run = json.loads((run_dir / "run.json").read_text())
+    err = stopped_log.read_text()
+    run = json.loads(status_file.read_text())
     assert run["status"] == "preempted", err[-3000:]
-    assert f"stopped by SIGTERM after step {run['step']}; resume with:" in err
+    assert f"stopped by SIGTERM after step {run['step']}; resume with:" in err, err[-3000:]
     assert 0 < run["step"] < 12 * 9  # mid-training: 12 epochs of 9 steps (72 training reviews, batch 8)
 
     resumed = subprocess.run(launch("--resume", str(run_dir)), capture_output=True, text=True, timeout=300)

@@ -10,6 +10,10 @@ ends as "preempted" (exit code 143) with the command that resumes it, at whateve
   backend reads between steps (:func:`stop_requested`), where the model, optimizer and sampler position
   form a consistent checkpoint; it writes one, then raises :class:`TrainingStopped`. A flag still up
   when the steps are over (the signal came during the last validation) stops the run right after.
+- Under a launcher one rank's SIGTERM stops every rank (they agree on the step), and torchrun signals
+  its workers one after another: a rank's own SIGTERM may come once its run is over, while it waits at
+  the teardown barrier. Once a stop is agreed, a SIGTERM only repeats it: it neither cuts the stop short
+  nor (ignored until the rank exits) kills the rank there, which made rank 0's barrier fail.
 
 SIGINT (Ctrl-C) stays Python's KeyboardInterrupt: the run ends as "interrupted" (exit code 130). A
 process has one set of signal handlers, so the state here is process-wide; handlers are installed only
@@ -27,7 +31,7 @@ from types import FrameType
 from imdb_sentiment.training import distributed
 
 _requested: list[int] = []
-_state: dict[str, int | str] = {"deferring": 0, "stage": "the run"}
+_state: dict[str, int | str] = {"deferring": 0, "stage": "the run", "agreed": 0}
 
 
 class TrainingStopped(BaseException):
@@ -43,7 +47,8 @@ class TrainingStopped(BaseException):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _requested.append(signum)
-    if not _state["deferring"] and len(_requested) == 1:  # once: a second SIGTERM must not cut the clean-up
+    # Once: a second SIGTERM must not cut the clean-up, nor a first one that comes after the stop was agreed.
+    if not _state["deferring"] and not _state["agreed"] and len(_requested) == 1:
         raise TrainingStopped(stage=str(_state["stage"]))
 
 
@@ -59,16 +64,21 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
         return
     _requested.clear()
-    _state.update(deferring=0, stage="the run")
+    _state.update(deferring=0, stage="the run", agreed=0)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     previous_file_size = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # A rank of a launched job is a process that ends with the run: after an agreed stop its own
+        # SIGTERM may still be on the way (see above), and the default action would kill it before the
+        # teardown barrier. In-process callers (no process group) get their handler back.
+        late_notice = _state["agreed"] and distributed.active()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if late_notice else previous)
         if previous_file_size is not None:
             signal.signal(signal.SIGXFSZ, previous_file_size)
         _requested.clear()
+        _state["agreed"] = 0
 
 
 @contextlib.contextmanager
@@ -86,7 +96,10 @@ def deferred_stop() -> Iterator[None]:
 
 def stop_requested() -> bool:
     """Whether a stop was asked for, agreed by every rank (they must stop after the same step)."""
-    return distributed.any_rank(bool(_requested))
+    agreed = distributed.any_rank(bool(_requested))
+    if agreed:  # from here on a SIGTERM repeats this stop (see the module's docstring)
+        _state["agreed"] = 1
+    return agreed
 
 
 def signal_received() -> bool:
