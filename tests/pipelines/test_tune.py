@@ -60,6 +60,10 @@ def test_trials_score_validation_only_and_the_best_is_tested_once(
     code, stdout, stderr = run_cli(args, capsys)
     assert code == 0, stderr
     assert "test accuracy (best trial only)" in stdout
+    # Trial 0 is the config as written (tfidf-lr's C 8, bigrams): every search is measured against it.
+    first = pd.read_csv(out / "trials.csv").iloc[0]
+    assert (first["params_model.params.C"], first["params_model.params.ngram_max"]) == (8.0, 2)
+    assert bool(first["user_attrs_hand_set"]) and "hand-set config (trial 0)" in stdout
     # Every trial was scored on the validation split, never on the test split.
     assert len(scored) == 3 and all(texts == data.valid.texts for texts in scored)
     trials = sorted((out / "trials").iterdir())
@@ -76,6 +80,7 @@ def test_trials_score_validation_only_and_the_best_is_tested_once(
     assert (out / "best.yaml").read_text() == (tested[0] / "config.yaml").read_text()
     html = (out / "tune-report.html").read_text()
     assert "Best trial" in html and "data:image/png;base64," in html and "http" not in html
+    assert "The hand-set config (the values as written, trial 0)" in html
     assert len(pd.read_csv(out / "trials.csv")) == 3
 
     # best.yaml is a config `train` runs as is.
@@ -271,3 +276,20 @@ def test_a_three_class_search_on_macro_f1_and_the_metrics_the_task_lacks(tmp_pat
         one_line_user_error(
             lambda tune=tune, overrides=overrides: check_space(tune, overrides), "search.metric", fragment
         )
+
+
+def test_hand_set_values_outside_the_space_or_their_conditions_are_left_to_the_sampler() -> None:
+    from imdb_sentiment.pipelines.search_space import SearchSpace, hand_set_values
+
+    space = SearchSpace.model_validate({"params": {
+        "model.params.C": {"type": "float", "low": 0.01, "high": 1.0, "log": True},  # the config's 8 is outside
+        "model.params.ngram_max": {"type": "int", "low": 1, "high": 3},
+        "training.scheduler": {"type": "categorical", "choices": ["linear", "cosine"]},
+        "training.warmup_ratio": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.05,
+                                  "when": {"training.scheduler": ["linear"]}},
+    }})  # fmt: skip
+    resolved = {"model": {"params": {"C": 8.0, "ngram_max": 2}},
+                "training": {"scheduler": "cosine", "warmup_ratio": 0.1}}  # fmt: skip
+    assert hand_set_values(space, resolved) == {"model.params.ngram_max": 2, "training.scheduler": "cosine"}
+    resolved["training"]["scheduler"] = "linear"
+    assert hand_set_values(space, resolved)["training.warmup_ratio"] == 0.1

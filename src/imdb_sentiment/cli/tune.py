@@ -70,6 +70,9 @@ def tune(
         table.add_row("best trial", str(best["number"]))
         table.add_row(f"validation {result.study.user_attrs['metric']}", f"{best['value']:.4f}")
         table.add_row("test accuracy (best trial only)", f"{best['test']['accuracy']:.4f}")
+        if result.hand_set is not None:
+            hand_set = result.hand_set
+            table.add_row(f"hand-set config (trial {hand_set['number']}): validation", f"{hand_set['value']:.4f}")
         for name, value in best["params"].items():
             table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)

@@ -153,6 +153,36 @@ def config_value(raw: dict[str, Any], path: str) -> Any:
     return node
 
 
+def hand_set_values(space: SearchSpace, resolved: dict[str, Any]) -> dict[str, Any]:
+    """The searched parameters' values in the config as written (``resolved``: the validated config
+    with ``fixed`` applied and defaults filled in, as a dict), where they lie in their space and their conditions hold: the study's first trial, so that every
+    search is measured against the hand-set config on the same validation split. A value outside its
+    space (or unset) is left to the sampler."""
+    values: dict[str, Any] = {}
+    for path, spec in space.params.items():
+        value = config_value(resolved, path)
+        if not conditions_hold(spec, {**resolved_paths(resolved, spec), **values}):
+            continue
+        if isinstance(spec, CategoricalParam):
+            inside = value in spec.choices
+        elif isinstance(spec, IntParam):
+            inside = isinstance(value, int) and not isinstance(value, bool) and spec.low <= value <= spec.high
+            inside = inside and (value - spec.low) % spec.step == 0
+        else:
+            inside = (
+                isinstance(value, int | float) and not isinstance(value, bool) and spec.low <= value <= spec.high
+            )
+            inside = inside and (spec.step is None or abs(((value - spec.low) / spec.step) % 1) < 1e-9)
+        if inside:
+            values[path] = value
+    return values
+
+
+def resolved_paths(resolved: dict[str, Any], spec: _Param) -> dict[str, Any]:
+    """The config's values of the paths ``spec``'s conditions read."""
+    return {path: config_value(resolved, path) for path in spec.when}
+
+
 def as_overrides(values: dict[str, Any]) -> list[str]:
     """``--set``-style overrides (YAML values, so lists and strings survive)."""
     import yaml

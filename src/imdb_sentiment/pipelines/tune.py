@@ -49,6 +49,7 @@ from imdb_sentiment.pipelines.search_space import (
     check_space,
     conditions_hold,
     config_value,
+    hand_set_values,
     metric_problem,
 )
 from imdb_sentiment.runs import read_json, write_status
@@ -149,6 +150,7 @@ class TuneResult:
     output_dir: Path
     study: Any
     best: dict[str, Any] | None = None  # number, value, params, run_dir, best.yaml, test metrics
+    hand_set: dict[str, Any] | None = None  # the shipped config's trial: number, value (validation), run_dir
     files: list[Path] = field(default_factory=list)
 
 
@@ -174,6 +176,8 @@ def open_study(tune: TuneFile, overrides: list[str], storage: str, study_name: s
                                 direction="maximize", load_if_exists=True)  # fmt: skip
     study.set_user_attr("recipe", recipe)
     study.set_user_attr("metric", space.metric)
+    if existing is None and (hand_set := hand_set_values(space, base.model_dump(mode="json"))):
+        study.enqueue_trial(hand_set, user_attrs={"hand_set": True})  # trial 0: the config as shipped
     _ask_interrupted_again(study)
     return study
 
@@ -305,6 +309,8 @@ def finish(study: Any, output_dir: Path, score_test: bool = True) -> TuneResult:
 
     result = TuneResult(output_dir, study)
     complete = [trial for trial in study.get_trials(deepcopy=False) if trial.state.name == "COMPLETE"]
+    result.hand_set = next(({"number": trial.number, "value": trial.value, "run_dir": trial.user_attrs["run_dir"]}
+                            for trial in complete if trial.user_attrs.get("hand_set")), None)  # fmt: skip
     if complete:
         best = max(complete, key=lambda trial: (trial.value, -trial.number))
         run_dir = Path(best.user_attrs["run_dir"])
@@ -314,7 +320,7 @@ def finish(study: Any, output_dir: Path, score_test: bool = True) -> TuneResult:
         result.best = {"number": best.number, "value": best.value, "params": best.params,
                        "run_dir": str(run_dir), "config": str(best_yaml), "test": test}  # fmt: skip
         result.files.append(best_yaml)
-    result.files += write_tune_report(study, output_dir, result.best)
+    result.files += write_tune_report(study, output_dir, result.best, result.hand_set)
     return result
 
 

@@ -17,7 +17,9 @@ from imdb_sentiment.runs import now_utc
 logger = logging.getLogger("imdb_sentiment.tune")
 
 
-def write_tune_report(study: Any, output_dir: Path, best: dict[str, Any] | None) -> list[Path]:
+def write_tune_report(
+    study: Any, output_dir: Path, best: dict[str, Any] | None, hand_set: dict[str, Any] | None = None
+) -> list[Path]:
     frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))
     trials_csv = output_dir / "trials.csv"
     with atomic_path(trials_csv) as tmp:
@@ -33,6 +35,7 @@ def write_tune_report(study: Any, output_dir: Path, best: dict[str, Any] | None)
 <p>Written {now_utc()}. Objective: validation {html.escape(metric)} (maximised); the test split is scored for the
 best trial only. {_counts(study)}</p>
 {_best(best, metric)}
+{_hand_set(hand_set, metric)}
 {"".join(sections)}
 <h2>Trials</h2>
 {_trials_table(study, metric)}
@@ -47,6 +50,13 @@ def _counts(study: Any) -> str:
     for trial in study.get_trials(deepcopy=False):
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
     return "Trials: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())) + "."
+
+
+def _hand_set(hand_set: dict[str, Any] | None, metric: str) -> str:
+    if hand_set is None:
+        return ""
+    return (f"<p>The hand-set config (the values as written, trial {hand_set['number']}): validation "
+            f"{html.escape(metric)} {hand_set['value']:.4f}.</p>")  # fmt: skip
 
 
 def _best(best: dict[str, Any] | None, metric: str) -> str:
