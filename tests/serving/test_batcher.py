@@ -234,5 +234,8 @@ def test_with_an_explanation_thread_a_prediction_never_waits_for_a_unit() -> Non
         return waited, units_then, result
 
     waited, units_then, result = asyncio.run(scenario())
-    assert waited < 0.15 and units_then == 0 and result == "explained" and len(log) == 4
-    assert set(niceness) <= {19}
+    assert units_then == 0, "the prediction waited for the unit in progress"
+    assert waited < 0.2  # the unit in progress had >= 0.25 s left
+    assert result == "explained" and len(log) == 4
+    if sys.platform == "linux":
+        assert niceness == [19] * 4

@@ -168,3 +168,22 @@ def test_integrated_gradients_in_units_are_captums(trained_run, name) -> None:
             assert not chosen.layer._forward_hooks and torch.is_grad_enabled()
         assert count == IG_STEPS // IG_STEPS_PER_UNIT
         np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_a_served_network_explains_on_its_own_copy_and_a_linear_model_on_its_one_model(trained_run) -> None:
+    """The explanation thread needs a model no prediction uses (Captum's hooks, the encoder's state);
+    a linear model's exact explanation needs no thread."""
+    import sys
+
+    from imdb_sentiment.serving.api import served_model_from_run
+    from imdb_sentiment.serving.predictor import Predictor
+
+    predictor = Predictor.from_run(trained_run("cnn"))
+    served = served_model_from_run(trained_run("cnn"), predictor)
+    assert served.explainer_owns_model == (sys.platform == "linux")
+    if served.explainer_owns_model:
+        assert served.explainer.model is not predictor.model
+        assert served.explainer.model.network is not predictor.model.network
+        assert served.explainer.model.encoder is not predictor.model.encoder
+    assert not served_model_from_run(trained_run("cnn"), predictor, explanation_thread=False).explainer_owns_model
+    assert not served_model_from_run(trained_run("nbsvm")).explainer_owns_model

@@ -59,6 +59,14 @@ def serve(
     onnx: Annotated[
         bool, typer.Option("--onnx", help="Run the run's ONNX export with onnxruntime (no explanations).")
     ] = False,
+    explain_thread: Annotated[
+        bool | None,
+        typer.Option(
+            "--explain-thread/--no-explain-thread",
+            help="Explain on a copy of the model (twice its memory) in a lowest-priority thread, so predictions "
+            "never wait for explanations. Default: for PyTorch models on Linux.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a run: POST /predict, GET /health, GET /model, the page at GET / (and with --docs, /docs)."""
     from imdb_sentiment.serving.api import ServeLimits, create_app, served_model_from_run
@@ -74,7 +82,9 @@ def serve(
         from imdb_sentiment.serving.predictor import Predictor
 
         predictor = Predictor.from_run(run, onnx=True)
-    served = served_model_from_run(run, predictor)  # a damaged run folder fails here, before the port opens
+    served = served_model_from_run(
+        run, predictor, explain_thread
+    )  # a damaged run folder fails here, before the port opens
     if not served.files_checked:
         err_console.print(
             f"[bold yellow]warning:[/bold yellow] {run}/model has no manifest.json (saved by an older version): "
@@ -90,6 +100,10 @@ def serve(
         f"Serving [bold]{served.name}[/bold] ({run}, {served.card.get('backend')}) on http://{host}:{port}  "
         f"(Ctrl-C stops; answers Host: {', '.join(answered)})", highlight=False, soft_wrap=True
     )  # fmt: skip
+    if served.explainer is not None:
+        where = ("in their own lowest-priority thread, on a copy of the model" if served.explainer_owns_model
+                 else "between prediction batches, on the model's thread")  # fmt: skip
+        console.print(f"Explanations ({served.explainer.method}) run {where}.", highlight=False)
     app_ = create_app(served, limits, allowed_hosts=answered, docs=docs)
     run_server(app_, host, port, ServerLimits(header_timeout, keep_alive, max_connections))
 
