@@ -63,7 +63,7 @@ def test_trials_score_validation_only_and_the_best_is_tested_once(
     # Trial 0 is the config as written (tfidf-lr's C 8, bigrams): every search is measured against it.
     first = pd.read_csv(out / "trials.csv").iloc[0]
     assert (first["params_model.params.C"], first["params_model.params.ngram_max"]) == (8.0, 2)
-    assert bool(first["user_attrs_hand_set"]) and "hand-set config (trial 0)" in stdout
+    assert "The hand-set config (the values as written, trial 0)" in stdout
     # Every trial was scored on the validation split, never on the test split.
     assert len(scored) == 3 and all(texts == data.valid.texts for texts in scored)
     trials = sorted((out / "trials").iterdir())
@@ -293,3 +293,7 @@ def test_hand_set_values_outside_the_space_or_their_conditions_are_left_to_the_s
     assert hand_set_values(space, resolved) == {"model.params.ngram_max": 2, "training.scheduler": "cosine"}
     resolved["training"]["scheduler"] = "linear"
     assert hand_set_values(space, resolved)["training.warmup_ratio"] == 0.1
+    resolved["training"]["warmup_ratio"] = 0.15  # on the 0.05 grid, though 0.15 / 0.05 = 2.9999999999999996
+    assert hand_set_values(space, resolved)["training.warmup_ratio"] == 0.15
+    resolved["training"]["warmup_ratio"] = 0.12  # off the grid: sampled
+    assert "training.warmup_ratio" not in hand_set_values(space, resolved)

@@ -119,7 +119,8 @@ def benchmark(
     train_sizes: Annotated[
         str | None,
         typer.Option(
-            help="Nested stratified training subsets for learning curves, e.g. 16,64,256,1024,4096,full."
+            help="Nested stratified training subsets for learning curves, e.g. 16,64,256,1024,4096,full "
+            "(for every row, also those with train_sizes of their own)."
         ),
     ] = None,
     include_gpu_rows: Annotated[bool, typer.Option(help="Run rows marked GPU-only even without a GPU.")] = False,
@@ -164,8 +165,9 @@ def benchmark(
         updates["seeds"] = seeds
     if vary is not None:
         updates["vary"] = vary
-    if train_sizes is not None:
+    if train_sizes is not None:  # every row's, also where a row gives its own
         updates["train_sizes"] = parse_train_sizes(train_sizes)
+        updates["rows"] = [row.model_copy(update={"train_sizes": None}) for row in chosen.rows]
     chosen = chosen.model_copy(update=updates)
     setup_logging(quiet)
     overrides = data_overrides(data, limit=limit, test_limit=test_limit) + (set_ or [])

@@ -54,6 +54,7 @@ def tune(
     from imdb_sentiment.pipelines.executors import make_executor
     from imdb_sentiment.pipelines.search_space import load_tune_file
     from imdb_sentiment.pipelines.tune import import_optuna, run_tune
+    from imdb_sentiment.pipelines.tune_report import hand_set_label
 
     tune_file = load_tune_file(config)
     import_optuna()  # missing: one line saying how to install it, before anything else
@@ -72,7 +73,7 @@ def tune(
         table.add_row("test accuracy (best trial only)", f"{best['test']['accuracy']:.4f}")
         if result.hand_set is not None:
             hand_set = result.hand_set
-            table.add_row(f"hand-set config (trial {hand_set['number']}): validation", f"{hand_set['value']:.4f}")
+            table.add_row(f"{hand_set_label(hand_set)}: validation", f"{hand_set['value']:.4f}")
         for name, value in best["params"].items():
             table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)

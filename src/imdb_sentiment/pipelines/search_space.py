@@ -172,7 +172,8 @@ def hand_set_values(space: SearchSpace, resolved: dict[str, Any]) -> dict[str, A
             inside = (
                 isinstance(value, int | float) and not isinstance(value, bool) and spec.low <= value <= spec.high
             )
-            inside = inside and (spec.step is None or abs(((value - spec.low) / spec.step) % 1) < 1e-9)
+            steps = 0.0 if spec.step is None else (value - spec.low) / spec.step
+            inside = inside and abs(steps - round(steps)) < 1e-9  # 0.15 / 0.05 is 2.9999999999999996
         if inside:
             values[path] = value
     return values

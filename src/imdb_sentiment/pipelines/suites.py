@@ -1,7 +1,8 @@
 """Benchmark suites: a YAML list of experiment configs, expanded over seeds and training-set sizes.
 
 A suite (``configs/suites/<name>.yaml`` or any YAML file) names its rows; ``--seeds`` and
-``--train-sizes`` (or the suite's own ``seeds`` / ``train_sizes``) turn each row into a grid of runs.
+``--train-sizes`` (or the suite's own ``seeds`` / ``train_sizes``, or a row's ``train_sizes``) turn each
+row into a grid of runs; ``--train-sizes`` sets every row's.
 Every run gets a fixed folder name under the output folder, so a re-run finds the runs that finished
 and skips them: an interrupted benchmark resumes where it stopped.
 """

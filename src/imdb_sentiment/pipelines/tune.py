@@ -150,7 +150,7 @@ class TuneResult:
     output_dir: Path
     study: Any
     best: dict[str, Any] | None = None  # number, value, params, run_dir, best.yaml, test metrics
-    hand_set: dict[str, Any] | None = None  # the shipped config's trial: number, value (validation), run_dir
+    hand_set: dict[str, Any] | None = None  # the written config's trial: number, value, run_dir, sampled
     files: list[Path] = field(default_factory=list)
 
 
@@ -177,7 +177,9 @@ def open_study(tune: TuneFile, overrides: list[str], storage: str, study_name: s
     study.set_user_attr("recipe", recipe)
     study.set_user_attr("metric", space.metric)
     if existing is None and (hand_set := hand_set_values(space, base.model_dump(mode="json"))):
-        study.enqueue_trial(hand_set, user_attrs={"hand_set": True})  # trial 0: the config as shipped
+        # Trial 0: the config as written; the names say which values it kept (the others are sampled).
+        # skip_if_exists: machines starting one shared study together enqueue it once.
+        study.enqueue_trial(hand_set, user_attrs={"hand_set": sorted(hand_set)}, skip_if_exists=True)
     _ask_interrupted_again(study)
     return study
 
@@ -309,7 +311,8 @@ def finish(study: Any, output_dir: Path, score_test: bool = True) -> TuneResult:
 
     result = TuneResult(output_dir, study)
     complete = [trial for trial in study.get_trials(deepcopy=False) if trial.state.name == "COMPLETE"]
-    result.hand_set = next(({"number": trial.number, "value": trial.value, "run_dir": trial.user_attrs["run_dir"]}
+    result.hand_set = next(({"number": trial.number, "value": trial.value, "run_dir": trial.user_attrs["run_dir"],
+                             "sampled": sorted(set(trial.params) - set(trial.user_attrs["hand_set"]))}
                             for trial in complete if trial.user_attrs.get("hand_set")), None)  # fmt: skip
     if complete:
         best = max(complete, key=lambda trial: (trial.value, -trial.number))

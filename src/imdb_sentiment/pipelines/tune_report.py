@@ -55,8 +55,14 @@ def _counts(study: Any) -> str:
 def _hand_set(hand_set: dict[str, Any] | None, metric: str) -> str:
     if hand_set is None:
         return ""
-    return (f"<p>The hand-set config (the values as written, trial {hand_set['number']}): validation "
-            f"{html.escape(metric)} {hand_set['value']:.4f}.</p>")  # fmt: skip
+    return f"<p>{html.escape(hand_set_label(hand_set))}: validation {html.escape(metric)} {hand_set['value']:.4f}.</p>"
+
+
+def hand_set_label(hand_set: dict[str, Any]) -> str:
+    """What trial 0 was: the config as written, or partly so where a written value lay outside the space."""
+    sampled = hand_set.get("sampled") or []
+    kept = "the values as written" + (f"; sampled: {', '.join(sampled)}, outside the space" if sampled else "")
+    return f"The hand-set config ({kept}, trial {hand_set['number']})"
 
 
 def _best(best: dict[str, Any] | None, metric: str) -> str:
