@@ -171,9 +171,11 @@ def wait_until_blocked(pid: int, deadline: float) -> None:
 
 
 def wait_for_text(path: Path, text: str, seconds: float) -> None:
-    """Until ``text`` is in the file, for at most ``seconds``."""
+    """Until ``text`` is in the file; fails after ``seconds`` (torchrun's log line changed: the moment the
+    test sets up would be lost, and it could pass on the old code)."""
     deadline = time.monotonic() + seconds
-    while text not in path.read_text(errors="replace") and time.monotonic() < deadline:
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path.name}"
         time.sleep(0.02)
 
 

@@ -72,7 +72,9 @@ def stop_on_sigterm() -> Iterator[None]:
     finally:
         # A rank of a launched job is a process that ends with the run: after an agreed stop its own
         # SIGTERM may still be on the way (see above), and the default action would kill it before the
-        # teardown barrier. In-process callers (no process group) get their handler back.
+        # teardown barrier. In-process callers (no process group) get their handler back. The cost: a
+        # rank hung at that barrier (its peer killed) outlives the launcher's SIGTERM and ends only by
+        # the SIGKILL that torchrun / Slurm send after their grace period.
         late_notice = _state["agreed"] and distributed.active()
         signal.signal(signal.SIGTERM, signal.SIG_IGN if late_notice else previous)
         if previous_file_size is not None:
