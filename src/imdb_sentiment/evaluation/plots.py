@@ -212,21 +212,37 @@ def plot_accuracy_against(rows: list[dict], key: str, axis_label: str, path: Pat
     _save(figure, path)
 
 
-def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
-    """Accuracy against labelled training reviews (log x), one line per model, a mean ± std band."""
+def plot_learning_curves(
+    curves: dict[str, list[dict]],
+    path: Path,
+    points: dict[str, dict] | None = None,
+    flat: dict[str, dict] | None = None,
+) -> None:
+    """Accuracy against labelled training reviews (log x), one line per model, a mean ± std band.
+    ``points``: models measured at one size (``train_examples``, ``accuracy`` and its 95% interval
+    ``low`` / ``high``), drawn as a marker with the interval; ``flat``: models that read no label
+    (``accuracy``, ``low``, ``high``), a dashed line across the sizes with the interval as a band."""
     curves = {name: points for name, points in curves.items() if len(points) > 1}
-    if not curves:
+    points, flat = points or {}, flat or {}
+    if not (curves or points):
         return
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
-    for name, points in sorted(curves.items()):
-        points = sorted(points, key=lambda point: point["train_examples_mean"])
-        xs = np.array([point["train_examples_mean"] for point in points], dtype=float)
-        means = np.array([point["accuracy_mean"] for point in points])
-        stds = np.array([_std(point) for point in points])
+    for name, curve in sorted(curves.items()):
+        curve = sorted(curve, key=lambda point: point["train_examples_mean"])
+        xs = np.array([point["train_examples_mean"] for point in curve], dtype=float)
+        means = np.array([point["accuracy_mean"] for point in curve])
+        stds = np.array([_std(point) for point in curve])
         axis.plot(xs, means, marker="o", label=name)
         axis.fill_between(xs, np.clip(means - stds, 0, 1), np.clip(means + stds, 0, 1), alpha=0.2)
-    sizes = [float(point["train_examples_mean"]) for points in curves.values() for point in points]
+    for name, point in sorted(points.items()):
+        spread = [[point["accuracy"] - point["low"]], [point["high"] - point["accuracy"]]]
+        axis.errorbar([point["train_examples"]], [point["accuracy"]], yerr=spread, fmt="D", capsize=4, label=name)
+    sizes = [float(p["train_examples_mean"]) for curve in curves.values() for p in curve]
+    sizes += [float(point["train_examples"]) for point in points.values()]
+    for name, line in sorted(flat.items()):
+        axis.axhline(line["accuracy"], linestyle="--", color="0.25", label=f"{name} (no labels)")
+        axis.axhspan(line["low"], line["high"], color="0.25", alpha=0.1)
     _log_x_when_spread(axis, sizes, "labelled training reviews")
     _accuracy_axis_top(axis)
     axis.set_ylabel("test accuracy")
