@@ -9,6 +9,7 @@ save / load, merge or none, positions taken, support check): :mod:`.lora`, :mod:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from torch import nn
@@ -60,7 +61,11 @@ def save_adapter(backbone: nn.Module, settings: AdapterSettings, directory: Path
     """Only the adapter's weights, and which base model they belong to."""
     folder = directory / ADAPTER_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    method_of(settings).save(backbone, settings, folder)
+    with warnings.catch_warnings():
+        # peft looks for the base's config.json to see whether the vocabulary grew; a GGUF folder has
+        # none, and the adapter never changes the vocabulary (no embedding layer is trained).
+        warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
+        method_of(settings).save(backbone, settings, folder)
     (folder / BASE_FILE).write_text(json.dumps({"source": base[0], "field": base[1], "method": settings.method}))
 
 
