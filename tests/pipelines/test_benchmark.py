@@ -76,13 +76,21 @@ def test_a_row_may_have_its_own_train_sizes(tiny_data, tmp_path) -> None:
         SuiteRow(config="nbsvm", train_sizes=[32, 32])
 
 
-def test_train_sizes_on_the_command_line_set_every_rows(tiny_data, tmp_path, capsys) -> None:
+def test_train_sizes_on_the_command_line_set_every_rows(tiny_data, tmp_path, capsys, monkeypatch) -> None:
+    from imdb_sentiment.pipelines import benchmark
+
+    planned: list[str] = []
+
+    def plan_only(suite, overrides, output_dir, **_):  # the runs the CLI would start, none trained
+        planned.extend(run.run_dir.name for run in expand_suite(suite, overrides, output_dir, False, False)[0])
+        raise UserError("planned")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", plan_only)
     suite = tmp_path / "suite.yaml"
     suite.write_text("name: t\nout_of_domain: null\nrows:\n  - {config: tfidf-lr, train_sizes: [40]}\n")
-    code, _, stderr = run_cli(["benchmark", str(suite), "--train-sizes", "24", "--data", str(tiny_data / "imdb"),
-                               "--output-dir", str(tmp_path / "out"), "--set", *FAST, "--quiet"], capsys)  # fmt: skip
-    assert code == 0, stderr
-    assert (tmp_path / "out" / "tfidf-lr-n24").is_dir() and not (tmp_path / "out" / "tfidf-lr-n40").exists()
+    code, _, _ = run_cli(["benchmark", str(suite), "--train-sizes", "24", "--data", str(tiny_data / "imdb"),
+                          "--output-dir", str(tmp_path / "out"), "--set", *FAST, "--quiet"], capsys)  # fmt: skip
+    assert code == 2 and planned == ["tfidf-lr-n24"]
 
 
 @pytest.mark.parametrize(("vary", "expected"), [("init", (43, 42)), ("data", (42, 43))])
