@@ -53,12 +53,20 @@ class RunPreempted(JobStopped):
     exit_code = 143
 
     def __init__(
-        self, run_dir: object, step: int | None, how_to_resume: str | None = None, stage: str | None = None
+        self,
+        run_dir: object,
+        step: int | None,
+        how_to_resume: str | None = None,
+        stage: str | None = None,
+        agreed: bool | None = None,
     ) -> None:
         Exception.__init__(self, str(run_dir))
         self.run_dir = run_dir
         self.step = step  # None: stopped outside the training steps, during ``stage``
         self.stage = stage
+        # Every rank of a launched job stopped at the same point (default: after a step) and may meet
+        # at a barrier before leaving.
+        self.agreed = step is not None if agreed is None else agreed
         self.how_to_resume = how_to_resume or f"imdb-sentiment train --resume {run_dir}"
 
     @property

@@ -249,3 +249,34 @@ def test_sigterm_during_analyze_is_exit_143_in_one_line(tiny_imdb_80, tmp_path, 
         f"stopped by SIGTERM; {run_dir / 'analysis'} holds no half-written file: run analyze again."
     )
     assert not any((run_dir / "analysis").glob("*")) if (run_dir / "analysis").exists() else True
+
+
+@pytest.mark.parametrize(
+    ("stopped", "meet"),
+    [
+        ({"step": 12}, True),  # after a step every rank agreed on
+        ({"step": None, "stage": "the end of training", "agreed": True}, True),  # after the last step, agreed
+        ({"step": None, "stage": "the test evaluation"}, False),  # one rank's own stop: no barrier to meet at
+    ],
+)
+def test_ranks_that_agreed_to_stop_meet_before_leaving_even_after_the_last_step(
+    stopped, meet, tmp_path, capsys, monkeypatch
+) -> None:
+    """A stop agreed after the last step (SIGTERM during the last validation) used to count as one rank's:
+    the ranks skipped the teardown barrier, and one tearing gloo down while rank 0 still wrote run.json
+    could abort it."""
+    from imdb_sentiment.errors import RunPreempted
+    from imdb_sentiment.pipelines import experiment
+    from imdb_sentiment.training import distributed, preemption
+
+    assert preemption.TrainingStopped(stage="the end of training", agreed=True).agreed
+    assert not preemption.TrainingStopped(stage="the test evaluation").agreed
+    left: list[bool] = []
+
+    def stop(*args, **kwargs):
+        raise RunPreempted(tmp_path, **stopped)
+
+    monkeypatch.setattr(experiment, "run_experiment", stop)
+    monkeypatch.setattr(distributed, "leave_process_group", left.append)
+    code, _, _ = run_cli(["train", "nbsvm", "--quiet"], capsys)
+    assert code == 143 and left == [meet]

@@ -86,9 +86,10 @@ def train(
         result = run_experiment(experiment, resume_dir=resume, show_progress=not quiet, command=" ".join(sys.argv))
         finished = True
     except RunPreempted as stopped:
-        # Stopped after a step: every rank agreed on it (a collective) and raised, and rank 0 may still be
-        # writing run.json; the others tearing gloo down meanwhile is the abort the barrier prevents.
-        finished = stopped.step is not None
+        # Stopped after a step or at the end of training: every rank agreed on it (a collective) and
+        # raised, and rank 0 may still be writing run.json; the others tearing gloo down meanwhile is the
+        # abort the barrier prevents. A stop during another stage is one rank's: no barrier.
+        finished = stopped.agreed
         raise
     finally:
         leave_process_group(finished)

@@ -195,7 +195,7 @@ def run_experiment(
             "preempted",
             **({"step": stopped.step} if stopped.step is not None else {"stage": stopped.stage}),
         )
-        raise RunPreempted(run_dir, stopped.step, stage=stopped.stage) from None
+        raise RunPreempted(run_dir, stopped.step, stage=stopped.stage, agreed=stopped.agreed) from None
     except BaseException as exc:
         _record_end(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -242,7 +242,7 @@ def _follow_main_process(config: ExperimentConfig, data: PreparedData, model: Se
             _, metrics, _ = _fit_and_test(model, data, context, config)
             metrics.update(single_review_latency(model, data.test.texts))
     except TrainingStopped as stopped:
-        raise RunPreempted(run_dir, stopped.step, stage=stopped.stage) from None
+        raise RunPreempted(run_dir, stopped.step, stage=stopped.stage, agreed=stopped.agreed) from None
     return ExperimentResult(run_dir=run_dir, metrics=metrics, model=model, main_process=False)
 
 

@@ -39,10 +39,13 @@ class TrainingStopped(BaseException):
     ``stage``. A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (a retry loop, a
     library's error handling) swallows it."""
 
-    def __init__(self, step: int | None = None, stage: str | None = None) -> None:
+    def __init__(self, step: int | None = None, stage: str | None = None, agreed: bool = False) -> None:
         where = f"after step {step}; a resume checkpoint was written" if step is not None else f"during {stage}"
         super().__init__(f"stopped by SIGTERM {where}")
         self.step, self.stage = step, stage
+        # Every rank stops here together (after a step, or at the end of training by a collective): they
+        # may meet at a barrier before leaving. A stop during a stage is this process's alone.
+        self.agreed = agreed or step is not None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -93,7 +96,7 @@ def deferred_stop() -> Iterator[None]:
     finally:
         _state["deferring"] = int(_state["deferring"]) - 1
     if stop_requested():
-        raise TrainingStopped(stage="the end of training")
+        raise TrainingStopped(stage="the end of training", agreed=True)
 
 
 def stop_requested() -> bool:
