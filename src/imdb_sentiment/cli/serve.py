@@ -82,9 +82,8 @@ def serve(
         from imdb_sentiment.serving.predictor import Predictor
 
         predictor = Predictor.from_run(run, onnx=True)
-    served = served_model_from_run(
-        run, predictor, explain_thread
-    )  # a damaged run folder fails here, before the port opens
+    # A damaged run folder fails here, before the port opens.
+    served = served_model_from_run(run, predictor, explain_thread)
     if not served.files_checked:
         err_console.print(
             f"[bold yellow]warning:[/bold yellow] {run}/model has no manifest.json (saved by an older version): "

@@ -155,9 +155,9 @@ def config_value(raw: dict[str, Any], path: str) -> Any:
 
 def hand_set_values(space: SearchSpace, resolved: dict[str, Any]) -> dict[str, Any]:
     """The searched parameters' values in the config as written (``resolved``: the validated config
-    with ``fixed`` applied and defaults filled in, as a dict), where they lie in their space and their conditions hold: the study's first trial, so that every
-    search is measured against the hand-set config on the same validation split. A value outside its
-    space (or unset) is left to the sampler."""
+    with ``fixed`` applied and defaults filled in, as a dict), where they lie in their space and their
+    conditions hold: the study's first trial, so that every search is measured against the hand-set
+    config on the same validation split. A value outside its space (or unset) is left to the sampler."""
     values: dict[str, Any] = {}
     for path, spec in space.params.items():
         value = config_value(resolved, path)

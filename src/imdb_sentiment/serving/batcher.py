@@ -12,11 +12,13 @@ turn), so a client that leaves stops its explanation after the unit in progress.
 has its own copy of the model (``explanation_thread=True``: the server's default for PyTorch models on
 Linux), the units run in a thread of their own at the lowest CPU priority (nice 19, inherited by the
 OpenMP workers the thread starts: GNU OpenMP, as in PyTorch's Linux wheels, gives each calling thread
-its own pool): the scheduler gives the cores to predictions the moment they need them, so a one-text request
-sent while a big explanation runs waits for neither the explanation nor one of its units. Measured on a
-2-core CPU with MiniLM: one-text p99 40 ms beside a running explanation against 37 ms alone (153 ms
-with both threads at the same priority), and the explanation itself no slower. Otherwise they share the
-model's thread, whose turns go to waiting batches first: a one-text request then waits for one unit.
+its own pool): the scheduler gives the cores to predictions the moment they need them, so a one-text
+request sent while a big explanation runs waits for neither the explanation nor one of its units.
+Measured on a 2-core CPU with MiniLM: one-text p99 40 ms beside a running explanation against 37 ms
+alone (153 ms with both threads at the same priority); the explanation slows by the cores the
+predictions take (README: 85 s instead of 58 s under back-to-back one-text requests). Otherwise they
+share the model's thread, whose turns go to waiting batches first: a one-text request then waits for one
+unit.
 
 Why hand-written: FastAPI / Starlette have no request batching, and the few small packages that do add
 little over this one asyncio loop.

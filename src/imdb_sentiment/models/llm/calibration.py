@@ -6,8 +6,9 @@ prior: the threshold that labels the class shares' worth of reviews positive, e.
 balanced data, :func:`prior_biases`). K classes: one bias per class on the K scores (content-free: the
 log of the mean content-free distribution; train: the likelihood-best intercepts, :func:`fit_intercepts`;
 prior: the biases whose mean prediction matches the class shares). The prior calibration reads the
-reviews' scores and the class shares, never which review has which label: a zero-label calibration. llm-score's fit and the
-template search (:mod:`.search`) both use these, so the search rates a prompt as predictions would use it.
+reviews' scores and the class shares, never which review has which label: a zero-label calibration.
+llm-score's fit and the template search (:mod:`.search`) both use these, so the search rates a prompt
+as predictions would use it.
 """
 
 from __future__ import annotations

@@ -272,15 +272,15 @@ class LLMScorer(TorchTextClassifier):
         """Both biases, from anything but the test split: content-free inputs and training reviews
         that are not among the shots."""
         p = self.params
-        # The prior calibration must not choose its reviews by their labels: a label-blind sample.
-        rows = self.training_rows(train, p.calibration_size, context.seed + 1, blind=p.calibration == "prior")
+        # The prior calibration must not choose its reviews by their labels: a label-blind sample. Its bias
+        # matches the shares the sample was drawn with: the training split's for a blind draw, equal ones
+        # for a balanced draw (a calibration other than prior: then it is a median threshold).
+        blind = p.calibration == "prior"
+        rows = self.training_rows(train, p.calibration_size, context.seed + 1, blind=blind)
         content_free = self.label_scores(p.content_free_inputs, len(p.content_free_inputs))
         scores = self.label_scores([train.texts[i] for i in rows], context.training.eval_batch_size)
-        # The prior bias matches the shares the sample was drawn with: the training split's for a blind
-        # draw, equal ones for a balanced draw (calibration other than prior: then a median threshold).
-        shares = np.bincount(train.labels, minlength=self.num_classes) if p.calibration == "prior" else None
-        self.biases = fitted_biases(content_free, scores, np.asarray(train.labels)[rows], self.num_classes,
-                                    shares if shares is not None else np.ones(self.num_classes))  # fmt: skip
+        shares = np.bincount(train.labels, minlength=self.num_classes) if blind else np.ones(self.num_classes)
+        self.biases = fitted_biases(content_free, scores, np.asarray(train.labels)[rows], self.num_classes, shares)
         self.calibration_reviews = len(rows)
         context.extra_metrics.update(
             {"calibration": p.calibration, "calibration_reviews": len(rows), "shots": p.shots,
