@@ -27,6 +27,7 @@ TINY_LLM = {"checkpoint": tiny_causal_lm_folder(), "shots": 2, "max_length": 16,
 TINY_PARAMS: dict[str, dict] = {
     "tfidf-lr": {"min_df": 1},
     "nbsvm": {"min_df": 1, "max_features": None},
+    "doc2vec": {"vector_size": 8, "epochs": 2, "min_count": 1},
     "fasttext": WORD,
     "cnn": {**WORD, "num_filters": 8},
     "lstm": {**WORD, "hidden_size": 8},

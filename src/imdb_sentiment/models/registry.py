@@ -20,6 +20,7 @@ ModelClass = TypeVar("ModelClass", bound="type[SentimentModel]")
 MODEL_MODULES: dict[str, str] = {
     "tfidf-lr": "imdb_sentiment.models.linear",
     "nbsvm": "imdb_sentiment.models.linear",
+    "doc2vec": "imdb_sentiment.models.doc_vectors",
     # word-level neural models (issue 3)
     "fasttext": "imdb_sentiment.models.word.fasttext",
     "cnn": "imdb_sentiment.models.word.cnn",
