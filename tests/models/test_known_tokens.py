@@ -26,6 +26,7 @@ WORD = {"embeddings": "random", "embedding_dim": 16, "max_length": 24, "min_freq
 TINY = {
     "tfidf-lr": {"min_df": 1},
     "nbsvm": {"min_df": 1, "max_features": None},
+    "doc2vec": {"vector_size": 8, "epochs": 2, "min_count": 1},
     "cnn": {**WORD, "num_filters": 8},
     "lstm": {**WORD, "hidden_size": 8},
     # A random 1-layer BERT with MiniLM's WordPiece vocabulary, and one with a vocabulary of its own.
