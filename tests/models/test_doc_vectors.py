@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import gensim.models.doc2vec
@@ -55,14 +58,13 @@ def test_the_vectors_are_trained_on_train_and_unlabelled_reviews_only() -> None:
 
 def test_a_label_sorted_training_split_reaches_gensim_shuffled(monkeypatch: pytest.MonkeyPatch) -> None:
     """In label order, the falling learning rate would give each class its own vector scale."""
-    real_init, corpora = gensim.models.doc2vec.Doc2Vec.__init__, []
+    real_build_vocab, corpora = gensim.models.doc2vec.Doc2Vec.build_vocab, []
 
     def recording(self, *args, **kwargs):
-        if "corpus_file" in kwargs:
-            corpora.append(Path(kwargs["corpus_file"]).read_text().splitlines())
-        real_init(self, *args, **kwargs)
+        corpora.append(Path(kwargs["corpus_file"]).read_text().splitlines())
+        return real_build_vocab(self, *args, **kwargs)
 
-    monkeypatch.setattr(gensim.models.doc2vec.Doc2Vec, "__init__", recording)
+    monkeypatch.setattr(gensim.models.doc2vec.Doc2Vec, "build_vocab", recording)
     reviews = tiny_reviews(100, 0)
     order = np.argsort(reviews.labels, kind="stable")
     in_label_order = TextDataset([reviews.texts[i] for i in order], reviews.labels[order])
@@ -156,3 +158,63 @@ def test_the_nb_bag_on_three_classes_is_refused_naming_the_field() -> None:
     with pytest.raises(UserError, match=r"^model\.params\.nb_ngrams: .*two classes") as caught:
         DocVectorClassifier({**TINY, "nb_ngrams": 2}).check_classes(three.classes)
     assert "\n" not in str(caught.value)
+
+
+def test_inference_is_the_same_in_another_process(saved: Path) -> None:
+    """gensim seeds inference with Python's salted hash(); the saved model must not."""
+    script = (
+        "import sys, numpy as np; from imdb_sentiment.models.base import SentimentModel; "
+        f"m = SentimentModel.load({str(saved)!r}); "
+        "p = m.predict_proba(['a fine film, great acting', '', 'zzz qqq']); "
+        "sys.stdout.write(' '.join(f'{x:.9f}' for x in p.ravel()))"
+    )  # fmt: skip
+    outputs = {
+        subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True).stdout
+        for seed in ("1", "2")
+    }  # fmt: skip
+    assert len(outputs) == 1, outputs
+
+
+def test_a_review_without_tokens_gets_one_vector(fitted: DocVectorClassifier) -> None:
+    np.testing.assert_array_equal(fitted.vectors(["", "!!"])[0], fitted.vectors([""])[0])
+
+
+def test_a_review_no_worker_trained_gets_an_inferred_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gensim's corpus_file workers can miss reviews near their seams (gensim #2757); simulated on line 0."""
+    real_train = gensim.models.doc2vec.Doc2Vec.train
+
+    def missing_line_0(self, *args, **kwargs):
+        start = self.dv.vectors[0].copy()
+        real_train(self, *args, **kwargs)
+        self.dv.vectors[0] = start
+
+    monkeypatch.setattr(gensim.models.doc2vec.Doc2Vec, "train", missing_line_0)
+    train = tiny_reviews(100, 0)
+    model, context = fit({"epochs": 5}, train)
+    assert context.extra_metrics["untrained_reviews_inferred"] == 1
+    inferred = model.vectors(train.texts)  # line 0 holds some training review: now its inferred vector
+    assert any(np.array_equal(model.doc2vec_.dv.vectors[0], vector) for vector in inferred)
+
+
+def test_min_count_above_every_count_is_one_line() -> None:
+    with pytest.raises(UserError, match=r"^model\.params\.min_count: ") as caught:
+        fit({"min_count": 10_000}, tiny_reviews(20, 0))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["output", "coef", "intercept"])
+def test_non_finite_weights_are_refused(saved: Path, name: str) -> None:
+    array = np.load(saved / f"{name}.npy")
+    array.flat[0] = np.nan
+    np.save(saved / f"{name}.npy", array)
+    with pytest.raises(UserError, match="NaN or infinite"):
+        SentimentModel.load(saved)
+
+
+def test_huge_output_weights_are_refused(saved: Path) -> None:
+    array = np.load(saved / "output.npy")
+    array.flat[0] = 1e20
+    np.save(saved / "output.npy", array)
+    with pytest.raises(UserError, match="implausible size"):
+        SentimentModel.load(saved)

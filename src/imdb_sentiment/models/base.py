@@ -267,6 +267,10 @@ def load_array(directory: Path, name: str, shape: tuple[int, ...]) -> np.ndarray
         raise saved_model_error(
             directory, f"{path.name} holds {array.dtype} {array.shape}, expected numbers of shape {shape}"
         )
+    # No saved weight is NaN or infinite; one that is would give NaN probabilities, a library's traceback
+    # or, inside gensim's compiled loops, an out-of-bounds read.
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise saved_model_error(directory, f"{path.name} holds NaN or infinite numbers")
     return array
 
 

@@ -11,11 +11,15 @@ both; what is written here is the n-gram tokens, a deterministic inference and a
   which a classifier then reads as the label: measured 96% cross-validated on the training vectors and
   75% on inferred validation ones; shuffled, 90.6% on validation and on the test set (IMDB, 100-d,
   1-2 grams, 10 epochs).
-- **Inference is deterministic per review.** gensim draws negative samples from the model's one random
-  state, so a review's vector would depend on what was inferred before it. Each review here gets a copy of
-  the model whose random state is seeded by the review's tokens (the initial vector already is), so a
-  prediction never depends on the batch or the thread, and inference runs on ``threads`` threads
-  (gensim's inner loop releases the GIL).
+- **Inference is deterministic per review** (:func:`infer_vector`). gensim seeds a review's starting vector
+  with Python's per-process ``hash()`` and draws negative samples from the model's one random state, so a
+  vector depended on the process and on what was inferred before it. Here both are seeded by the review's
+  n-grams: a prediction never depends on the process, the batch or the thread, and inference runs on
+  ``threads`` threads (gensim's inner loop releases the GIL).
+- **Every training review is trained.** With several workers gensim's ``corpus_file`` mode splits the file
+  by bytes but stops each worker by words, so a few reviews near the seams are never visited (gensim issue
+  #2757: 6 of the 72,495 IMDB reviews with 2 workers, by a simulation of the split); their vectors, still
+  the random initial ones, are replaced by inferred ones.
 - **The classifier sees vectors of one kind.** It is fitted on the training reviews' trained vectors,
   validated and used on inferred ones (``classifier_features: trained``), or fitted on inferred vectors of
   the training reviews too (``inferred``: consistent, costs one more inference pass).
@@ -35,6 +39,7 @@ Saved without pickle (gensim's own ``save`` is a pickle): ``doc2vec.json`` (form
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -76,6 +81,7 @@ logger = logging.getLogger("imdb_sentiment.models.doc2vec")
 
 FORMAT = "imdb-sentiment-doc2vec-1"
 NGRAM_JOINER = "_"  # never inside a token: the tokenizer's words exclude "_" (text/vocabulary.py)
+MAX_WEIGHT = 1e4  # trained output weights and vector scales are far below; larger ones are damage
 SETTINGS = ("vector_size", "ngram_max", "negative", "sample", "alpha", "min_alpha", "infer_epochs")
 
 
@@ -124,6 +130,30 @@ def ngrams(text: str, ngram_max: int) -> list[str]:
     return grams
 
 
+def infer_vector(model: Doc2Vec, text: str, ngram_max: int, epochs: int) -> np.ndarray:
+    """gensim's ``Doc2Vec.infer_vector`` for PV-DBOW, seeded by the review alone. gensim seeds the starting
+    vector with Python's ``hash()``, which differs between processes (and leaves a review without tokens
+    unseeded), and draws negatives from the model's one random state, so the same saved model gave other
+    probabilities in every process and batch. Here both come from a crc32 of the review's n-grams."""
+    from gensim.models.doc2vec_inner import train_document_dbow
+
+    grams = ngrams(text, ngram_max)
+    seed = zlib.crc32(" ".join(grams).encode("utf-8"))
+    size = model.dv.vector_size
+    # gensim's initialisation (keyedvectors.pseudorandom_weak_vector) with this seed.
+    vector = ((np.random.Generator(np.random.SFC64(seed)).random(size) - 0.5) / size).astype(np.float32)
+    vector = vector.reshape(1, size)
+    seeded = copy.copy(model)  # shares every array (inference writes only ``vector``); its own random state
+    seeded.random = np.random.RandomState(seed)
+    work, lock = np.zeros(model.layer1_size, dtype=np.float32), np.ones(1, dtype=np.float32)
+    alpha, delta = model.alpha, (model.alpha - model.min_alpha) / max(epochs - 1, 1)
+    for _ in range(epochs):
+        train_document_dbow(seeded, grams, [0], alpha, work, learn_words=False, learn_hidden=False,
+                            doctag_vectors=vector, doctags_lockf=lock)  # fmt: skip
+        alpha -= delta
+    return vector[0]
+
+
 @register_model("doc2vec")
 class DocVectorClassifier(SentimentModel):
     """PV-DBOW document vectors over word n-grams (DV-ngram) + logistic regression, optionally beside
@@ -141,6 +171,7 @@ class DocVectorClassifier(SentimentModel):
         self.classifier_: LogisticRegression | None = None
         self.bag_: Pipeline | None = None  # vectorizer + NB ratio scaler, with nb_ngrams
         self.vector_scale_ = 1.0
+        self.missed_reviews_ = 0  # training reviews gensim's workers never visited (re-inferred)
 
     def check_classes(self, classes: LabelSpace) -> None:
         if self.params.nb_ngrams is not None and classes.size != 2:
@@ -188,7 +219,8 @@ class DocVectorClassifier(SentimentModel):
         context.history.extend(history)
         context.extra_metrics.update(
             {"chosen_C": chosen_C, "valid_accuracy": valid_accuracy, "ngram_vocabulary": len(model.wv),
-             "corpus_reviews": len(texts), "doc2vec_seconds": round(train_seconds, 1),
+             "corpus_reviews": len(texts), "untrained_reviews_inferred": self.missed_reviews_,
+             "doc2vec_seconds": round(train_seconds, 1),
              "inference_seconds": round(infer_seconds, 1)}
         )  # fmt: skip
         logger.info("doc2vec: vectors in %.0fs, %d n-grams kept; validation %.4f (C=%g)",
@@ -213,12 +245,25 @@ class DocVectorClassifier(SentimentModel):
             logger.info("doc2vec: %d reviews, %d-grams, %d epochs on %d threads",
                         len(texts), p.ngram_max, p.epochs, self.threads)  # fmt: skip
             model = Doc2Vec(
-                corpus_file=str(corpus), dm=0, vector_size=p.vector_size, negative=p.negative, hs=0,
-                min_count=p.min_count, max_final_vocab=p.max_vocabulary, sample=p.sample, alpha=p.alpha,
-                min_alpha=p.min_alpha, epochs=p.epochs, workers=self.threads, seed=seed,
+                dm=0, vector_size=p.vector_size, negative=p.negative, hs=0, min_count=p.min_count,
+                max_final_vocab=p.max_vocabulary, sample=p.sample, alpha=p.alpha, min_alpha=p.min_alpha,
+                epochs=p.epochs, workers=self.threads, seed=seed,
             )  # fmt: skip
+            model.build_vocab(corpus_file=str(corpus))
+            if len(model.wv) == 0:
+                raise UserError(
+                    f"model.params.min_count: no n-gram occurs {p.min_count} times in the {len(texts)} reviews "
+                    "the vectors are trained on; lower min_count or give more reviews."
+                )
+            initial = model.dv.vectors.copy()
+            model.train(corpus_file=str(corpus), total_examples=model.corpus_count,
+                        total_words=model.corpus_total_words, epochs=p.epochs)  # fmt: skip
         line_of = np.empty(len(texts), dtype=np.int64)
         line_of[order] = np.arange(len(texts))
+        missed = np.flatnonzero((model.dv.vectors == initial).all(axis=1))
+        for line in missed:  # never visited by a worker (module docstring): inferred instead
+            model.dv.vectors[line] = infer_vector(model, texts[order[line]], p.ngram_max, p.epochs)
+        self.missed_reviews_ = len(missed)
         return model, line_of
 
     def _bag_params(self) -> NBSVMParams:
@@ -239,23 +284,18 @@ class DocVectorClassifier(SentimentModel):
 
     # ------------------------------------------------------------------------------------ inference
     def vectors(self, texts: list[str]) -> np.ndarray:
-        """Inferred vectors, (n, vector_size): each review's from its own seeded copy of the model."""
+        """Inferred vectors, (n, vector_size), each a function of the review's n-grams alone."""
         assert self.doc2vec_ is not None, "fit or load the model first"
-        model, p = self.doc2vec_, self.params
-        epochs = p.infer_epochs or p.epochs
-
-        def infer(text: str) -> np.ndarray:
-            grams = ngrams(text, p.ngram_max)
-            seeded = copy.copy(model)  # shares every array; only the random state is its own
-            seeded.random = np.random.RandomState(zlib.crc32(" ".join(grams).encode("utf-8")))
-            return seeded.infer_vector(grams, epochs=epochs)
-
+        p = self.params
         if not texts:
             return np.zeros((0, p.vector_size), dtype=np.float32)
+        infer = functools.partial(
+            infer_vector, self.doc2vec_, ngram_max=p.ngram_max, epochs=p.infer_epochs or p.epochs
+        )
         if self.threads == 1 or len(texts) == 1:
             return np.stack([infer(text) for text in texts])
-        with ThreadPoolExecutor(self.threads) as pool:
-            return np.stack(list(pool.map(infer, texts, chunksize=64)))
+        with ThreadPoolExecutor(self.threads) as pool:  # gensim's inner loop releases the GIL
+            return np.stack(list(pool.map(infer, texts)))
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         if not texts:
@@ -309,8 +349,8 @@ class DocVectorClassifier(SentimentModel):
         if meta.get("settings") != self._settings():
             raise saved_model_error(directory, "the settings in doc2vec.json do not match model.json")
         scale = meta.get("vector_scale")
-        if type(scale) not in (int, float) or not np.isfinite(scale) or scale <= 0:
-            raise saved_model_error(directory, "doc2vec.json's vector_scale is not a positive number")
+        if type(scale) not in (int, float) or not 0 < scale < MAX_WEIGHT:
+            raise saved_model_error(directory, "doc2vec.json's vector_scale is not a positive number of sane size")
         p = self.params
         self.doc2vec_ = self._load_vectors_model(directory)
         self.bag_, self.vector_scale_ = None, float(scale)
@@ -344,6 +384,8 @@ class DocVectorClassifier(SentimentModel):
             )
         p = self.params
         output = load_array(directory, "output", (len(grams), p.vector_size))
+        if np.abs(output).max() >= MAX_WEIGHT:  # overflows to NaN inside gensim's compiled loop
+            raise saved_model_error(directory, "output.npy holds weights of implausible size")
         model = Doc2Vec(dm=0, vector_size=p.vector_size, negative=p.negative, hs=0, min_count=1, sample=p.sample,
                         alpha=p.alpha, min_alpha=p.min_alpha, epochs=p.epochs, workers=1)  # fmt: skip
         # The counts rebuild gensim's down-sampling thresholds; the saved order is then restored, since
