@@ -17,7 +17,8 @@ from imdb_sentiment.config import TrainingConfig
 from imdb_sentiment.data.dataset import TextDataset
 from imdb_sentiment.errors import UserError
 from imdb_sentiment.models.base import FitContext, SentimentModel
-from imdb_sentiment.models.doc_vectors import DocVectorClassifier, ngrams
+from imdb_sentiment.models.doc_vectors import DocVectorClassifier
+from imdb_sentiment.text.doc_vectors import ngrams
 
 TINY = {"vector_size": 16, "epochs": 50, "min_count": 1, "sample": 0.0}
 

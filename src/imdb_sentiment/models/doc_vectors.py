@@ -4,25 +4,12 @@ PV-DBOW (Le & Mikolov 2014) over word uni- and bi-grams is Li et al.'s DV-ngram 
 vector is trained, with negative sampling, to predict the n-grams it contains, on the training reviews and
 the unlabelled ones (never validation or test: this is an inductive model). A review the training never
 saw gets its vector by inference, the same objective with the n-gram weights frozen. gensim's Doc2Vec does
-both; what is written here is the n-gram tokens, a deterministic inference and a pickle-free save.
+both; this module adds the classifier and a pickle-free save.
 
-- **The corpus is shuffled.** Doc2Vec's learning rate falls linearly through each epoch, so a corpus in
-  label order (IMDB's files are) gives positive and negative reviews vectors of visibly different scales,
-  which a classifier then reads as the label: measured 96% cross-validated on the training vectors and
-  75% on inferred validation ones; shuffled, 90.6% on validation and on the test set (IMDB, 100-d,
-  1-2 grams, 10 epochs).
-- **Inference is deterministic per review** (:func:`infer_vector`). gensim seeds a review's starting vector
-  with Python's per-process ``hash()`` and draws negative samples from the model's one random state, so a
-  vector depended on the process and on what was inferred before it. Here both are seeded by the review's
-  n-grams: a prediction never depends on the process, the batch or the thread, and inference runs on
-  ``threads`` threads (gensim's inner loop releases the GIL).
-- **Every training review is trained.** With several workers gensim's ``corpus_file`` mode splits the file
-  by bytes but stops each worker by words, so a few reviews near the seams are never visited (gensim issue
-  #2757: 6 of the 72,495 IMDB reviews with 2 workers, by a simulation of the split); their vectors, still
-  the random initial ones, are replaced by inferred ones.
-- **The classifier sees vectors of one kind.** It is fitted on the training reviews' trained vectors,
-  validated and used on inferred ones (``classifier_features: trained``), or fitted on inferred vectors of
-  the training reviews too (``inferred``: consistent, costs one more inference pass).
+The training and the inference (a shuffled corpus, vectors independent of the process, no review left
+untrained) are :mod:`imdb_sentiment.text.doc_vectors`. The classifier is fitted on the training reviews'
+trained vectors and used on inferred ones (``classifier_features: trained``), or fitted on inferred vectors
+of the training reviews too (``inferred``: one kind of vector throughout, one more inference pass).
 
 With ``nb_ngrams`` the classifier also reads NBSVM's NB-weighted binary bag of n-grams (models/linear.py's
 vectorizer and ratio), the standardised vectors scaled by ``vector_weight`` beside it: one linear model over
@@ -33,19 +20,17 @@ bag, C 0.1, weight 1.0 as validation chose): 92.02% on the test set, against 91.
 Saved without pickle (gensim's own ``save`` is a pickle): ``doc2vec.json`` (format and settings),
 ``ngrams.json`` (the n-gram vocabulary and its counts, which negative sampling and down-sampling read),
 ``output.npy`` (the n-gram output weights, (V, dim) float32) and ``coef.npy``, ``intercept.npy``,
-``classes.npy``; with the bag, ``bag.json`` (n-gram -> column) and ``nb_ratio.npy``. Loading rebuilds a gensim model from the counts and sets the weights.
+``classes.npy``; with the bag, ``bag.json`` (n-gram -> column) and ``nb_ratio.npy``. Loading rebuilds a
+gensim model from the counts and sets the weights.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
 import os
-import tempfile
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -72,6 +57,7 @@ from imdb_sentiment.models.base import (
 from imdb_sentiment.models.linear import NBSVM, NBSVMParams
 from imdb_sentiment.models.nb_ratio import NBRatioScaler
 from imdb_sentiment.models.registry import register_model
+from imdb_sentiment.text.doc_vectors import EmptyVocabularyError, infer_vector, rebuild_pv_dbow, train_pv_dbow
 from imdb_sentiment.text.vocabulary import tokenize
 
 if TYPE_CHECKING:
@@ -80,7 +66,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("imdb_sentiment.models.doc2vec")
 
 FORMAT = "imdb-sentiment-doc2vec-1"
-NGRAM_JOINER = "_"  # never inside a token: the tokenizer's words exclude "_" (text/vocabulary.py)
 MAX_WEIGHT = 1e4  # trained output weights and vector scales are far below; larger ones are damage
 SETTINGS = ("vector_size", "ngram_max", "negative", "sample", "alpha", "min_alpha", "infer_epochs")
 
@@ -119,39 +104,6 @@ class DocVectorParams(ModelParams):
         default_factory=list, description="If set, pick C on the validation split from these values."
     )
     max_iter: int = Field(2000, ge=10)
-
-
-def ngrams(text: str, ngram_max: int) -> list[str]:
-    """The review's word tokens (the word models' tokenizer) followed by its 2..ngram_max-grams."""
-    tokens = tokenize(text)
-    grams = list(tokens)
-    for n in range(2, ngram_max + 1):
-        grams.extend(NGRAM_JOINER.join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-    return grams
-
-
-def infer_vector(model: Doc2Vec, text: str, ngram_max: int, epochs: int) -> np.ndarray:
-    """gensim's ``Doc2Vec.infer_vector`` for PV-DBOW, seeded by the review alone. gensim seeds the starting
-    vector with Python's ``hash()``, which differs between processes (and leaves a review without tokens
-    unseeded), and draws negatives from the model's one random state, so the same saved model gave other
-    probabilities in every process and batch. Here both come from a crc32 of the review's n-grams."""
-    from gensim.models.doc2vec_inner import train_document_dbow
-
-    grams = ngrams(text, ngram_max)
-    seed = zlib.crc32(" ".join(grams).encode("utf-8"))
-    size = model.dv.vector_size
-    # gensim's initialisation (keyedvectors.pseudorandom_weak_vector) with this seed.
-    vector = ((np.random.Generator(np.random.SFC64(seed)).random(size) - 0.5) / size).astype(np.float32)
-    vector = vector.reshape(1, size)
-    seeded = copy.copy(model)  # shares every array (inference writes only ``vector``); its own random state
-    seeded.random = np.random.RandomState(seed)
-    work, lock = np.zeros(model.layer1_size, dtype=np.float32), np.ones(1, dtype=np.float32)
-    alpha, delta = model.alpha, (model.alpha - model.min_alpha) / max(epochs - 1, 1)
-    for _ in range(epochs):
-        train_document_dbow(seeded, grams, [0], alpha, work, learn_words=False, learn_hidden=False,
-                            doctag_vectors=vector, doctags_lockf=lock)  # fmt: skip
-        alpha -= delta
-    return vector[0]
 
 
 @register_model("doc2vec")
@@ -228,42 +180,17 @@ class DocVectorClassifier(SentimentModel):
         return self
 
     def _train_vectors(self, texts: list[str], seed: int) -> tuple[Doc2Vec, np.ndarray]:
-        """gensim's PV-DBOW on ``texts`` in a seeded shuffled order; returns the model and each text's line."""
-        from gensim.models.doc2vec import Doc2Vec
-
         p = self.params
-        order = np.random.default_rng(seed).permutation(len(texts))
-        # corpus_file mode: gensim reads a whitespace-separated file without the GIL, so training scales
-        # with workers; a document's tag is its line number.
-        with tempfile.TemporaryDirectory(prefix="imdb-doc2vec-") as folder:
-            corpus = Path(folder) / "corpus.txt"
-            with open(corpus, "w", encoding="utf-8") as handle:
-                for index in order:
-                    # An empty line would be no document at all and shift every later tag.
-                    handle.write(" ".join(ngrams(texts[index], p.ngram_max)) or NGRAM_JOINER)
-                    handle.write("\n")
-            logger.info("doc2vec: %d reviews, %d-grams, %d epochs on %d threads",
-                        len(texts), p.ngram_max, p.epochs, self.threads)  # fmt: skip
-            model = Doc2Vec(
-                dm=0, vector_size=p.vector_size, negative=p.negative, hs=0, min_count=p.min_count,
-                max_final_vocab=p.max_vocabulary, sample=p.sample, alpha=p.alpha, min_alpha=p.min_alpha,
-                epochs=p.epochs, workers=self.threads, seed=seed,
+        logger.info("doc2vec: %d reviews, %d-grams, %d epochs on %d threads",
+                    len(texts), p.ngram_max, p.epochs, self.threads)  # fmt: skip
+        try:
+            model, line_of, self.missed_reviews_ = train_pv_dbow(
+                texts, p.ngram_max, seed, self.threads, vector_size=p.vector_size, negative=p.negative,
+                min_count=p.min_count, max_final_vocab=p.max_vocabulary, sample=p.sample, alpha=p.alpha,
+                min_alpha=p.min_alpha, epochs=p.epochs,
             )  # fmt: skip
-            model.build_vocab(corpus_file=str(corpus))
-            if len(model.wv) == 0:
-                raise UserError(
-                    f"model.params.min_count: no n-gram occurs {p.min_count} times in the {len(texts)} reviews "
-                    "the vectors are trained on; lower min_count or give more reviews."
-                )
-            initial = model.dv.vectors.copy()
-            model.train(corpus_file=str(corpus), total_examples=model.corpus_count,
-                        total_words=model.corpus_total_words, epochs=p.epochs)  # fmt: skip
-        line_of = np.empty(len(texts), dtype=np.int64)
-        line_of[order] = np.arange(len(texts))
-        missed = np.flatnonzero((model.dv.vectors == initial).all(axis=1))
-        for line in missed:  # never visited by a worker (module docstring): inferred instead
-            model.dv.vectors[line] = infer_vector(model, texts[order[line]], p.ngram_max, p.epochs)
-        self.missed_reviews_ = len(missed)
+        except EmptyVocabularyError as exc:
+            raise UserError(f"model.params.min_count: {exc}; lower min_count or give more reviews.") from None
         return model, line_of
 
     def _bag_params(self) -> NBSVMParams:
@@ -372,8 +299,6 @@ class DocVectorClassifier(SentimentModel):
         self.classifier_ = classifier
 
     def _load_vectors_model(self, directory: Path) -> Doc2Vec:
-        from gensim.models.doc2vec import Doc2Vec
-
         vocabulary = read_json(directory / "ngrams.json", "the saved model is damaged: train it again")
         grams, counts = vocabulary.get("ngrams"), vocabulary.get("counts")
         if not (isinstance(grams, list) and isinstance(counts, list) and len(grams) == len(counts) and grams
@@ -386,21 +311,8 @@ class DocVectorClassifier(SentimentModel):
         output = load_array(directory, "output", (len(grams), p.vector_size))
         if np.abs(output).max() >= MAX_WEIGHT:  # overflows to NaN inside gensim's compiled loop
             raise saved_model_error(directory, "output.npy holds weights of implausible size")
-        model = Doc2Vec(dm=0, vector_size=p.vector_size, negative=p.negative, hs=0, min_count=1, sample=p.sample,
-                        alpha=p.alpha, min_alpha=p.min_alpha, epochs=p.epochs, workers=1)  # fmt: skip
-        # The counts rebuild gensim's down-sampling thresholds; the saved order is then restored, since
-        # gensim's sort by count may order ties differently and the negative-sampling table (rebuilt
-        # below) maps a draw to an n-gram by position.
-        model.build_vocab_from_freq(dict(zip(grams, counts, strict=True)), corpus_count=1)
-        vectors = model.wv
-        position = np.array([vectors.key_to_index[gram] for gram in grams])
-        vectors.index_to_key = list(grams)
-        vectors.key_to_index = {gram: index for index, gram in enumerate(grams)}
-        vectors.expandos = {name: values[position] for name, values in vectors.expandos.items()}
-        vectors.vectors = vectors.vectors[position]
-        model.make_cum_table()
-        model.syn1neg = np.ascontiguousarray(output, dtype=np.float32)
-        return model
+        return rebuild_pv_dbow(grams, counts, output, vector_size=p.vector_size, negative=p.negative,
+                               sample=p.sample, alpha=p.alpha, min_alpha=p.min_alpha, epochs=p.epochs)  # fmt: skip
 
     def _load_bag(self, directory: Path) -> Pipeline:
         columns = read_json(directory / "bag.json", "the saved model is damaged: train it again")
