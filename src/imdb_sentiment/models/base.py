@@ -274,6 +274,14 @@ def load_array(directory: Path, name: str, shape: tuple[int, ...]) -> np.ndarray
     return array
 
 
+def load_classes(directory: Path, num_classes: int) -> np.ndarray:
+    """``classes.npy``: a classifier's classes, which must be 0..num_classes-1 (model.json's classes)."""
+    classes = load_array(directory, "classes", (num_classes,))
+    if classes.tolist() != list(range(num_classes)):
+        raise saved_model_error(directory, f"classes.npy holds {classes.tolist()}, not 0..{num_classes - 1}")
+    return classes
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """A library's exception text as one plain line: ANSI styling removed, the first non-empty line, cut."""
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))

@@ -51,10 +51,11 @@ from imdb_sentiment.models.base import (
     ModelParams,
     SentimentModel,
     load_array,
+    load_classes,
     save_arrays,
     saved_model_error,
 )
-from imdb_sentiment.models.linear import NBSVM, NBSVMParams
+from imdb_sentiment.models.linear import NBSVM, NBSVMParams, restore_columns, save_columns
 from imdb_sentiment.models.nb_ratio import NBRatioScaler
 from imdb_sentiment.models.registry import register_model
 from imdb_sentiment.text.doc_vectors import EmptyVocabularyError, infer_vector, rebuild_pv_dbow, train_pv_dbow
@@ -185,13 +186,18 @@ class DocVectorClassifier(SentimentModel):
                     len(texts), p.ngram_max, p.epochs, self.threads)  # fmt: skip
         try:
             model, line_of, self.missed_reviews_ = train_pv_dbow(
-                texts, p.ngram_max, seed, self.threads, vector_size=p.vector_size, negative=p.negative,
-                min_count=p.min_count, max_final_vocab=p.max_vocabulary, sample=p.sample, alpha=p.alpha,
-                min_alpha=p.min_alpha, epochs=p.epochs,
+                texts, p.ngram_max, seed, self.threads, min_count=p.min_count, max_final_vocab=p.max_vocabulary,
+                **self._gensim_settings(),
             )  # fmt: skip
         except EmptyVocabularyError as exc:
             raise UserError(f"model.params.min_count: {exc}; lower min_count or give more reviews.") from None
         return model, line_of
+
+    def _gensim_settings(self) -> dict[str, Any]:
+        """The Doc2Vec arguments that training and a rebuilt model share."""
+        p = self.params
+        return {"vector_size": p.vector_size, "negative": p.negative, "sample": p.sample, "alpha": p.alpha,
+                "min_alpha": p.min_alpha, "epochs": p.epochs}  # fmt: skip
 
     def _bag_params(self) -> NBSVMParams:
         p = self.params
@@ -260,18 +266,15 @@ class DocVectorClassifier(SentimentModel):
         arrays = {"output": model.syn1neg, "coef": classifier.coef_, "intercept": classifier.intercept_,
                   "classes": classifier.classes_}  # fmt: skip
         if self.bag_ is not None:
-            vectorizer, scaler = self.bag_.named_steps["vectorizer"], self.bag_.named_steps["nb_ratio"]
-            arrays["nb_ratio"] = scaler.ratio_
-            # int(): after max_features pruning scikit-learn's columns are NumPy integers.
-            columns = {term: int(column) for term, column in vectorizer.vocabulary_.items()}
-            write_text_atomic(directory / "bag.json", json.dumps(columns, separators=(",", ":")))
+            arrays["nb_ratio"] = self.bag_.named_steps["nb_ratio"].ratio_
+            save_columns(self.bag_.named_steps["vectorizer"], directory / "bag.json")
         save_arrays(directory, arrays)
         write_json_atomic(directory / "doc2vec.json",
                           {"format": FORMAT, "settings": self._settings(), "vector_scale": self.vector_scale_})  # fmt: skip
 
     def load_weights(self, directory: Path) -> None:
         meta = read_json(directory / "doc2vec.json", "the saved model is damaged: train it again")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if meta.get("format") != FORMAT:
             raise saved_model_error(directory, f"doc2vec.json is not in this version's format ({FORMAT})")
         if meta.get("settings") != self._settings():
             raise saved_model_error(directory, "the settings in doc2vec.json do not match model.json")
@@ -288,11 +291,7 @@ class DocVectorClassifier(SentimentModel):
         rows = 1 if self.num_classes == 2 else self.num_classes
         coef = load_array(directory, "coef", (rows, width))
         intercept = load_array(directory, "intercept", (rows,))
-        classes = load_array(directory, "classes", (self.num_classes,))
-        if classes.tolist() != list(range(self.num_classes)):
-            raise saved_model_error(
-                directory, f"classes.npy holds {classes.tolist()}, not 0..{self.num_classes - 1}"
-            )
+        classes = load_classes(directory, self.num_classes)
         classifier = self._classifier(p.C, seed=0)  # loaded weights: never refitted
         classifier.classes_, classifier.coef_, classifier.intercept_ = classes, coef, intercept
         classifier.n_features_in_ = width
@@ -311,16 +310,10 @@ class DocVectorClassifier(SentimentModel):
         output = load_array(directory, "output", (len(grams), p.vector_size))
         if np.abs(output).max() >= MAX_WEIGHT:  # overflows to NaN inside gensim's compiled loop
             raise saved_model_error(directory, "output.npy holds weights of implausible size")
-        return rebuild_pv_dbow(grams, counts, output, vector_size=p.vector_size, negative=p.negative,
-                               sample=p.sample, alpha=p.alpha, min_alpha=p.min_alpha, epochs=p.epochs)  # fmt: skip
+        return rebuild_pv_dbow(grams, counts, output, **self._gensim_settings())
 
     def _load_bag(self, directory: Path) -> Pipeline:
-        columns = read_json(directory / "bag.json", "the saved model is damaged: train it again")
-        if not all(type(column) is int for column in columns.values()):
-            raise saved_model_error(directory, "bag.json is not a mapping of n-grams to column numbers")
-        vectorizer = NBSVM(self._bag_params()).vectorizer()
-        # A fixed vocabulary: fitting only validates it (columns 0..n-1, no repeats).
-        vectorizer.set_params(vocabulary=columns).fit([""])
+        vectorizer = restore_columns(NBSVM(self._bag_params()).vectorizer(), directory, "bag.json")
         scaler = NBRatioScaler(self.params.nb_alpha)
-        scaler.ratio_ = load_array(directory, "nb_ratio", (len(columns),))
+        scaler.ratio_ = load_array(directory, "nb_ratio", (len(vectorizer.vocabulary_),))
         return Pipeline([("vectorizer", vectorizer), ("nb_ratio", scaler)])

@@ -41,6 +41,7 @@ from imdb_sentiment.models.base import (
     ModelParams,
     SentimentModel,
     load_array,
+    load_classes,
     save_arrays,
     saved_model_error,
 )
@@ -227,9 +228,7 @@ class LinearModel(SentimentModel):
             arrays["nb_ratio"], coef = classifier.ratios_, classifier.weights_
         arrays.update(coef=coef, intercept=classifier.intercept_, classes=classifier.classes_)
         save_arrays(directory, arrays)
-        # int(): after max_features pruning scikit-learn's columns are NumPy integers.
-        vocabulary = {term: int(column) for term, column in vectorizer.vocabulary_.items()}
-        write_text_atomic(directory / "vocabulary.json", json.dumps(vocabulary, separators=(",", ":")))
+        save_columns(vectorizer, directory / "vocabulary.json")
         write_json_atomic(
             directory / "linear.json",
             {
@@ -256,27 +255,34 @@ class LinearModel(SentimentModel):
         vectorizer = self.vectorizer()
         if meta.get("vectorizer") != _vectorizer_settings(vectorizer):
             raise saved_model_error(directory, "the vectorizer settings in linear.json do not match model.json")
-        vocabulary = read_json(directory / "vocabulary.json", "the saved model is damaged: train it again")
-        if not isinstance(vocabulary, dict) or not all(type(v) is int for v in vocabulary.values()):
-            raise saved_model_error(directory, "vocabulary.json is not a mapping of terms to column numbers")
-        width = len(vocabulary)
-        # A fixed vocabulary: fitting then only validates it (columns 0..n-1, no repeats) and sets up
-        # the TF-IDF step; the idf weights fitted on this empty document are replaced just below.
-        vectorizer.set_params(vocabulary=vocabulary).fit([""])
+        # Also sets up the TF-IDF step; the idf weights fitted on its empty document are replaced just below.
+        width = len(restore_columns(vectorizer, directory, "vocabulary.json").vocabulary_)
         if vectorizer.use_idf:
             vectorizer.idf_ = load_array(directory, "idf", (width,))
         # One row for two classes (a binary classifier), one per class otherwise; model.json's classes
         # (restored before this) say how many, so arrays of another task are refused here.
         rows = 1 if self.num_classes == 2 else self.num_classes
-        classes = load_array(directory, "classes", (self.num_classes,))
-        if classes.tolist() != list(range(self.num_classes)):
-            raise saved_model_error(
-                directory, f"classes.npy holds {classes.tolist()}, not 0..{self.num_classes - 1}"
-            )
+        classes = load_classes(directory, self.num_classes)
         coef = load_array(directory, "coef", (rows, width))
         intercept = load_array(directory, "intercept", (rows,))
         head = self.restore_head(directory, float(meta["classifier"]["C"]), coef, intercept, classes)
         self.pipeline_ = Pipeline([("vectorizer", vectorizer), *head])
+
+
+def save_columns(vectorizer: TfidfVectorizer, path: Path) -> None:
+    """A fitted vectorizer's vocabulary (n-gram -> column) as compact JSON."""
+    # int(): after max_features pruning scikit-learn's columns are NumPy integers.
+    columns = {term: int(column) for term, column in vectorizer.vocabulary_.items()}
+    write_text_atomic(path, json.dumps(columns, separators=(",", ":")))
+
+
+def restore_columns(vectorizer: TfidfVectorizer, directory: Path, name: str) -> TfidfVectorizer:
+    """``vectorizer`` (unfitted, the saved model's settings) with the vocabulary :func:`save_columns` wrote."""
+    columns = read_json(directory / name, "the saved model is damaged: train it again")
+    if not all(type(column) is int for column in columns.values()):
+        raise saved_model_error(directory, f"{name} is not a mapping of terms to column numbers")
+    # A fixed vocabulary: fitting then only validates it (columns 0..n-1, no repeats).
+    return vectorizer.set_params(vocabulary=columns).fit([""])
 
 
 def _vectorizer_settings(vectorizer: TfidfVectorizer) -> dict[str, Any]:

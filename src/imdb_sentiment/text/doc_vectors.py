@@ -21,7 +21,6 @@ saves them without pickle; gensim's own ``save`` is a pickle).
 from __future__ import annotations
 
 import copy
-import logging
 import tempfile
 import zlib
 from pathlib import Path
@@ -33,8 +32,6 @@ from imdb_sentiment.text.vocabulary import tokenize
 
 if TYPE_CHECKING:
     from gensim.models.doc2vec import Doc2Vec
-
-logger = logging.getLogger("imdb_sentiment.text.doc_vectors")
 
 NGRAM_JOINER = "_"  # never inside a token: the tokenizer's words exclude "_" (text/vocabulary.py)
 
