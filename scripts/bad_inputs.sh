@@ -184,6 +184,25 @@ cp -r "$NBSVM_RUN" edited-predictions-run
 sed -i '2s/,0\.[0-9]*,/,x,/' edited-predictions-run/predictions.csv
 printf 'rows:\n  - config: nbsvm\nout_of_domain:\n  path: no-such-mr-folder\n' >missing-ood-suite.yaml
 
+# A saved model with a NaN weight that its manifest vouches for (load_array refuses non-finite arrays).
+cp -r "$NBSVM_RUN" nan-weight-run
+"$PYTHON" - nan-weight-run/model <<'EOF'
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+model = Path(sys.argv[1])
+coef = np.load(model / "coef.npy")
+coef.flat[0] = np.nan
+np.save(model / "coef.npy", coef)
+manifest = json.loads((model / "manifest.json").read_text())
+manifest["files"]["coef.npy"] = hashlib.sha256((model / "coef.npy").read_bytes()).hexdigest()
+(model / "manifest.json").write_text(json.dumps(manifest))
+EOF
+
 # onnx and weights: copies of the cnn run with an ONNX graph that export.json vouches for but that
 # cannot be loaded (garbage bytes; weights in "external data" outside the folder), and one whose
 # network.pt holds a pickle that would create the marker file if it ran (manifest updated to match).
@@ -306,6 +325,8 @@ case_ "evaluate: data without a test split" 2 evaluate "$NBSVM_RUN" --data imdb-
 case_ "ONNX graph of garbage bytes" 2 predict onnx-garbage-run --onnx "a great film"
 case_ "ONNX external data out of folder" 2 evaluate onnx-external-run --onnx --data imdb
 case_ "crafted pickle network.pt" 2 predict pickled-network-run "a great film"
+case_ "NaN weight in a saved model" 2 predict nan-weight-run "a great film"
+case_ "doc2vec: min_count above every count" 2 train doc2vec --data imdb --set model.params.min_count=100000 "${FAST[@]}"
 
 # server: hostile HTTP requests to the real `serve` on 127.0.0.1 (the tiny nbsvm run). A case passes
 # (exit 0) when the answer has the expected status, a JSON body {"error": ...} (or, for a 200, the
